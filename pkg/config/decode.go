@@ -1,0 +1,586 @@
+package config
+
+import (
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// The raw* types are the file's schema as gohcl sees it. Optional
+// attributes are pointers so that "absent" (nil) is distinct from a zero
+// value; the *Range fields locate values for semantic diagnostics.
+
+type rawConfig struct {
+	WorkerProcesses       hcl.Expression `hcl:"worker_processes,optional"`
+	WorkerCPUAffinity     *string        `hcl:"worker_cpu_affinity,optional"`
+	WorkerShutdownTimeout *string        `hcl:"worker_shutdown_timeout,optional"`
+	PidFile               *string        `hcl:"pid_file,optional"`
+	User                  *string        `hcl:"user,optional"`
+	Group                 *string        `hcl:"group,optional"`
+
+	Log     *rawLog     `hcl:"log,block"`
+	Stats   *rawStats   `hcl:"stats,block"`
+	Metrics *rawMetrics `hcl:"metrics,block"`
+	Pools   []*rawPool  `hcl:"pool,block"`
+
+	WorkerCPUAffinityRange     hcl.Range `hcl:"worker_cpu_affinity,attr_value_range"`
+	WorkerShutdownTimeoutRange hcl.Range `hcl:"worker_shutdown_timeout,attr_value_range"`
+	PidFileRange               hcl.Range `hcl:"pid_file,attr_value_range"`
+	UserRange                  hcl.Range `hcl:"user,attr_value_range"`
+	GroupRange                 hcl.Range `hcl:"group,attr_value_range"`
+}
+
+type rawLog struct {
+	Level  *string `hcl:"level,optional"`
+	Format *string `hcl:"format,optional"`
+
+	LevelRange  hcl.Range `hcl:"level,attr_value_range"`
+	FormatRange hcl.Range `hcl:"format,attr_value_range"`
+}
+
+type rawStats struct {
+	Listen   *string `hcl:"listen,optional"`
+	Interval *string `hcl:"interval,optional"`
+
+	ListenRange   hcl.Range `hcl:"listen,attr_value_range"`
+	IntervalRange hcl.Range `hcl:"interval,attr_value_range"`
+}
+
+type rawMetrics struct {
+	Listen *string `hcl:"listen,optional"`
+
+	ListenRange hcl.Range `hcl:"listen,attr_value_range"`
+}
+
+type rawPool struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+	DefRange  hcl.Range `hcl:",def_range"`
+
+	Listen             *string `hcl:"listen,optional"`
+	ListenMode         *string `hcl:"listen_mode,optional"`
+	Protocol           *string `hcl:"protocol,optional"`
+	Hash               *string `hcl:"hash,optional"`
+	HashTag            *string `hcl:"hash_tag,optional"`
+	Distribution       *string `hcl:"distribution,optional"`
+	Timeout            *string `hcl:"timeout,optional"`
+	Backlog            *int    `hcl:"backlog,optional"`
+	Preconnect         *bool   `hcl:"preconnect,optional"`
+	ClientConnections  *int    `hcl:"client_connections,optional"`
+	ServerConnections  *int    `hcl:"server_connections,optional"`
+	AutoEjectHosts     *bool   `hcl:"auto_eject_hosts,optional"`
+	ServerRetryTimeout *string `hcl:"server_retry_timeout,optional"`
+	ServerFailureLimit *int    `hcl:"server_failure_limit,optional"`
+	TCPKeepalive       *bool   `hcl:"tcpkeepalive,optional"`
+	RedisAuth          *string `hcl:"redis_auth,optional"`
+	RedisDB            *int    `hcl:"redis_db,optional"`
+
+	Servers []*rawServer `hcl:"server,block"`
+
+	ListenRange             hcl.Range `hcl:"listen,attr_value_range"`
+	ListenModeRange         hcl.Range `hcl:"listen_mode,attr_value_range"`
+	ProtocolRange           hcl.Range `hcl:"protocol,attr_value_range"`
+	HashRange               hcl.Range `hcl:"hash,attr_value_range"`
+	HashTagRange            hcl.Range `hcl:"hash_tag,attr_value_range"`
+	DistributionRange       hcl.Range `hcl:"distribution,attr_value_range"`
+	TimeoutRange            hcl.Range `hcl:"timeout,attr_value_range"`
+	BacklogRange            hcl.Range `hcl:"backlog,attr_value_range"`
+	ClientConnectionsRange  hcl.Range `hcl:"client_connections,attr_value_range"`
+	ServerConnectionsRange  hcl.Range `hcl:"server_connections,attr_value_range"`
+	ServerRetryTimeoutRange hcl.Range `hcl:"server_retry_timeout,attr_value_range"`
+	ServerFailureLimitRange hcl.Range `hcl:"server_failure_limit,attr_value_range"`
+	// Only the names of the redis_* attributes are ever pointed at, so a
+	// diagnostic cannot underline the password.
+	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
+	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
+	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
+}
+
+type rawServer struct {
+	Label      string    `hcl:"name,label"`
+	LabelRange hcl.Range `hcl:"name,label_range"`
+
+	Address *string `hcl:"address,optional"`
+	Weight  *int    `hcl:"weight,optional"`
+
+	AddressRange hcl.Range `hcl:"address,attr_value_range"`
+	WeightRange  hcl.Range `hcl:"weight,attr_value_range"`
+}
+
+// numCPU is replaced by tests so that goldens do not depend on the host.
+var numCPU = cpuCount
+
+// checker accumulates diagnostics so that one run reports every problem.
+type checker struct {
+	diags hcl.Diagnostics
+	// decoded is how many diags came from gohcl; a semantic check on a
+	// value gohcl already rejected would only repeat the complaint.
+	decoded int
+}
+
+func (c *checker) errorf(rng hcl.Range, summary, format string, args ...any) {
+	for _, d := range c.diags[:c.decoded] {
+		if d.Subject != nil && overlaps(*d.Subject, rng) {
+			return
+		}
+	}
+	r := rng
+	c.diags = append(c.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  &r,
+	})
+}
+
+func present(r hcl.Range) bool { return r.Filename != "" }
+
+func overlaps(a, b hcl.Range) bool {
+	return a.Filename == b.Filename && a.Start.Byte < b.End.Byte && b.Start.Byte < a.End.Byte
+}
+
+// dropUnknownValue removes gohcl's "value must be known" complaint, which
+// only echoes an earlier "Variables not allowed" at the same place.
+func dropUnknownValue(diags hcl.Diagnostics) hcl.Diagnostics {
+	out := diags[:0]
+	for _, d := range diags {
+		if d.Summary == "Unsuitable value type" && strings.HasSuffix(d.Detail, "value must be known") {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// decode turns a parsed body into a validated Config.
+func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
+	var raw rawConfig
+	c := &checker{}
+	c.diags = dropUnknownValue(gohcl.DecodeBody(body, nil, &raw))
+	c.decoded = len(c.diags)
+
+	cfg := &Config{
+		File:  filename,
+		User:  DefaultUser,
+		Group: DefaultGroup,
+	}
+	c.workerProcesses(raw.WorkerProcesses, cfg)
+
+	switch aff := deref(raw.WorkerCPUAffinity, "off"); {
+	case aff == "auto":
+		cfg.WorkerCPUAffinity = true
+	case aff != "off":
+		c.errorf(raw.WorkerCPUAffinityRange, "Invalid worker_cpu_affinity",
+			"%q is not a valid worker_cpu_affinity; use one of: %s.", aff, quoteList(affinities))
+	}
+	cfg.WorkerShutdownTimeout = c.duration("worker_shutdown_timeout",
+		deref(raw.WorkerShutdownTimeout, DefaultShutdownTimeout), raw.WorkerShutdownTimeoutRange, 0)
+
+	if raw.PidFile != nil {
+		cfg.PidFile = *raw.PidFile
+		if cfg.PidFile != "" && !filepath.IsAbs(cfg.PidFile) {
+			c.errorf(raw.PidFileRange, "Invalid pid_file",
+				"pid_file %q must be an absolute path (the daemon runs from /).", cfg.PidFile)
+		}
+	}
+	if raw.User != nil {
+		cfg.User = *raw.User
+		if cfg.User == "" {
+			c.errorf(raw.UserRange, "Invalid user", "user must not be empty; omit it to use %q.", DefaultUser)
+		}
+	}
+	if raw.Group != nil {
+		cfg.Group = *raw.Group
+		if cfg.Group == "" {
+			c.errorf(raw.GroupRange, "Invalid group", "group must not be empty; omit it to use %q.", DefaultGroup)
+		}
+	}
+
+	c.log(raw.Log, cfg)
+	stats, metrics := c.stats(raw.Stats, cfg), c.metrics(raw.Metrics, cfg)
+
+	if len(raw.Pools) == 0 && !c.diags.HasErrors() {
+		start := hcl.Pos{Line: 1, Column: 1}
+		c.errorf(hcl.Range{Filename: filename, Start: start, End: start}, "No pools",
+			"The configuration defines no pool blocks; nuthatch needs at least one.")
+	}
+	seenPool := map[string]hcl.Range{}
+	// An implicit listener goes first so that a clash is reported at the
+	// pool that the operator wrote, not at a place that does not exist.
+	var listens []listenAt
+	if len(stats) == 1 && !present(stats[0].rng) {
+		listens, stats = stats, nil
+	}
+	for _, rp := range raw.Pools {
+		p := c.pool(rp)
+		if first, dup := seenPool[rp.Name]; dup {
+			c.errorf(rp.NameRange, "Duplicate pool name",
+				"A pool named %q is already defined at %s.", rp.Name, first)
+		} else {
+			seenPool[rp.Name] = rp.NameRange
+		}
+		if p.Listen.Network != "" {
+			listens = append(listens, listenAt{keyOf(p.Listen), rp.ListenRange, fmt.Sprintf("pool %q", rp.Name)})
+		}
+		cfg.Pools = append(cfg.Pools, p)
+	}
+	// stats and metrics last, so that the error points at them only when
+	// they clash with a pool, never the other way round.
+	listens = append(listens, stats...)
+	listens = append(listens, metrics...)
+	for i := range listens {
+		for j := range i {
+			if listens[i].key.conflicts(listens[j].key) {
+				where := ""
+				if present(listens[j].rng) {
+					where = " at " + listens[j].rng.String()
+				}
+				c.errorf(listens[i].rng, "Duplicate listen address",
+					"The %s listener overlaps the %s listener%s; each must bind a distinct address.",
+					listens[i].who, listens[j].who, where)
+				break
+			}
+		}
+	}
+	return cfg, c.diags
+}
+
+type listenAt struct {
+	key listenKey
+	rng hcl.Range
+	who string
+}
+
+func (c *checker) workerProcesses(expr hcl.Expression, cfg *Config) {
+	auto := func() {
+		cfg.WorkerProcessesAuto = true
+		cfg.WorkerProcesses = min(max(numCPU(), 1), MaxWorkerProcesses)
+	}
+	if expr == nil {
+		auto()
+		return
+	}
+	v, diags := expr.Value(nil)
+	c.diags = append(c.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	rng := expr.Range()
+	bad := func() {
+		c.errorf(rng, "Invalid worker_processes",
+			"worker_processes must be \"auto\" or a whole number from 1 to %d.", MaxWorkerProcesses)
+	}
+	switch {
+	case v.IsNull():
+		auto()
+	case !v.IsKnown():
+		bad()
+	case v.Type() == cty.String:
+		s := v.AsString()
+		if s == "auto" {
+			auto()
+			return
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxWorkerProcesses {
+			bad()
+			return
+		}
+		cfg.WorkerProcesses = n
+	case v.Type() == cty.Number:
+		f := v.AsBigFloat()
+		n, acc := f.Int64()
+		if acc != big.Exact || n < 1 || n > MaxWorkerProcesses {
+			bad()
+			return
+		}
+		cfg.WorkerProcesses = int(n)
+	default:
+		bad()
+	}
+}
+
+func (c *checker) log(raw *rawLog, cfg *Config) {
+	cfg.Log = LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat}
+	if raw == nil {
+		return
+	}
+	cfg.Log.Level = deref(raw.Level, DefaultLogLevel)
+	if !oneOf(cfg.Log.Level, logLevels) {
+		c.errorf(raw.LevelRange, "Invalid log level",
+			"%q is not a log level; use one of: %s.", cfg.Log.Level, quoteList(logLevels))
+	}
+	cfg.Log.Format = deref(raw.Format, DefaultLogFormat)
+	if !oneOf(cfg.Log.Format, logFormats) {
+		c.errorf(raw.FormatRange, "Invalid log format",
+			"%q is not a log format; use one of: %s.", cfg.Log.Format, quoteList(logFormats))
+	}
+}
+
+func (c *checker) stats(raw *rawStats, cfg *Config) []listenAt {
+	listen, interval := DefaultStatsListen, DefaultStatsInterval
+	var listenRange, intervalRange hcl.Range
+	if raw != nil {
+		listen = deref(raw.Listen, listen)
+		interval = deref(raw.Interval, interval)
+		listenRange, intervalRange = raw.ListenRange, raw.IntervalRange
+	}
+	cfg.Stats.Interval = c.duration("stats interval", interval, intervalRange, time.Millisecond)
+	if listen == "" {
+		return nil
+	}
+	a, err := parseAddress(listen, addrTCP)
+	if err != nil {
+		c.errorf(listenRange, "Invalid stats listen address", "%s.", err)
+		return nil
+	}
+	cfg.Stats.Listen = a.Addr
+	who := "stats"
+	if !present(listenRange) {
+		who = "default stats (" + DefaultStatsListen + ")"
+	}
+	return []listenAt{{keyOf(a), listenRange, who}}
+}
+
+func (c *checker) metrics(raw *rawMetrics, cfg *Config) []listenAt {
+	if raw == nil || deref(raw.Listen, "") == "" {
+		return nil
+	}
+	a, err := parseAddress(*raw.Listen, addrTCP)
+	if err != nil {
+		c.errorf(raw.ListenRange, "Invalid metrics listen address", "%s.", err)
+		return nil
+	}
+	cfg.Metrics.Listen = a.Addr
+	return []listenAt{{keyOf(a), raw.ListenRange, "metrics"}}
+}
+
+// duration parses a Go duration of at least minimum (0 allows zero).
+func (c *checker) duration(name, s string, rng hcl.Range, minimum time.Duration) time.Duration {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil && isDigits(s):
+		c.errorf(rng, "Invalid duration",
+			"%s needs a unit: twemproxy counts milliseconds, so its %s is written \"%sms\" here.", name, s, s)
+		return 0
+	case err != nil:
+		c.errorf(rng, "Invalid duration",
+			"%s must be a duration with a unit, such as \"400ms\" or \"30s\": %s.", name, strings.TrimPrefix(err.Error(), "time: "))
+		return 0
+	case d < 0:
+		c.errorf(rng, "Invalid duration", "%s must not be negative.", name)
+		return 0
+	case d < minimum:
+		c.errorf(rng, "Invalid duration", "%s must be at least %s.", name, minimum)
+		return 0
+	}
+	return d
+}
+
+// nonNegative returns the value of an optional int attribute.
+func (c *checker) nonNegative(name string, p *int, def int, rng hcl.Range) int {
+	v := deref(p, def)
+	if v < 0 {
+		c.errorf(rng, "Invalid "+name, "%s must not be negative (got %d).", name, v)
+		return def
+	}
+	return v
+}
+
+// checkName rejects names that would corrupt twemproxy's stats JSON,
+// which embeds pool and server names verbatim.
+func checkName(s string) error {
+	if s == "" {
+		return fmt.Errorf("the name is empty")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			return fmt.Errorf("the name contains %q, which cannot appear in stats output", r)
+		}
+	}
+	return nil
+}
+
+func (c *checker) pool(rp *rawPool) *Pool {
+	p := &Pool{
+		Name:               rp.Name,
+		Hash:               deref(rp.Hash, DefaultHash),
+		HashTag:            deref(rp.HashTag, ""),
+		Distribution:       deref(rp.Distribution, DefaultDistribution),
+		Preconnect:         deref(rp.Preconnect, false),
+		AutoEjectHosts:     deref(rp.AutoEjectHosts, false),
+		TCPKeepalive:       deref(rp.TCPKeepalive, false),
+		RedisAuth:          deref(rp.RedisAuth, ""),
+		ServerConnections:  deref(rp.ServerConnections, DefaultServerConnections),
+		ServerFailureLimit: c.nonNegative("server_failure_limit", rp.ServerFailureLimit, DefaultServerFailureLimit, rp.ServerFailureLimitRange),
+		Backlog:            c.nonNegative("backlog", rp.Backlog, DefaultBacklog, rp.BacklogRange),
+		ClientConnections:  c.nonNegative("client_connections", rp.ClientConnections, 0, rp.ClientConnectionsRange),
+		RedisDB:            c.nonNegative("redis_db", rp.RedisDB, 0, rp.RedisDBRange),
+	}
+	if err := checkName(rp.Name); err != nil {
+		c.errorf(rp.NameRange, "Invalid pool name", "%s.", err)
+	} else if oneOf(rp.Name, statsReserved) {
+		c.errorf(rp.NameRange, "Invalid pool name",
+			"%q is a top-level key of the stats output; the reserved names are: %s.", rp.Name, quoteList(statsReserved))
+	}
+
+	switch {
+	case rp.Listen == nil && present(rp.ListenRange):
+		// gohcl has reported the bad value.
+	case rp.Listen == nil:
+		c.errorf(rp.DefRange, "Missing listen", "pool %q has no listen address; set listen = \"host:port\" or \"unix:/path\".", rp.Name)
+	case strings.HasPrefix(*rp.Listen, "/") && strings.Contains(*rp.Listen, " "):
+		path, mode, _ := strings.Cut(*rp.Listen, " ")
+		c.errorf(rp.ListenRange, "Invalid listen address",
+			"twemproxy's \"path mode\" form is written listen = %q with listen_mode = %q here.", unixPrefix+path, strings.TrimSpace(mode))
+	default:
+		a, err := parseAddress(*rp.Listen, addrListen)
+		if err != nil {
+			c.errorf(rp.ListenRange, "Invalid listen address", "%s.", err)
+		}
+		p.Listen = a
+	}
+	if rp.ListenMode != nil {
+		m, err := parseMode(*rp.ListenMode)
+		switch {
+		case err != nil:
+			c.errorf(rp.ListenModeRange, "Invalid listen_mode", "%s; write it like \"0666\".", err)
+		case p.Listen.Network == "tcp":
+			c.errorf(rp.ListenModeRange, "Invalid listen_mode", "listen_mode applies only to a unix:/path listen address.")
+		}
+		p.Listen.Perm = m
+	}
+
+	switch {
+	case rp.Protocol == nil && present(rp.ProtocolRange):
+		// gohcl has reported the bad value.
+	case rp.Protocol == nil:
+		c.errorf(rp.DefRange, "Missing protocol",
+			"pool %q has no protocol; set protocol = %s.", rp.Name, strings.Join(quotedAlternatives(protocols), " or "))
+	case !oneOf(*rp.Protocol, protocols):
+		c.errorf(rp.ProtocolRange, "Unknown protocol",
+			"%q is not a protocol; use one of: %s.", *rp.Protocol, quoteList(protocols))
+	default:
+		p.Protocol = Protocol(*rp.Protocol)
+	}
+	if !oneOf(p.Hash, Hashes) {
+		c.errorf(rp.HashRange, "Unknown hash", "%q is not a hash; use one of: %s.", p.Hash, quoteList(Hashes))
+	}
+	if !oneOf(p.Distribution, Distributions) {
+		c.errorf(rp.DistributionRange, "Unknown distribution",
+			"%q is not a distribution; use one of: %s.", p.Distribution, quoteList(Distributions))
+	}
+	if n := len(p.HashTag); n != 0 && n != 2 {
+		unit := "bytes"
+		if n == 1 {
+			unit = "byte"
+		}
+		c.errorf(rp.HashTagRange, "Invalid hash_tag",
+			"hash_tag must be exactly two single-byte characters, such as \"{}\", or \"\" for none; %q is %d %s.", p.HashTag, n, unit)
+	}
+	if rp.Timeout != nil {
+		p.Timeout = c.duration("timeout", *rp.Timeout, rp.TimeoutRange, 0)
+	}
+	p.ServerRetryTimeout = c.duration("server_retry_timeout",
+		deref(rp.ServerRetryTimeout, DefaultServerRetryTimeout), rp.ServerRetryTimeoutRange, 0)
+	if p.ServerConnections < 1 {
+		c.errorf(rp.ServerConnectionsRange, "Invalid server_connections",
+			"server_connections must be at least 1 (got %d).", p.ServerConnections)
+		p.ServerConnections = DefaultServerConnections
+	}
+	if p.Protocol == ProtocolMemcache {
+		if present(rp.RedisAuthNameRange) {
+			c.errorf(rp.RedisAuthNameRange, "Invalid attribute for a memcache pool", "redis_auth is only valid in a redis pool.")
+		}
+		if present(rp.RedisDBNameRange) {
+			c.errorf(rp.RedisDBNameRange, "Invalid attribute for a memcache pool", "redis_db is only valid in a redis pool.")
+		}
+	}
+
+	if len(rp.Servers) == 0 {
+		c.errorf(rp.DefRange, "Empty pool", "pool %q has no server blocks; add at least one, as in server \"127.0.0.1:6379\" {}.", rp.Name)
+	}
+	labels := map[string]hcl.Range{}
+	placement := map[string]hcl.Range{}
+	for _, rs := range rp.Servers {
+		s := c.server(rs)
+		if first, dup := labels[rs.Label]; dup {
+			c.errorf(rs.LabelRange, "Duplicate server", "pool %q already has a server %q at %s.", rp.Name, rs.Label, first)
+		} else {
+			labels[rs.Label] = rs.LabelRange
+			if s.Address.Network != "" {
+				// twemproxy rejects two servers with one ring identity.
+				pn := s.PlacementName()
+				if first, dup := placement[pn]; dup {
+					c.errorf(rs.LabelRange, "Duplicate server name",
+						"Server %q has placement name %q, the same as the server at %s.", rs.Label, pn, first)
+				} else {
+					placement[pn] = rs.LabelRange
+				}
+			}
+		}
+		p.Servers = append(p.Servers, s)
+	}
+	return p
+}
+
+func quotedAlternatives(set []string) []string {
+	out := make([]string, len(set))
+	for i, s := range set {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+func (c *checker) server(rs *rawServer) *Server {
+	s := &Server{Name: rs.Label, Weight: deref(rs.Weight, 1)}
+	if err := checkName(rs.Label); err != nil {
+		c.errorf(rs.LabelRange, "Invalid server name", "%s.", err)
+	}
+	addr, rng := rs.Label, rs.LabelRange
+	if rs.Address != nil {
+		addr, rng = *rs.Address, rs.AddressRange
+		s.Named = *rs.Address != rs.Label
+	}
+	a, err := parseAddress(addr, addrServer)
+	switch {
+	case err == nil:
+		s.Address = a
+	case rs.Address == nil:
+		c.errorf(rng, "Invalid server address",
+			"%s. The label is the address unless the block sets address = \"host:port\".", err)
+	default:
+		c.errorf(rng, "Invalid server address", "%s.", err)
+	}
+	if s.Weight < 1 || s.Weight > MaxWeight {
+		c.errorf(rs.WeightRange, "Invalid weight", "weight must be from 1 to %d (got %d).", MaxWeight, s.Weight)
+		s.Weight = 1
+	}
+	return s
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

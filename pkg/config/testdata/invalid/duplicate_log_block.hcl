@@ -1,0 +1,13 @@
+log {
+  level = "info"
+}
+
+log {
+  level = "debug"
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

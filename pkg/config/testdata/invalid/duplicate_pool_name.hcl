@@ -1,0 +1,11 @@
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22122"
+  protocol = "redis"
+  server "127.0.0.1:6380" {}
+}

@@ -1,0 +1,4 @@
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+}

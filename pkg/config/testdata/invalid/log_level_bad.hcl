@@ -1,0 +1,10 @@
+log {
+  level  = "verbose"
+  format = "xml"
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

@@ -1,0 +1,4 @@
+pool "alpha" {
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

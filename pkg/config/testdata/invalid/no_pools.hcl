@@ -1,0 +1,5 @@
+worker_processes = 2
+
+stats {
+  listen = "127.0.0.1:22222"
+}

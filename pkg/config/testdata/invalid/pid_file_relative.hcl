@@ -1,0 +1,8 @@
+pid_file = "nuthatch.pid"
+user     = ""
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

@@ -1,0 +1,6 @@
+pool "alpha" {
+  listen     = "127.0.0.1:22121"
+  protocol   = "redis"
+  redis_auth = "hunter2-do-not-print
+  server "127.0.0.1:6379" {}
+}

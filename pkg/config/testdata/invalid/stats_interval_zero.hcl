@@ -1,0 +1,9 @@
+stats {
+  interval = "0s"
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

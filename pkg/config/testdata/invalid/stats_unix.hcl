@@ -1,0 +1,9 @@
+stats {
+  listen = "unix:/run/nuthatch/stats.sock"
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

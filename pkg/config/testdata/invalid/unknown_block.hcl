@@ -1,0 +1,9 @@
+listener "redis" {
+  socket = "redis"
+}
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

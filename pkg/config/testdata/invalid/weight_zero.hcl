@@ -1,0 +1,7 @@
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {
+    weight = 0
+  }
+}

@@ -1,0 +1,7 @@
+worker_cpu_affinity = "on"
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

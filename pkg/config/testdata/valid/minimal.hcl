@@ -1,0 +1,6 @@
+# Only the required settings: every other value is a default.
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

@@ -1,0 +1,8 @@
+worker_processes    = 3
+worker_cpu_affinity = "auto"
+
+pool "alpha" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}

@@ -1,0 +1,119 @@
+// Package config loads and validates nuthatch's HCL configuration.
+//
+// The decoded form (Config) is what the rest of nuthatch consumes: every
+// duration is parsed, every default applied, every name checked. A Config
+// returned without error is complete and valid.
+package config
+
+import "time"
+
+// DefaultPath is where packages install the configuration.
+const DefaultPath = "/etc/nuthatch/nuthatch.hcl"
+
+// Protocol is the wire protocol a pool speaks.
+type Protocol string
+
+// Protocols a pool can speak.
+const (
+	ProtocolRedis    Protocol = "redis"
+	ProtocolMemcache Protocol = "memcache"
+)
+
+// Config is a whole, validated configuration.
+type Config struct {
+	// File is the path the configuration was read from.
+	File string
+
+	// WorkerProcesses is the number of workers; "auto" resolves to the
+	// number of online CPUs at load time.
+	WorkerProcesses int
+	// WorkerProcessesAuto records that the file said "auto".
+	WorkerProcessesAuto bool
+	// WorkerCPUAffinity pins worker i to CPU i when true ("auto").
+	WorkerCPUAffinity bool
+	// WorkerShutdownTimeout bounds how long old workers drain.
+	WorkerShutdownTimeout time.Duration
+	// PidFile is empty when no pid file is written.
+	PidFile string
+	// User and Group the workers run as when the master has privileges.
+	User  string
+	Group string
+
+	Log     LogConfig
+	Stats   StatsConfig
+	Metrics MetricsConfig
+	Pools   []*Pool
+}
+
+// LogConfig controls logging.
+type LogConfig struct {
+	Level  string // trace debug info warn error
+	Format string // auto journald text json
+}
+
+// StatsConfig controls the twemproxy-compatible stats listener.
+type StatsConfig struct {
+	Listen   string // "" disables it
+	Interval time.Duration
+}
+
+// MetricsConfig controls the optional Prometheus-style metrics listener.
+type MetricsConfig struct {
+	Listen string // "" (the default) disables it
+}
+
+// Pool is one tenant: a listener, a protocol and a set of backend servers.
+type Pool struct {
+	Name     string
+	Listen   Address
+	Protocol Protocol
+
+	Hash         string // one of the twemproxy hash names
+	HashTag      string // "" or exactly two characters
+	Distribution string // ketama modula random
+
+	// Timeout is the per-request server timeout; 0 means wait forever
+	// (twemproxy's default of -1).
+	Timeout            time.Duration
+	Backlog            int
+	Preconnect         bool
+	ClientConnections  int // 0 = unlimited
+	ServerConnections  int
+	AutoEjectHosts     bool
+	ServerRetryTimeout time.Duration
+	ServerFailureLimit int
+	TCPKeepalive       bool
+	// RedisAuth is a secret: String, GoString and Redacted never show it.
+	RedisAuth string
+	RedisDB   int
+
+	Servers []*Server
+}
+
+// Server is one backend of a pool.
+type Server struct {
+	// Name is the identity used for placement and stats: the block label.
+	Name string
+	// Address is where to connect; it defaults to Name.
+	Address Address
+	Weight  int
+	// Named is true when the block set an address different from its
+	// label: the label is then an explicit placement name (twemproxy's
+	// "host:port:weight name" form) rather than an address.
+	Named bool
+}
+
+// Address is a listen or connect address: TCP host:port or a unix socket.
+type Address struct {
+	Network string // "tcp" or "unix"
+	Addr    string // host:port, or the socket path
+	// Perm is the file mode of a unix listen socket, 0 when unset.
+	Perm uint32
+}
+
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix:" + a.Addr
+	}
+	return a.Addr
+}

@@ -1,0 +1,353 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+)
+
+// protocol is what the engine needs from a wire protocol: parse and route
+// client requests, frame server replies, merge fragments, speak errors.
+type protocol interface {
+	// parse parses one request at the start of buf and queues it on c.
+	// It returns the bytes consumed, or 0 and a size hint when buf holds
+	// no complete request; an error closes the client after the replies
+	// already queued.
+	parse(c *clientConn, buf []byte) (n, need int, err error)
+	// replyLen frames one reply to m at the start of buf.
+	replyLen(m *msg, buf []byte) (n, need int, isErr bool, err error)
+	// errorReply appends the protocol's reply for a failed request.
+	errorReply(dst []byte, err error) []byte
+	// merge builds a parent's reply from its finished fragments.
+	merge(parent *msg)
+	// handshake queues the requests a new server link sends first.
+	handshake(l *link)
+	// tooManyClients appends the reply sent before closing a client over
+	// the client_connections limit.
+	tooManyClients(dst []byte) []byte
+	// maxRequest is the largest request a client may send, in bytes.
+	maxRequest() int
+}
+
+type pool struct {
+	cfg     *config.Pool
+	log     *logrus.Entry
+	proto   protocol
+	servers []*server
+	nodes   []hashkit.Node
+	hash    hashkit.HashFunc
+	ring    atomic.Pointer[hashkit.Ring]
+	ringMu  sync.Mutex // serialises rebuilds
+
+	maxReply int
+	stats    PoolStats
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	clients   map[*clientConn]struct{}
+	draining  bool
+	wg        sync.WaitGroup // clients
+	done      chan struct{}
+}
+
+func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
+	h, err := hashkit.Hash(cfg.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
+	}
+	p := &pool{
+		cfg:     cfg,
+		log:     log.WithField("pool", cfg.Name),
+		hash:    h,
+		clients: make(map[*clientConn]struct{}),
+		done:    make(chan struct{}),
+	}
+	switch cfg.Protocol {
+	case config.ProtocolRedis:
+		p.proto = newRedisProto(p)
+	case config.ProtocolMemcache:
+		p.proto = newMemcacheProto(p)
+	default:
+		return nil, fmt.Errorf("pool %s: unknown protocol %q", cfg.Name, cfg.Protocol)
+	}
+	p.maxReply = 1 << 30
+	for i, sc := range cfg.Servers {
+		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
+		s.conns = make([]*serverConn, max(cfg.ServerConnections, 1))
+		for j := range s.conns {
+			s.conns[j] = &serverConn{srv: s}
+		}
+		p.servers = append(p.servers, s)
+		p.nodes = append(p.nodes, hashkit.Node{Name: hashkit.PointName(sc.Name, sc.Named), Weight: sc.Weight})
+	}
+	r, err := hashkit.Build(cfg.Distribution, p.nodes, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
+	}
+	p.ring.Store(r)
+	return p, nil
+}
+
+// start launches the pool's housekeeping and, with preconnect, its server
+// connections.
+func (p *pool) start() {
+	if p.cfg.Preconnect {
+		for _, s := range p.servers {
+			for _, sc := range s.conns {
+				sc.link()
+			}
+		}
+	}
+	go p.tick()
+}
+
+// tick times out requests whose server is late and re-admits ejected
+// servers. A coarse ticker costs nothing per request, unlike a timer each.
+func (p *pool) tick() {
+	period := 50 * time.Millisecond
+	if t := p.cfg.Timeout; t > 0 && t/8 < period {
+		period = max(t/8, time.Millisecond)
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-t.C:
+			p.expire(now.UnixNano())
+		}
+	}
+}
+
+func (p *pool) expire(now int64) {
+	timeout := int64(p.cfg.Timeout)
+	readmit := false
+	for _, s := range p.servers {
+		if until := s.ejectedUntil.Load(); until != 0 && now >= until {
+			s.ejectedUntil.Store(0)
+			readmit = true
+			p.log.WithField("server", s.name).Info("server back on the ring")
+		}
+		if timeout <= 0 {
+			continue
+		}
+		for _, sc := range s.conns {
+			l := sc.current()
+			if l == nil {
+				continue
+			}
+			l.mu.Lock()
+			late := l.head < len(l.inflight) && l.inflight[l.head].sentAt != 0 &&
+				now-l.inflight[l.head].sentAt > timeout
+			l.mu.Unlock()
+			if late {
+				l.kill(ErrTimeout)
+			}
+		}
+	}
+	if readmit {
+		p.rebuildRing()
+	}
+}
+
+// rebuildRing places keys over the servers that are not ejected, as
+// twemproxy's server_pool_run does.
+func (p *pool) rebuildRing() {
+	p.ringMu.Lock()
+	defer p.ringMu.Unlock()
+	live := make([]bool, len(p.servers))
+	for i, s := range p.servers {
+		live[i] = s.ejectedUntil.Load() == 0
+	}
+	r, err := hashkit.Build(p.cfg.Distribution, p.nodes, live)
+	if err != nil {
+		p.log.WithError(err).Error("rebuilding the ring")
+		return
+	}
+	p.ring.Store(r)
+}
+
+// serverFor returns the server that owns key, or nil when none is live.
+func (p *pool) serverFor(key []byte) *server {
+	if p.cfg.HashTag != "" {
+		key = hashkit.HashTagKey(key, p.cfg.HashTag)
+	}
+	i := p.ring.Load().Pick(p.hash(key))
+	if i < 0 {
+		return nil
+	}
+	return p.servers[i]
+}
+
+// forward queues m on server s with the request bytes appended by build.
+func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
+	m.server = s
+	s.stats.Requests.Add(1)
+	for range 2 {
+		if s.conn().link().enqueueFunc(m, build) {
+			return
+		}
+	}
+	p.stats.ForwardError.Add(1)
+	p.fail(m, ErrClosed)
+}
+
+// complete records a server's reply to m.
+func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	m.reply = append(m.reply[:0], reply...)
+	m.isErr = isErr
+	p.finish(m)
+}
+
+// fail answers m with the protocol's error for err.
+func (p *pool) fail(m *msg, err error) {
+	m.err = err
+	if m.client != nil || m.parent != nil {
+		m.reply = p.proto.errorReply(m.reply[:0], err)
+	}
+	p.finish(m)
+}
+
+// finish hands a done msg to its client, or to its parent.
+func (p *pool) finish(m *msg) {
+	if parent := m.parent; parent != nil {
+		if parent.pending.Add(-1) == 0 {
+			p.proto.merge(parent)
+			for _, f := range parent.frags {
+				f.free()
+			}
+			parent.frags = parent.frags[:0]
+			p.finish(parent)
+		}
+		return
+	}
+	c := m.client
+	if c == nil {
+		if m.err == nil && m.isErr {
+			p.log.WithField("reply", string(m.reply)).Warn("server refused the connection set-up")
+		}
+		m.free()
+		return
+	}
+	m.done.Store(true)
+	c.wakeWriter()
+}
+
+// serve accepts clients on ln until it is closed.
+func (p *pool) serve(ln net.Listener) {
+	p.mu.Lock()
+	if p.draining {
+		p.mu.Unlock()
+		return
+	}
+	p.listeners = append(p.listeners, ln)
+	p.mu.Unlock()
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if isEOF(err) || p.isDraining() {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.log.WithError(err).Warn("accept failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		p.accept(conn)
+	}
+}
+
+func (p *pool) isDraining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.draining
+}
+
+func (p *pool) accept(conn net.Conn) {
+	p.stats.ClientAccepted.Add(1)
+	if lim := p.cfg.ClientConnections; lim > 0 && p.stats.ClientConnections.Load() >= int64(lim) {
+		p.stats.ClientRejected.Add(1)
+		p.log.WithField("limit", lim).Warn("client_connections limit reached, refusing a client")
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.Write(p.proto.tooManyClients(nil))
+		conn.Close()
+		return
+	}
+	c := newClientConn(p, conn)
+	p.mu.Lock()
+	if p.draining {
+		p.mu.Unlock()
+		conn.Close()
+		return
+	}
+	p.clients[c] = struct{}{}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	p.stats.ClientConnections.Add(1)
+	go c.run()
+}
+
+func (p *pool) removeClient(c *clientConn) {
+	p.mu.Lock()
+	delete(p.clients, c)
+	p.mu.Unlock()
+	p.stats.ClientConnections.Add(-1)
+	p.wg.Done()
+}
+
+// drain stops accepting and asks every client to finish what it has sent.
+func (p *pool) drain() {
+	p.mu.Lock()
+	p.draining = true
+	lns := p.listeners
+	p.listeners = nil
+	clients := make([]*clientConn, 0, len(p.clients))
+	for c := range p.clients {
+		clients = append(clients, c)
+	}
+	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range clients {
+		c.drain()
+	}
+}
+
+// closeAll closes every client and server connection now.
+func (p *pool) closeAll() {
+	p.drain()
+	p.mu.Lock()
+	clients := make([]*clientConn, 0, len(p.clients))
+	for c := range p.clients {
+		clients = append(clients, c)
+	}
+	p.mu.Unlock()
+	for _, c := range clients {
+		c.conn.Close()
+	}
+	p.wg.Wait()
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
+	for _, s := range p.servers {
+		for _, sc := range s.conns {
+			if l := sc.current(); l != nil {
+				l.kill(errLinkShutdown)
+			}
+		}
+	}
+}

@@ -1,0 +1,499 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"strconv"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+)
+
+// Version is reported by HELLO; cmd/ sets it from the build.
+var Version = "dev"
+
+type redisProto struct {
+	pool *pool
+	lim  resp.Limits
+}
+
+func newRedisProto(p *pool) *redisProto {
+	return &redisProto{pool: p, lim: resp.DefaultLimits()}
+}
+
+func (r *redisProto) maxRequest() int { return int(r.lim.MaxBulkLen) + 64<<10 }
+
+func (r *redisProto) tooManyClients(dst []byte) []byte {
+	return resp.AppendError(dst, "ERR max number of clients reached")
+}
+
+func (r *redisProto) errorReply(dst []byte, err error) []byte {
+	return resp.AppendError(dst, "ERR "+errnoText(err))
+}
+
+func (r *redisProto) replyLen(m *msg, buf []byte) (n, need int, isErr bool, err error) {
+	n, need, err = resp.ReplyLen(buf, r.lim)
+	return n, need, n > 0 && buf[0] == '-', err
+}
+
+// handshake authenticates and selects the database on a new server link;
+// the replies are checked by pool.finish and never reach a client.
+func (r *redisProto) handshake(l *link) {
+	cfg := r.pool.cfg
+	if cfg.RedisAuth != "" {
+		l.enqueueFunc(newMsg(nil), func(dst []byte) []byte {
+			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(cfg.RedisAuth)})
+		})
+	}
+	if cfg.RedisDB != 0 {
+		l.enqueueFunc(newMsg(nil), func(dst []byte) []byte {
+			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
+		})
+	}
+}
+
+// localReply queues a reply made by the proxy.
+func (c *clientConn) localReply(build func(dst []byte) []byte) {
+	m := newMsg(c)
+	m.reply = build(m.reply[:0])
+	c.reply(m)
+}
+
+func (c *clientConn) localError(text string) {
+	c.localReply(func(dst []byte) []byte { return resp.AppendError(dst, text) })
+}
+
+func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
+	if c.rp == nil {
+		c.rp = resp.NewRequestParser(r.lim)
+	}
+	n, args, need, err := c.rp.Parse(buf)
+	if err != nil {
+		var perr *resp.ProtocolError
+		text := "ERR Protocol error"
+		if errors.As(err, &perr) {
+			text = "ERR " + perr.Error()
+		}
+		m := newMsg(c)
+		m.reply = resp.AppendError(m.reply[:0], text)
+		m.closeAfter = true
+		c.reply(m)
+		r.pool.log.WithError(err).Debug("client protocol error")
+		return 0, 0, err
+	}
+	if n == 0 || len(args) == 0 {
+		return n, need, nil
+	}
+	raw := buf[:n]
+	if c.rp.Inline() {
+		raw = nil
+	}
+	r.dispatch(c, args, raw)
+	return n, 0, nil
+}
+
+// dispatch routes one parsed request. raw is the request as the client
+// sent it, or nil when it must be re-encoded (inline commands).
+func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
+	p := r.pool
+	cmd, ok := resp.Lookup(args[0])
+	if !ok {
+		c.localError(unknownCommand(args))
+		return
+	}
+	if !resp.CheckArity(cmd, len(args)) {
+		c.localError(wrongArgs(cmd.Name))
+		return
+	}
+	if p.cfg.RedisAuth != "" && !c.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
+		c.localError("NOAUTH Authentication required.")
+		return
+	}
+	switch cmd.Kind {
+	case resp.KindLocal:
+		r.local(c, cmd, args)
+	case resp.KindUnsupported:
+		c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
+	case resp.KindMultiKey:
+		r.split(c, cmd, args, raw)
+	case resp.KindEval:
+		nkeys, err := strconv.Atoi(string(args[2]))
+		if err != nil || nkeys < 0 {
+			c.localError("ERR value is not an integer or out of range")
+			return
+		}
+		if nkeys > len(args)-3 {
+			c.localError("ERR Number of keys can't be greater than number of args")
+			return
+		}
+		if nkeys == 0 {
+			c.localError("ERR command '" + cmd.Name + "' needs at least one key to be routed by nuthatch")
+			return
+		}
+		r.single(c, args, raw, 3, 3+nkeys-1, 1)
+	default:
+		last := cmd.LastKey
+		if last < 0 {
+			last = len(args) + last
+		}
+		if !cmd.CrossKey {
+			last = cmd.FirstKey
+		}
+		r.single(c, args, raw, cmd.FirstKey, last, max(cmd.Step, 1))
+	}
+}
+
+// single forwards a request whose keys must all live on one server; the
+// first key picks it.
+func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, first, last, step int) {
+	p := r.pool
+	if first <= 0 || first >= len(args) {
+		// Keyless command that the table routes anyway (COMMAND, LOLWUT):
+		// any server answers it.
+		first, last = 0, -1
+	}
+	var s *server
+	if first > 0 {
+		s = p.serverFor(args[first])
+	} else {
+		s = p.anyServer()
+	}
+	if s == nil {
+		m := newMsg(c)
+		c.enqueue(m)
+		p.fail(m, ErrNoServer)
+		return
+	}
+	for i := first + step; i <= last && i < len(args); i += step {
+		if p.serverFor(args[i]) != s {
+			c.localError("ERR keys of '" + lower(args[0]) + "' map to different servers; use a hash_tag to keep them together")
+			return
+		}
+	}
+	m := newMsg(c)
+	c.enqueue(m)
+	if raw != nil {
+		p.forward(m, s, func(dst []byte) []byte { return append(dst, raw...) })
+	} else {
+		p.forward(m, s, func(dst []byte) []byte { return resp.AppendCommand(dst, args) })
+	}
+}
+
+func (p *pool) anyServer() *server {
+	r := p.ring.Load()
+	if i := r.Pick(0); i >= 0 {
+		return p.servers[i]
+	}
+	return nil
+}
+
+// Fragment kinds of multi-key commands.
+const (
+	opForward uint8 = iota
+	opMGet
+	opSum
+	opMSet
+)
+
+// split sends a multi-key command as one sub-command per server and merges
+// the replies in key order (MGET, MSET, DEL, UNLINK, TOUCH, EXISTS).
+func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) {
+	p := r.pool
+	step := max(cmd.Step, 1)
+	if (len(args)-1)%step != 0 {
+		c.localError(wrongArgs(cmd.Name))
+		return
+	}
+	if len(c.groups) < len(p.servers) {
+		c.groups = make([][]int32, len(p.servers))
+	}
+	groups := c.groups[:len(p.servers)]
+	for i := range groups {
+		groups[i] = groups[i][:0]
+	}
+	nserv := 0
+	for i := 1; i < len(args); i += step {
+		s := p.serverFor(args[i])
+		if s == nil {
+			m := newMsg(c)
+			c.enqueue(m)
+			p.fail(m, ErrNoServer)
+			return
+		}
+		if len(groups[s.idx]) == 0 {
+			nserv++
+		}
+		groups[s.idx] = append(groups[s.idx], int32(i))
+	}
+	parent := newMsg(c)
+	switch cmd.Name {
+	case "mget":
+		parent.op = opMGet
+	case "mset":
+		parent.op = opMSet
+	default:
+		parent.op = opSum
+	}
+	if nserv == 1 {
+		// Every key on one server: forward the command unchanged.
+		r.single(c, args, raw, 1, 1, 1)
+		parent.free()
+		return
+	}
+	parent.keyIdx = append(parent.keyIdx[:0], int32((len(args)-1)/step))
+	parent.pending.Store(int32(nserv))
+	p.stats.Fragments.Add(uint64(nserv))
+	for si, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		f := newMsg(nil)
+		f.parent = parent
+		f.op = parent.op
+		f.keyIdx = append(f.keyIdx[:0], g...)
+		parent.frags = append(parent.frags, f)
+		_ = si
+	}
+	c.enqueue(parent)
+	fi := 0
+	for si, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		f := parent.frags[fi]
+		fi++
+		name := cmd.Name
+		p.forward(f, p.servers[si], func(dst []byte) []byte {
+			dst = resp.AppendArrayHeader(dst, 1+len(g)*step)
+			dst = resp.AppendBulk(dst, []byte(name))
+			for _, ki := range g {
+				for j := 0; j < step; j++ {
+					dst = resp.AppendBulk(dst, args[int(ki)+j])
+				}
+			}
+			return dst
+		})
+	}
+}
+
+// merge combines fragment replies. A failed fragment fails the whole
+// command, as in twemproxy, with that fragment's error.
+func (r *redisProto) merge(parent *msg) {
+	for _, f := range parent.frags {
+		if f.err != nil || f.isErr || len(f.reply) == 0 {
+			parent.reply = append(parent.reply[:0], f.reply...)
+			return
+		}
+	}
+	switch parent.op {
+	case opMSet:
+		parent.reply = resp.AppendStatus(parent.reply[:0], "OK")
+	case opSum:
+		var sum int64
+		for _, f := range parent.frags {
+			v, ok := resp.ParseInt(f.reply)
+			if !ok {
+				parent.reply = resp.AppendError(parent.reply[:0], "ERR Invalid argument")
+				return
+			}
+			sum += v
+		}
+		parent.reply = resp.AppendInt(parent.reply[:0], sum)
+	case opMGet:
+		nkeys := int(parent.keyIdx[0])
+		elems := make([][]byte, nkeys)
+		for _, f := range parent.frags {
+			j := 0
+			err := resp.ArrayElems(f.reply, func(e []byte) bool {
+				if j < len(f.keyIdx) {
+					elems[int(f.keyIdx[j])-1] = e
+				}
+				j++
+				return true
+			})
+			if err != nil || j != len(f.keyIdx) {
+				parent.reply = resp.AppendError(parent.reply[:0], "ERR Invalid argument")
+				return
+			}
+		}
+		out := resp.AppendArrayHeader(parent.reply[:0], nkeys)
+		for _, e := range elems {
+			out = append(out, e...)
+		}
+		parent.reply = out
+	}
+}
+
+// local answers the commands the proxy handles itself.
+func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
+	p := r.pool
+	switch cmd.Name {
+	case "ping":
+		if len(args) == 2 {
+			c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, args[1]) })
+			return
+		}
+		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "PONG") })
+	case "echo":
+		c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, args[1]) })
+	case "quit":
+		m := newMsg(c)
+		m.reply = resp.AppendStatus(m.reply[:0], "OK")
+		m.closeAfter = true
+		c.quit = true
+		c.reply(m)
+	case "select":
+		db, err := strconv.Atoi(string(args[1]))
+		switch {
+		case err != nil:
+			c.localError("ERR value is not an integer or out of range")
+		case db == p.cfg.RedisDB:
+			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
+		default:
+			c.localError("ERR SELECT " + strconv.Itoa(db) + " refused: pool '" + p.cfg.Name + "' serves database " + strconv.Itoa(p.cfg.RedisDB) + " only")
+		}
+	case "auth":
+		r.auth(c, args[1:])
+	case "hello":
+		r.hello(c, args)
+	case "client":
+		sub := lower(args[1])
+		switch sub {
+		case "setinfo", "setname":
+			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
+		case "getname":
+			c.localReply(resp.AppendNull)
+		default:
+			c.localError("ERR command 'client " + sub + "' is not supported by nuthatch: server command")
+		}
+	case "command":
+		if len(args) > 1 && lower(args[1]) == "docs" {
+			// redis-cli asks for docs at start-up to show hints; none is fine.
+			c.localReply(func(dst []byte) []byte { return resp.AppendArrayHeader(dst, 0) })
+			return
+		}
+		r.single(c, args, nil, 0, 0, 1)
+	default:
+		r.single(c, args, nil, 0, 0, 1)
+	}
+}
+
+func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
+	want := r.pool.cfg.RedisAuth
+	if want == "" {
+		return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	}
+	pass := args[len(args)-1]
+	user := "default"
+	if len(args) == 2 {
+		user = string(args[0])
+	}
+	r.pool.stats.authAttempt()
+	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
+		return true, ""
+	}
+	return false, "WRONGPASS invalid username-password pair or user is disabled."
+}
+
+func (r *redisProto) auth(c *clientConn, args [][]byte) {
+	if len(args) > 2 {
+		c.localError("ERR syntax error")
+		return
+	}
+	ok, text := r.checkPassword(args)
+	if !ok {
+		c.localError(text)
+		return
+	}
+	c.authed = true
+	c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
+}
+
+// hello answers HELLO for RESP2 only: clients that ask for RESP3 get the
+// same NOPROTO error as from a server without it and fall back to RESP2.
+func (r *redisProto) hello(c *clientConn, args [][]byte) {
+	if len(args) > 1 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			c.localError("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 {
+			c.localError("NOPROTO unsupported protocol version")
+			return
+		}
+	}
+	for i := 2; i < len(args); i++ {
+		switch lower(args[i]) {
+		case "auth":
+			if i+2 >= len(args) {
+				c.localError("ERR Syntax error in HELLO option 'auth'")
+				return
+			}
+			ok, text := r.checkPassword(args[i+1 : i+3])
+			if !ok {
+				c.localError(text)
+				return
+			}
+			c.authed = true
+			i += 2
+		case "setname":
+			if i+1 >= len(args) {
+				c.localError("ERR Syntax error in HELLO option 'setname'")
+				return
+			}
+			i++
+		default:
+			c.localError("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
+			return
+		}
+	}
+	if r.pool.cfg.RedisAuth != "" && !c.authed {
+		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	c.localReply(func(dst []byte) []byte {
+		dst = resp.AppendArrayHeader(dst, 14)
+		for _, kv := range [][2]string{{"server", "nuthatch"}, {"version", Version}} {
+			dst = resp.AppendBulk(dst, []byte(kv[0]))
+			dst = resp.AppendBulk(dst, []byte(kv[1]))
+		}
+		dst = resp.AppendBulk(dst, []byte("proto"))
+		dst = resp.AppendInt(dst, 2)
+		dst = resp.AppendBulk(dst, []byte("id"))
+		dst = resp.AppendInt(dst, 0)
+		dst = resp.AppendBulk(dst, []byte("mode"))
+		dst = resp.AppendBulk(dst, []byte("standalone"))
+		dst = resp.AppendBulk(dst, []byte("role"))
+		dst = resp.AppendBulk(dst, []byte("master"))
+		dst = resp.AppendBulk(dst, []byte("modules"))
+		return resp.AppendArrayHeader(dst, 0)
+	})
+}
+
+func lower(b []byte) string { return string(bytes.ToLower(b)) }
+
+// unknownCommand is redis-server 7's reply to a command it does not know.
+func unknownCommand(args [][]byte) string {
+	var b bytes.Buffer
+	b.WriteString("ERR unknown command '")
+	b.Write(trunc(args[0]))
+	b.WriteString("', with args beginning with: ")
+	for _, a := range args[1:] {
+		b.WriteByte('\'')
+		b.Write(trunc(a))
+		b.WriteString("' ")
+	}
+	return b.String()
+}
+
+func trunc(b []byte) []byte {
+	if len(b) > 128 {
+		return b[:128]
+	}
+	return b
+}
+
+func wrongArgs(name string) string {
+	return "ERR wrong number of arguments for '" + name + "' command"
+}

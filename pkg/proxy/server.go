@@ -1,0 +1,341 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+)
+
+// server is one backend of a pool and its connections.
+type server struct {
+	pool  *pool
+	idx   int
+	name  string
+	addr  config.Address
+	conns []*serverConn
+	rr    atomic.Uint32
+
+	failures     atomic.Int32 // consecutive failures
+	ejectedUntil atomic.Int64 // unix nanos; 0 when on the ring
+
+	stats ServerStats
+}
+
+// conn picks one of the server's connections, round robin, so that
+// server_connections > 1 spreads the load.
+func (s *server) conn() *serverConn {
+	if len(s.conns) == 1 {
+		return s.conns[0]
+	}
+	return s.conns[int(s.rr.Add(1))%len(s.conns)]
+}
+
+// ok records a successful exchange, resetting the consecutive failures.
+func (s *server) ok() {
+	if s.failures.Load() != 0 {
+		s.failures.Store(0)
+	}
+}
+
+// failed records a failure and ejects the server once the pool's limit is
+// reached, as twemproxy's server_failure does.
+func (s *server) failed() {
+	p := s.pool
+	n := s.failures.Add(1)
+	if !p.cfg.AutoEjectHosts || int(n) < p.cfg.ServerFailureLimit {
+		return
+	}
+	now := time.Now()
+	until := now.Add(p.cfg.ServerRetryTimeout).UnixNano()
+	if old := s.ejectedUntil.Load(); old != 0 || !s.ejectedUntil.CompareAndSwap(old, until) {
+		return
+	}
+	s.failures.Store(0)
+	s.stats.EjectedAt.Store(now.UnixMicro())
+	p.stats.ServerEjects.Add(1)
+	p.log.WithField("server", s.name).WithField("retry_after", p.cfg.ServerRetryTimeout).Warn("server ejected")
+	p.rebuildRing()
+}
+
+// serverConn is one of the server_connections slots: it holds at most one
+// live link at a time and replaces it after a failure.
+type serverConn struct {
+	srv *server
+	mu  sync.Mutex
+	l   *link
+}
+
+// link returns the live link, creating (and dialing) a new one when needed.
+func (sc *serverConn) link() *link {
+	sc.mu.Lock()
+	l := sc.l
+	if l == nil || l.isDead() {
+		l = newLink(sc)
+		sc.l = l
+		sc.mu.Unlock()
+		sc.srv.pool.proto.handshake(l)
+		go l.run()
+		return l
+	}
+	sc.mu.Unlock()
+	return l
+}
+
+func (sc *serverConn) drop(l *link) {
+	sc.mu.Lock()
+	if sc.l == l {
+		sc.l = nil
+	}
+	sc.mu.Unlock()
+}
+
+// current returns the live link or nil, without dialing.
+func (sc *serverConn) current() *link {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.l
+}
+
+// link is one TCP or unix connection to a server. Requests are appended to
+// wbuf by client readers and written by the link's writer goroutine, so the
+// requests of many clients leave in one write; replies are read by the
+// link's reader goroutine and matched to the inflight queue in order.
+type link struct {
+	sc *serverConn
+
+	mu       sync.Mutex
+	wbuf     []byte
+	inflight []*msg
+	head     int
+	enqSeq   uint64 // msgs ever enqueued
+	headSeq  uint64 // seq of inflight[head]
+	sentSeq  uint64 // msgs already stamped as sent
+	dead     bool
+	conn     net.Conn
+
+	wake chan struct{}
+}
+
+func newLink(sc *serverConn) *link {
+	return &link{sc: sc, wake: make(chan struct{}, 1)}
+}
+
+func (l *link) isDead() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dead
+}
+
+// enqueue appends a request and its msg. It reports false when the link died
+// in the meantime; the caller then fails the msg or retries on a new link.
+func (l *link) enqueue(m *msg, req []byte) bool {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return false
+	}
+	l.wbuf = append(l.wbuf, req...)
+	l.inflight = append(l.inflight, m)
+	l.enqSeq++
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// enqueueFunc is enqueue for requests that are encoded straight into the
+// link's write buffer, saving a copy.
+func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return false
+	}
+	n := len(l.wbuf)
+	l.wbuf = build(l.wbuf)
+	m.reqLen = len(l.wbuf) - n
+	l.inflight = append(l.inflight, m)
+	l.enqSeq++
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (l *link) pop() *msg {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head == len(l.inflight) {
+		return nil
+	}
+	m := l.inflight[l.head]
+	l.inflight[l.head] = nil
+	l.head++
+	l.headSeq++
+	if l.head == len(l.inflight) {
+		l.inflight = l.inflight[:0]
+		l.head = 0
+	} else if l.head > 1024 && l.head > len(l.inflight)/2 {
+		n := copy(l.inflight, l.inflight[l.head:])
+		clear(l.inflight[n:])
+		l.inflight = l.inflight[:n]
+		l.head = 0
+	}
+	return m
+}
+
+const maxKeptWriteBuf = 1 << 20
+
+func (l *link) run() {
+	s := l.sc.srv
+	p := s.pool
+	d := net.Dialer{Timeout: p.cfg.Timeout, KeepAlive: -1}
+	if p.cfg.TCPKeepalive {
+		d.KeepAlive = 0 // Go's default keepalive interval
+	}
+	conn, err := d.Dial(s.addr.Network, s.addr.Addr)
+	if err != nil {
+		p.log.WithField("server", s.name).WithError(err).Debug("connect failed")
+		l.kill(err)
+		return
+	}
+	s.stats.Connections.Add(1)
+	l.mu.Lock()
+	l.conn = conn
+	dead := l.dead
+	l.mu.Unlock()
+	if dead {
+		conn.Close()
+		s.stats.Connections.Add(-1)
+		return
+	}
+	go l.readLoop(conn)
+
+	var spare []byte
+	for {
+		<-l.wake
+		l.mu.Lock()
+		if l.dead {
+			l.mu.Unlock()
+			return
+		}
+		buf := l.wbuf
+		l.wbuf = spare[:0]
+		upTo := l.enqSeq
+		l.mu.Unlock()
+		if len(buf) == 0 {
+			spare = buf
+			continue
+		}
+		if _, err := conn.Write(buf); err != nil {
+			l.kill(err)
+			return
+		}
+		s.stats.RequestBytes.Add(uint64(len(buf)))
+		now := time.Now().UnixNano()
+		l.mu.Lock()
+		if l.dead {
+			l.mu.Unlock()
+			return
+		}
+		for seq := max(l.sentSeq, l.headSeq); seq < upTo; seq++ {
+			l.inflight[l.head+int(seq-l.headSeq)].sentAt = now
+		}
+		l.sentSeq = upTo
+		l.mu.Unlock()
+		if cap(buf) > maxKeptWriteBuf {
+			buf = nil
+		}
+		spare = buf
+	}
+}
+
+// readLoop frames replies and completes the inflight msgs in order.
+func (l *link) readLoop(conn net.Conn) {
+	s := l.sc.srv
+	p := s.pool
+	rb := newReadBuf(p.maxReply)
+	for {
+		if err := rb.fill(conn); err != nil {
+			l.kill(err)
+			return
+		}
+		for rb.len() > 0 {
+			l.mu.Lock()
+			var head *msg
+			if l.head < len(l.inflight) {
+				head = l.inflight[l.head]
+			}
+			l.mu.Unlock()
+			if head == nil {
+				l.kill(ErrServerProtocol)
+				return
+			}
+			n, need, isErr, err := p.proto.replyLen(head, rb.bytes())
+			if err != nil {
+				p.log.WithField("server", s.name).WithError(err).Warn("invalid reply from server")
+				l.kill(ErrServerProtocol)
+				return
+			}
+			if n == 0 {
+				if err := rb.want(need, p.maxReply); err != nil {
+					l.kill(err)
+					return
+				}
+				break
+			}
+			m := l.pop()
+			s.stats.Responses.Add(1)
+			s.stats.ResponseBytes.Add(uint64(n))
+			s.ok()
+			p.complete(m, rb.bytes()[:n], isErr)
+			rb.consume(n)
+		}
+	}
+}
+
+// kill closes the link, fails every request on it with err and counts a
+// server failure.
+func (l *link) kill(err error) {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return
+	}
+	l.dead = true
+	pending := l.inflight[l.head:]
+	l.inflight, l.head = nil, 0
+	conn := l.conn
+	l.mu.Unlock()
+	select { // wake the writer so that it sees dead and exits
+	case l.wake <- struct{}{}:
+	default:
+	}
+	l.sc.drop(l)
+	s := l.sc.srv
+	if conn != nil {
+		conn.Close()
+		s.stats.Connections.Add(-1)
+	}
+	switch {
+	case err == ErrTimeout:
+		s.stats.Timedout.Add(1)
+	case isEOF(err):
+		s.stats.EOF.Add(1)
+	default:
+		s.stats.Err.Add(1)
+	}
+	if err != errLinkShutdown {
+		s.failed()
+	}
+	for _, m := range pending {
+		s.pool.fail(m, err)
+	}
+}

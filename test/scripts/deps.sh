@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the programs nuthatch's tests and `make run` need, from Debian's
+# packages, when they are missing. Idempotent; needs root (or sudo) only when
+# something is missing.
+set -euo pipefail
+
+# program -> Debian package
+declare -A want=(
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
+  [redis-benchmark]=redis-tools
+  [memcached]=memcached
+  [nutcracker]=nutcracker
+  [memcslap]=libmemcached-tools
+)
+missing=()
+for prog in "${!want[@]}"; do
+  command -v "$prog" >/dev/null 2>&1 || missing+=("${want[$prog]}")
+done
+# `memcslap` is installed as memcslap or libmemcached-memcslap depending on the release.
+if [[ " ${missing[*]-} " == *" libmemcached-tools "* ]] && command -v libmemcached-memcslap >/dev/null 2>&1; then
+  missing=("${missing[@]/libmemcached-tools}")
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]-}" | sed '/^$/d' | sort -u)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root to install ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the packaged services; the tests run their own instances.
+for svc in redis-server memcached nutcracker; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl stop "$svc" || true
+  fi
+done
