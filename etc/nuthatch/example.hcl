@@ -4,8 +4,8 @@
 # "pool" block below is one top-level entry of a nutcracker.yml, with the
 # same keys and defaults. docs/configuration.md describes every attribute.
 
-# One worker process per online CPU. Every worker serves every pool; the
-# kernel spreads connections across them. A number (1-1024) fixes the count.
+# One worker process per online CPU; every worker serves every pool.
+# A number (1-1024) fixes the count instead.
 worker_processes = "auto"
 
 # "auto" pins worker i to CPU i; "off" (the default) leaves scheduling to

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -213,7 +214,7 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 	c.log(raw.Log, cfg)
 	stats, metrics := c.stats(raw.Stats, cfg), c.metrics(raw.Metrics, cfg)
 
-	if len(raw.Pools) == 0 && !c.diags.HasErrors() {
+	if len(raw.Pools) == 0 && !hasBlock(body, "pool") {
 		start := hcl.Pos{Line: 1, Column: 1}
 		c.errorf(hcl.Range{Filename: filename, Start: start, End: start}, "No pools",
 			"The configuration defines no pool blocks; nuthatch needs at least one.")
@@ -257,6 +258,21 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 	}
 	return cfg, c.diags
+}
+
+// hasBlock reports whether body has a block of type typ, even one gohcl
+// rejected (a pool with no label is already an error, not "no pools").
+func hasBlock(body hcl.Body, typ string) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	for _, b := range sb.Blocks {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
 }
 
 type listenAt struct {
@@ -373,6 +389,10 @@ func (c *checker) metrics(raw *rawMetrics, cfg *Config) []listenAt {
 func (c *checker) duration(name, s string, rng hcl.Range, minimum time.Duration) time.Duration {
 	d, err := time.ParseDuration(s)
 	switch {
+	case err != nil && s == "-1":
+		c.errorf(rng, "Invalid duration",
+			"%s cannot be -1; for twemproxy's -1 (wait forever) leave the attribute out or write \"0\".", name)
+		return 0
 	case err != nil && isDigits(s):
 		c.errorf(rng, "Invalid duration",
 			"%s needs a unit: twemproxy counts milliseconds, so its %s is written \"%sms\" here.", name, s, s)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -38,18 +37,6 @@ func (s *Server) PlacementName() string {
 		}
 	}
 	return s.Name
-}
-
-// Host returns the host part of a TCP address, or "" for a unix socket.
-func (a Address) Host() string {
-	if a.Network != "tcp" {
-		return ""
-	}
-	h, _, err := net.SplitHostPort(a.Addr)
-	if err != nil {
-		return ""
-	}
-	return h
 }
 
 func (s *Server) String() string {

@@ -46,24 +46,19 @@ func TestNutcrackerPlacement(t *testing.T) {
 	// rounding in ketama's point count.
 	addr11211 := free11211(t)
 	sock := filepath.Join(dir, "r4.sock")
-	backends := []struct {
-		srv     goldenServer
-		conf    string // servers: entry
-		network string
-		addr    string
-	}{}
+	type backend struct {
+		srv           goldenServer
+		conf          string // the "servers:" entry
+		network, addr string
+	}
+	var backends []backend
 	add := func(network, addr, name string, weight int) {
 		label, conf := addr, fmt.Sprintf("%s:%d", addr, weight)
 		if name != "" {
 			label = name
 			conf += " " + name
 		}
-		backends = append(backends, struct {
-			srv     goldenServer
-			conf    string
-			network string
-			addr    string
-		}{goldenServer{label, name != "", weight}, conf, network, addr})
+		backends = append(backends, backend{goldenServer{label, name != "", weight}, conf, network, addr})
 	}
 	add("tcp", "127.0.0.1:"+freePort(t), "", 1)
 	add("tcp", "127.0.0.1:"+freePort(t), "alpha", 3)
@@ -186,11 +181,6 @@ func TestNutcrackerPlacement(t *testing.T) {
 			if !p.c.live[s] {
 				continue
 			}
-			cmds := make([][]byte, len(keys))
-			for i, k := range keys {
-				cmds[i] = []byte(nil)
-				_ = k
-			}
 			ex := make([][][]byte, len(keys))
 			for i, k := range keys {
 				ex[i] = [][]byte{[]byte("EXISTS"), k}
@@ -206,7 +196,7 @@ func TestNutcrackerPlacement(t *testing.T) {
 		}
 		c := p.c
 		c.servers = string(owner)
-		if strings.IndexByte(c.servers, '?') >= 0 {
+		if strings.IndexByte(c.servers, '?') >= 0 { // includes keys sent to a dead server
 			t.Fatalf("pool %s/%s: some keys found on no backend: %s", c.hash, c.dist, c.servers)
 		}
 		if got := predict(t, servers, c, keys); got != c.servers {

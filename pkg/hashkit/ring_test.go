@@ -105,8 +105,18 @@ func refKetama(nodes []Node, live []bool) []refPoint {
 			total += uint32(n.Weight)
 		}
 	}
+	// twemproxy inserts points in server-name order: shorter first.
+	sorted := make([]int, len(nodes))
+	for i := range sorted {
+		sorted[i] = i
+	}
+	sort.SliceStable(sorted, func(a, b int) bool {
+		na, nb := nodes[sorted[a]].Name, nodes[sorted[b]].Name
+		return len(na) < len(nb) || len(na) == len(nb) && na < nb
+	})
 	var pts []refPoint
-	for i, n := range nodes {
+	for _, i := range sorted {
+		n := nodes[i]
 		if live != nil && !live[i] {
 			continue
 		}
@@ -187,13 +197,63 @@ func TestKetamaAgainstReference(t *testing.T) {
 		})
 	}
 	// Names longer than the C buffer collide after truncation, so both
-	// servers get identical points; the first server must win every tie.
-	r, _ := Build(Ketama, cases[4].nodes, nil)
+	// servers get identical points; the server whose name sorts first
+	// (the shorter one here, listed second) must win every tie.
+	r, _ := Build(Ketama, []Node{{longName + "bb", 1}, {longName + "a", 1}}, nil)
 	for h := uint32(0); h < math.MaxUint32-1<<24; h += 1 << 24 {
-		if got := r.Pick(h); got != 0 {
-			t.Fatalf("tie at %d went to server %d, want 0", h, got)
+		if got := r.Pick(h); got != 1 {
+			t.Fatalf("tie at %d went to server %d, want 1", h, got)
 		}
 	}
+}
+
+// TestServerOrder pins twemproxy's conf_validate_server sort: the pool's
+// servers are ordered by name (length first) before the continuum is
+// built, which decides modula's slot order.
+func TestServerOrder(t *testing.T) {
+	nodes := []Node{{"127.0.0.1:7101", 1}, {"alpha", 3}, {"127.0.0.1:7100", 2}, {"zed", 1}}
+	r, err := Build(Modula, nodes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sorted: zed(3) alpha(5) 127.0.0.1:7100 127.0.0.1:7101.
+	want := []int{3, 1, 1, 1, 2, 2, 0}
+	for h := range uint32(len(want)) {
+		if got := r.Pick(h); got != want[h] {
+			t.Errorf("Pick(%d) = %d, want %d", h, got, want[h])
+		}
+	}
+	for _, dup := range [][]Node{
+		{{"a", 1}, {"b", 1}, {"a", 2}},
+		{{"x\x00y", 1}, {"x\x00z", 1}}, // strncmp stops at the NUL
+	} {
+		if _, err := Build(Ketama, dup, nil); !errors.Is(err, ErrInvalidNodes) {
+			t.Errorf("Build(%v) error = %v, want ErrInvalidNodes", dup, err)
+		}
+	}
+}
+
+func FuzzKetama(f *testing.F) {
+	f.Add(uint8(1), uint8(1), uint8(1), uint8(7), uint32(0))
+	f.Add(uint8(1), uint8(3), uint8(200), uint8(5), uint32(math.MaxUint32))
+	f.Fuzz(func(t *testing.T, w0, w1, w2, mask uint8, h uint32) {
+		nodes := []Node{{"10.0.0.1:6379", int(w0) + 1}, {"b", int(w1) + 1}, {"10.0.0.2", int(w2) + 1}}
+		live := []bool{mask&1 != 0, mask&2 != 0, mask&4 != 0}
+		r, err := Build(Ketama, nodes, live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts := refKetama(nodes, live)
+		if len(pts) == 0 {
+			if got := r.Pick(h); got != -1 {
+				t.Fatalf("Pick = %d with no live server", got)
+			}
+			return
+		}
+		if got, want := r.Pick(h), refPick(pts, h); got != want {
+			t.Fatalf("Pick(%d) = %d, want %d", h, got, want)
+		}
+	})
 }
 
 func TestKetamaEvenSpread(t *testing.T) {

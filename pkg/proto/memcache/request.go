@@ -409,6 +409,10 @@ func (p *RequestParser) parseStorage(buf []byte, lineLen int) (int, *Request, in
 func (p *RequestParser) finishValue(buf []byte, lineLen, vlen int, noreply bool) (int, *Request, int, error) {
 	r := &p.req
 	total := lineLen + vlen + 2
+	if r.Cmd == CmdMetaSet {
+		// Meta errors are always sent (memcached's out_errstring).
+		noreply = false
+	}
 	if vlen > p.lim.MaxItemSize {
 		return 0, nil, 0, &Error{Kind: ErrKindServer, Msg: msgTooLarge, Skip: total, Noreply: noreply}
 	}
@@ -416,10 +420,6 @@ func (p *RequestParser) finishValue(buf []byte, lineLen, vlen int, noreply bool)
 		return 0, nil, total, nil
 	}
 	if buf[total-2] != '\r' || buf[total-1] != '\n' {
-		// memcached always reports a bad chunk of a meta set.
-		if r.Cmd == CmdMetaSet {
-			noreply = false
-		}
 		return 0, nil, 0, errClient(msgBadDataChunk, total, noreply)
 	}
 	r.ValueLen = vlen

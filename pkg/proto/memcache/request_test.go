@@ -278,7 +278,7 @@ func TestRequestErrors(t *testing.T) {
 		{"ms k 1 MX O" + strings.Repeat("o", 32) + "\r\nx\r\n", "CLIENT_ERROR invalid mode for ms M token\r\n", -1, false, false},
 		{"ms k 1 O" + strings.Repeat("o", 32) + "\r\nx\r\n", "CLIENT_ERROR opaque token too long\r\n", -1, false, false},
 		{"ms k 1 q\r\nxy\r\n", "CLIENT_ERROR bad data chunk\r\n", len("ms k 1 q\r\nxy\r"), false, false},
-		{"ms k 2000000 q\r\n", "", len("ms k 2000000 q\r\n") + 2000002, false, true},
+		{"ms k 2000000 q\r\n", "SERVER_ERROR object too large for cache\r\n", len("ms k 2000000 q\r\n") + 2000002, false, false},
 		{"ms k 2000000\r\n", "SERVER_ERROR object too large for cache\r\n", len("ms k 2000000\r\n") + 2000002, false, false},
 		{"get a\x00b\r\n", "CLIENT_ERROR bad command line format\r\n", -1, false, false},
 		// Connection-closing cases.

@@ -1,0 +1,4 @@
+# "No pools" is reported alongside other problems.
+log {
+  level = "loud"
+}

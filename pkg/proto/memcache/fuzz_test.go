@@ -1,0 +1,144 @@
+package memcache
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// Seed inputs live in testdata/fuzz/FuzzRequestParser and
+// testdata/fuzz/FuzzReplyLen (twemproxy's tables, every command and flag,
+// and the regression cases of the table tests).
+
+func FuzzRequestParser(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := NewRequestParser(Limits{})
+		n, req, need, err := p.Parse(data)
+		switch {
+		case err != nil:
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			if n != 0 || req != nil || e.Error() == "" {
+				t.Fatalf("bad error result n=%d req=%v err=%v", n, req, e)
+			}
+			if !e.Close && e.Skip <= 0 {
+				t.Fatalf("error without skip or close: %+v", e)
+			}
+		case n == 0:
+			if req != nil || need <= len(data) {
+				t.Fatalf("incomplete with need %d for %d bytes", need, len(data))
+			}
+		default:
+			checkRequest(t, p, data[:n], req)
+		}
+
+		// Feeding the same bytes in pieces must give the same outcomes.
+		if len(data) <= 4096 {
+			whole := runStream(t, Limits{}, data, func(r int) int { return r })
+			bytewise := runStream(t, Limits{}, data, func(int) int { return 1 })
+			compareRuns(t, "byte-at-a-time", whole, bytewise)
+		}
+	})
+}
+
+func checkRequest(t *testing.T, p *RequestParser, raw []byte, req *Request) {
+	t.Helper()
+	if req.Cmd == CmdInvalid || len(req.Name) == 0 {
+		t.Fatalf("complete request without a command: %+v", req)
+	}
+	for _, k := range req.Keys {
+		if len(k) == 0 || len(k) > DefaultMaxKeyLen || !bytes.Contains(raw, k) {
+			t.Fatalf("bad key %q", k)
+		}
+	}
+	switch {
+	case req.Cmd.IsRetrieval():
+		if len(req.Keys) == 0 {
+			t.Fatal("retrieval without keys")
+		}
+	case req.Cmd.IsStorage():
+		if len(req.Keys) != 1 || len(req.Data) != req.ValueLen+2 || !bytes.HasSuffix(req.Data, []byte("\r\n")) {
+			t.Fatalf("bad storage request keys=%q data=%q vlen=%d", req.Keys, req.Data, req.ValueLen)
+		}
+	}
+	if req.Base64Key && len(req.RoutingKey(0)) == 0 {
+		t.Fatal("empty decoded key")
+	}
+	if len(req.Line) >= DefaultMaxLineLen-1 {
+		return
+	}
+	cmd, keys, data := req.Cmd, copyKeys(req.Keys), append([]byte(nil), req.Data...)
+	fwd := AppendWithoutNoreply(nil, req)
+	n, req2, _, err := p.Parse(fwd)
+	if err != nil || n != len(fwd) {
+		t.Fatalf("forwarded form %q does not parse: n=%d err=%v", fwd, n, err)
+	}
+	if req2.Cmd != cmd || !equalKeys(req2.Keys, keys) || !bytes.Equal(req2.Data, data) {
+		t.Fatalf("forwarded form %q changed the request", fwd)
+	}
+	if req2.Noreply && cmd != CmdMetaDebug {
+		t.Fatalf("forwarded form %q still has noreply", fwd)
+	}
+}
+
+func copyKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = append([]byte(nil), k...)
+	}
+	return out
+}
+
+func equalKeys(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzReplyLen(f *testing.F) {
+	f.Fuzz(func(t *testing.T, cmd byte, data []byte) {
+		c := Command(cmd % byte(CmdUnsupported+1))
+		n, need, isErr, err := ReplyLen(c, data)
+		switch {
+		case err != nil:
+			if n != 0 || !(errors.Is(err, ErrBadReply) || errors.Is(err, ErrReplyTooLarge) || errors.Is(err, ErrNoReply)) {
+				t.Fatalf("n=%d err=%v", n, err)
+			}
+			return
+		case n == 0:
+			if need <= len(data) {
+				t.Fatalf("incomplete with need %d for %d bytes", need, len(data))
+			}
+			return
+		}
+		if n > len(data) || need != 0 {
+			t.Fatalf("n=%d need=%d for %d bytes", n, need, len(data))
+		}
+		// The reply alone frames the same way, and every prefix of it is
+		// incomplete with a need that does not overshoot.
+		if n2, _, isErr2, err := ReplyLen(c, data[:n]); n2 != n || isErr2 != isErr || err != nil {
+			t.Fatalf("reply alone: n=%d err=%v, want %d", n2, err, n)
+		}
+		step := max(1, n/64)
+		for i := 0; i < n; i += step {
+			pn, pneed, _, err := ReplyLen(c, data[:i])
+			if pn != 0 || err != nil || pneed <= i || pneed > n {
+				t.Fatalf("prefix %d of %d: n=%d need=%d err=%v", i, n, pn, pneed, err)
+			}
+		}
+		if c.IsRetrieval() && !isErr {
+			stripped := StripEnd(data[:n])
+			if len(stripped) != n-len(endLine) {
+				t.Fatalf("StripEnd kept %d of %d bytes", len(stripped), n)
+			}
+		}
+	})
+}
