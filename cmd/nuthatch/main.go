@@ -40,6 +40,9 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	proxy.Version = version
+	if process.IsWorker() {
+		return process.RunWorker()
+	}
 	if len(args) > 0 && args[0] == "convert" {
 		return convertCmd(args[1:], stdout, stderr)
 	}
@@ -71,7 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	cfg, err := config.Load(*file)
+	src, err := os.ReadFile(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "nuthatch: %v\n", err)
+		return 1
+	}
+	cfg, err := config.Parse(src, *file)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
@@ -94,7 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.WithField("version", version).WithField("config", *file).Info("nuthatch starting")
-	if err := process.Standalone(cfg, log); err != nil {
+	m := &process.Master{Log: log, Spawner: &process.ExecSpawner{}, ConfigPath: *file}
+	if err := m.Run(cfg, src); err != nil {
 		log.WithError(err).Error("nuthatch stopped")
 		return 1
 	}

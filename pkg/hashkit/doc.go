@@ -19,8 +19,13 @@
 //     whose value is >= the key hash, wrapping to the first point. Weight
 //     counts for named servers too: twemproxy's notes say otherwise, its
 //     code does not, and the code is what runs.
-//   - Modula gives each live server as many slots as its weight, in
-//     configuration order, and picks slot hash % slots.
+//   - twemproxy sorts a pool's servers by placement name (shorter names
+//     first, then bytewise) while validating the configuration, and builds
+//     the pool from that sorted list. Modula slots and ketama tie-breaks
+//     follow that order; Ring.Pick still answers with configuration
+//     indices. Duplicate names are rejected, as twemproxy rejects them.
+//   - Modula gives each live server as many slots as its weight, in name
+//     order, and picks slot hash % slots.
 //   - Random picks uniformly among live servers, ignoring weight.
 //   - Ejected servers are left out of the rebuilt continuum, which moves
 //     their keys and, for ketama and modula, re-spreads weights.
@@ -28,7 +33,10 @@
 //     pool with a single server always picks it.
 //
 // The golden file testdata/nutcracker_placement.txt was recorded from a
-// real nutcracker 0.5.0 with redis backends and is checked by the tests.
+// real nutcracker 0.5.0 with redis backends (named and unnamed servers,
+// port 11211, a unix socket, mixed weights, hash_tag, an ejected server)
+// and is checked by the tests; testdata/hash_vectors.txt holds hash values
+// computed by twemproxy's own C code.
 //
 // The package does no I/O. Everything on the per-key path (HashFunc calls,
 // HashTagKey, Ring.Pick, Placer.Server) performs no allocation, and a built

@@ -91,6 +91,10 @@ type Ring struct {
 	index []int32
 }
 
+// maxModulaWeight bounds the modula continuum, which has one slot per unit
+// of live weight.
+const maxModulaWeight = 1 << 20
+
 const (
 	ketamaPointsPerServer = 160
 	ketamaPointsPerHash   = 4
@@ -122,21 +126,27 @@ func Build(distribution string, nodes []Node, live []bool) (*Ring, error) {
 	if live != nil && len(live) != len(nodes) {
 		return nil, fmt.Errorf("%w: %d live flags for %d servers", ErrInvalidNodes, len(live), len(nodes))
 	}
-	var nlive, total uint32
+	var nlive uint32
+	var total uint64
 	for i, n := range nodes {
 		if n.Weight < 1 || n.Weight > math.MaxInt32 {
 			return nil, fmt.Errorf("%w: server %d (%q) has weight %d", ErrInvalidNodes, i, n.Name, n.Weight)
 		}
 		if live == nil || live[i] {
 			nlive++
-			total += uint32(n.Weight)
+			total += uint64(n.Weight)
 		}
+	}
+	if total > math.MaxUint32 {
+		// twemproxy's uint32 total would wrap and hand out nonsense
+		// point counts.
+		return nil, fmt.Errorf("%w: total weight %d overflows 32 bits", ErrInvalidNodes, total)
 	}
 	order, err := serverOrder(nodes)
 	if err != nil {
 		return nil, err
 	}
-	if kind == distModula && total > 1<<24 {
+	if kind == distModula && total > maxModulaWeight {
 		// One slot per unit of weight; refuse absurd totals instead of
 		// allocating them.
 		return nil, fmt.Errorf("%w: total weight %d too large for modula", ErrInvalidNodes, total)
@@ -148,7 +158,7 @@ func Build(distribution string, nodes []Node, live []bool) (*Ring, error) {
 	isLive := func(i int) bool { return live == nil || live[i] }
 	switch kind {
 	case distKetama:
-		r.buildKetama(nodes, order, isLive, nlive, total)
+		r.buildKetama(nodes, order, isLive, nlive, uint32(total))
 	case distModula:
 		r.index = make([]int32, 0, total)
 		for _, i := range order {

@@ -58,7 +58,8 @@ func TestBuildErrors(t *testing.T) {
 		{"zero weight", "modula", []Node{{"a", 0}}, nil, ErrInvalidNodes},
 		{"negative weight", "ketama", []Node{{"a", -1}}, nil, ErrInvalidNodes},
 		{"live length", "ketama", ok, []bool{true}, ErrInvalidNodes},
-		{"huge modula", "modula", []Node{{"a", math.MaxInt32}}, nil, ErrInvalidNodes},
+		{"huge modula", "modula", []Node{{"a", 1<<20 + 1}}, nil, ErrInvalidNodes},
+		{"weight overflow", "ketama", []Node{{"a", math.MaxInt32}, {"b", math.MaxInt32}, {"c", 3}}, nil, ErrInvalidNodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Build(tc.dist, tc.nodes, tc.live)

@@ -33,6 +33,7 @@ type clientConn struct {
 	rp     *resp.RequestParser
 	mp     *memcache.RequestParser
 	groups [][]int32 // per-server key positions while splitting
+	keys   []int     // key positions of the request being routed
 	skip   int       // bytes of an oversized value still to discard
 
 	wbuf []byte

@@ -48,15 +48,15 @@ func errnoText(err error) string {
 }
 
 var glibcErrno = map[syscall.Errno]string{
-	syscall.ECONNREFUSED: "Connection refused",
-	syscall.ECONNRESET:   "Connection reset by peer",
-	syscall.EPIPE:        "Broken pipe",
-	syscall.ETIMEDOUT:    "Connection timed out",
-	syscall.EHOSTUNREACH: "No route to host",
-	syscall.ENETUNREACH:  "Network is unreachable",
-	syscall.ENOENT:       "No such file or directory",
-	syscall.EACCES:       "Permission denied",
+	syscall.ECONNREFUSED:  "Connection refused",
+	syscall.ECONNRESET:    "Connection reset by peer",
+	syscall.EPIPE:         "Broken pipe",
+	syscall.ETIMEDOUT:     "Connection timed out",
+	syscall.EHOSTUNREACH:  "No route to host",
+	syscall.ENETUNREACH:   "Network is unreachable",
+	syscall.ENOENT:        "No such file or directory",
+	syscall.EACCES:        "Permission denied",
 	syscall.EADDRNOTAVAIL: "Cannot assign requested address",
-	syscall.EMFILE:       "Too many open files",
-	syscall.ENOMEM:       "Cannot allocate memory",
+	syscall.EMFILE:        "Too many open files",
+	syscall.ENOMEM:        "Cannot allocate memory",
 }

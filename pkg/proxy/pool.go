@@ -85,7 +85,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 			s.conns[j] = &serverConn{srv: s}
 		}
 		p.servers = append(p.servers, s)
-		p.nodes = append(p.nodes, hashkit.Node{Name: hashkit.PointName(sc.Name, sc.Named), Weight: sc.Weight})
+		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})
 	}
 	r, err := hashkit.Build(cfg.Distribution, p.nodes, nil)
 	if err != nil {

@@ -9,6 +9,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -104,4 +105,45 @@ func (px *Proxy) Clients() int64 {
 		n += p.stats.ClientConnections.Load()
 	}
 	return n
+}
+
+// Snapshot copies every counter.
+func (px *Proxy) Snapshot() Snapshot {
+	var s Snapshot
+	for _, p := range px.order {
+		ps := PoolSnapshot{
+			Name:              p.cfg.Name,
+			ClientEOF:         p.stats.ClientEOF.Load(),
+			ClientErr:         p.stats.ClientErr.Load(),
+			ClientConnections: p.stats.ClientConnections.Load(),
+			ServerEjects:      p.stats.ServerEjects.Load(),
+			ForwardError:      p.stats.ForwardError.Load(),
+			Fragments:         p.stats.Fragments.Load(),
+			ClientAccepted:    p.stats.ClientAccepted.Load(),
+			ClientRejected:    p.stats.ClientRejected.Load(),
+		}
+		for _, sv := range p.servers {
+			st := &sv.stats
+			ps.Servers = append(ps.Servers, ServerSnapshot{
+				Name:              sv.name,
+				ServerEOF:         st.EOF.Load(),
+				ServerErr:         st.Err.Load(),
+				ServerTimedout:    st.Timedout.Load(),
+				ServerConnections: st.Connections.Load(),
+				ServerEjectedAt:   st.EjectedAt.Load(),
+				Requests:          st.Requests.Load(),
+				RequestBytes:      st.RequestBytes.Load(),
+				Responses:         st.Responses.Load(),
+				ResponseBytes:     st.ResponseBytes.Load(),
+			})
+		}
+		s.Pools = append(s.Pools, ps)
+	}
+	return s
+}
+
+// StatsJSON is Snapshot encoded as JSON.
+func (px *Proxy) StatsJSON() []byte {
+	b, _ := json.Marshal(px.Snapshot())
+	return b
 }

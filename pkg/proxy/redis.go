@@ -98,11 +98,11 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	p := r.pool
 	cmd, ok := resp.Lookup(args[0])
 	if !ok {
-		c.localError(unknownCommand(args))
+		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
 		return
 	}
 	if !resp.CheckArity(cmd, len(args)) {
-		c.localError(wrongArgs(cmd.Name))
+		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
 		return
 	}
 	if p.cfg.RedisAuth != "" && !c.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
@@ -116,45 +116,31 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
 	case resp.KindMultiKey:
 		r.split(c, cmd, args, raw)
-	case resp.KindEval:
-		nkeys, err := strconv.Atoi(string(args[2]))
-		if err != nil || nkeys < 0 {
-			c.localError("ERR value is not an integer or out of range")
+	default: // single key, eval family, cross-key commands
+		keys, err := resp.Keys(cmd, args, c.keys[:0])
+		c.keys = keys
+		if err != nil {
+			if errors.Is(err, resp.ErrNoKeys) {
+				c.localError("ERR command '" + cmd.Name + "' needs at least one key to be routed by nuthatch")
+			} else {
+				c.localError("ERR " + err.Error())
+			}
 			return
 		}
-		if nkeys > len(args)-3 {
-			c.localError("ERR Number of keys can't be greater than number of args")
-			return
+		if !cmd.CrossKey && cmd.Kind != resp.KindEval {
+			keys = keys[:1]
 		}
-		if nkeys == 0 {
-			c.localError("ERR command '" + cmd.Name + "' needs at least one key to be routed by nuthatch")
-			return
-		}
-		r.single(c, args, raw, 3, 3+nkeys-1, 1)
-	default:
-		last := cmd.LastKey
-		if last < 0 {
-			last = len(args) + last
-		}
-		if !cmd.CrossKey {
-			last = cmd.FirstKey
-		}
-		r.single(c, args, raw, cmd.FirstKey, last, max(cmd.Step, 1))
+		r.single(c, args, raw, keys)
 	}
 }
 
 // single forwards a request whose keys must all live on one server; the
-// first key picks it.
-func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, first, last, step int) {
+// first key picks it. With no keys, any server answers (COMMAND, LOLWUT).
+func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, keys []int) {
 	p := r.pool
-	if first <= 0 || first >= len(args) {
-		// Keyless command that the table routes anyway (COMMAND, LOLWUT):
-		// any server answers it.
-		first, last = 0, -1
-	}
 	var s *server
-	if first > 0 {
-		s = p.serverFor(args[first])
+	if len(keys) > 0 {
+		s = p.serverFor(args[keys[0]])
 	} else {
 		s = p.anyServer()
 	}
@@ -164,8 +150,8 @@ func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, first, las
 		p.fail(m, ErrNoServer)
 		return
 	}
-	for i := first + step; i <= last && i < len(args); i += step {
-		if p.serverFor(args[i]) != s {
+	for _, k := range keys[min(1, len(keys)):] {
+		if p.serverFor(args[k]) != s {
 			c.localError("ERR keys of '" + lower(args[0]) + "' map to different servers; use a hash_tag to keep them together")
 			return
 		}
@@ -200,10 +186,6 @@ const (
 func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) {
 	p := r.pool
 	step := max(cmd.Step, 1)
-	if (len(args)-1)%step != 0 {
-		c.localError(wrongArgs(cmd.Name))
-		return
-	}
 	if len(c.groups) < len(p.servers) {
 		c.groups = make([][]int32, len(p.servers))
 	}
@@ -236,7 +218,8 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 	}
 	if nserv == 1 {
 		// Every key on one server: forward the command unchanged.
-		r.single(c, args, raw, 1, 1, 1)
+		c.keys = append(c.keys[:0], 1)
+		r.single(c, args, raw, c.keys)
 		parent.free()
 		return
 	}
@@ -372,9 +355,9 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 			c.localReply(func(dst []byte) []byte { return resp.AppendArrayHeader(dst, 0) })
 			return
 		}
-		r.single(c, args, nil, 0, 0, 1)
+		r.single(c, args, nil, nil)
 	default:
-		r.single(c, args, nil, 0, 0, 1)
+		r.single(c, args, nil, nil)
 	}
 }
 
@@ -472,28 +455,3 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 }
 
 func lower(b []byte) string { return string(bytes.ToLower(b)) }
-
-// unknownCommand is redis-server 7's reply to a command it does not know.
-func unknownCommand(args [][]byte) string {
-	var b bytes.Buffer
-	b.WriteString("ERR unknown command '")
-	b.Write(trunc(args[0]))
-	b.WriteString("', with args beginning with: ")
-	for _, a := range args[1:] {
-		b.WriteByte('\'')
-		b.Write(trunc(a))
-		b.WriteString("' ")
-	}
-	return b.String()
-}
-
-func trunc(b []byte) []byte {
-	if len(b) > 128 {
-		return b[:128]
-	}
-	return b
-}
-
-func wrongArgs(name string) string {
-	return "ERR wrong number of arguments for '" + name + "' command"
-}

@@ -103,7 +103,6 @@ const (
 	reasonBinary      = "binary protocol not supported"
 	reasonLineTooLong = "line too long"
 	reasonHTTP        = "HTTP request on memcached port"
-	reasonStrayCR     = "bad command line format"
 )
 
 func errUnknown(skip int) *Error { return &Error{Kind: ErrKindError, Skip: skip} }

@@ -86,8 +86,9 @@ type Request struct {
 	Name []byte
 	// Args are all space-separated tokens of Line, Name included.
 	Args [][]byte
-	// Keys: one key, except for get/gets/gat/gats. Meta keys with the b flag
-	// are kept base64-encoded as sent; see RoutingKey.
+	// Keys: one key, several for get/gets/gat/gats, none for version, quit,
+	// mn and CmdUnsupported. Meta keys with the b flag are kept
+	// base64-encoded as sent; see RoutingKey.
 	Keys [][]byte
 	// Noreply: classic "noreply" or the meta q flag.
 	Noreply bool
@@ -244,7 +245,7 @@ func (p *RequestParser) frameLine(buf []byte) (line []byte, lineLen, need int, e
 		// A CR followed by anything but LF can never end well; twemproxy
 		// refuses it too ("get key\r\r").
 		if j := bytes.IndexByte(window, '\r'); j >= 0 && j+1 < len(window) {
-			return nil, 0, 0, &Error{Kind: ErrKindClient, Msg: reasonStrayCR, Close: true}
+			return nil, 0, 0, &Error{Kind: ErrKindClient, Msg: msgBadFormat, Close: true}
 		}
 		if len(buf) > limit {
 			return nil, 0, 0, &Error{Kind: ErrKindNone, Msg: reasonLineTooLong, Close: true}
@@ -256,7 +257,7 @@ func (p *RequestParser) frameLine(buf []byte) (line []byte, lineLen, need int, e
 		line = line[: i-1 : i-1]
 	}
 	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, 0, 0, &Error{Kind: ErrKindClient, Msg: reasonStrayCR, Close: true}
+		return nil, 0, 0, &Error{Kind: ErrKindClient, Msg: msgBadFormat, Close: true}
 	}
 	return line, i + 1, 0, nil
 }

@@ -1,5 +1,7 @@
 package resp
 
+//go:generate go test -run TestGenerateCommandTable -update
+
 // redisCommand is what redis-server reports about a command in COMMAND; the
 // generated commands_table.go lists them.
 type redisCommand struct {

@@ -15,6 +15,9 @@ const (
 	DefaultMaxArrayLen  = math.MaxInt32
 )
 
+// maxBulkCap is the largest MaxBulkLen honoured.
+const maxBulkCap = min(1<<32, math.MaxInt/2)
+
 // Limits bounds what the parsers accept. A zero or negative field means the
 // default.
 type Limits struct {
@@ -52,9 +55,10 @@ func (l Limits) normalize() Limits {
 	if l.MaxBulkLen <= 0 {
 		l.MaxBulkLen = d.MaxBulkLen
 	}
-	// Offsets are ints; keep bulk length plus framing far from overflow.
-	if l.MaxBulkLen > math.MaxInt32*2 {
-		l.MaxBulkLen = math.MaxInt32 * 2
+	// Offsets are ints; keep offset plus bulk length far from overflow,
+	// also where int has 32 bits.
+	if l.MaxBulkLen > maxBulkCap {
+		l.MaxBulkLen = maxBulkCap
 	}
 	if l.MaxArgs <= 0 {
 		l.MaxArgs = d.MaxArgs

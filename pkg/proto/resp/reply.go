@@ -14,8 +14,10 @@ const (
 	TypeArray  = '*' // *<count>\r\n<elements>, *-1\r\n is null
 )
 
-// inlineDepth is the array nesting a ReplyScanner tracks without allocating.
-const inlineDepth = DefaultMaxDepth
+// inlineDepth is the array nesting a ReplyScanner tracks without allocating;
+// deeper replies (up to MaxDepth) move the stack to the heap once. Keeping
+// it small keeps ReplyLen's zeroing of a fresh scanner cheap.
+const inlineDepth = 32
 
 // ReplyScanner frames server replies. Like RequestParser it resumes an
 // incomplete reply: after Scan returned n == 0, call it again with a buffer
@@ -25,12 +27,12 @@ const inlineDepth = DefaultMaxDepth
 type ReplyScanner struct {
 	lim      Limits
 	limSet   bool
-	pos      int  // bytes of the reply already validated
-	lineFrom int  // resume point of a '\r' search in a status or error line
-	first    byte // buf[0] of the reply in progress, to catch misuse
-	depth    int  // open arrays
-	stack    [inlineDepth]int64
-	deep     []int64 // replaces stack when MaxDepth > inlineDepth
+	pos      int                // bytes of the reply already validated
+	lineFrom int                // resume point of a '\r' search in a status or error line
+	first    byte               // buf[0] of the reply in progress, to catch misuse
+	depth    int                // open arrays
+	stack    [inlineDepth]int32 // elements left in each open array
+	deep     []int32            // replaces stack beyond inlineDepth
 }
 
 // NewReplyScanner returns a scanner enforcing l (zero fields take defaults).
@@ -196,15 +198,16 @@ func (s *ReplyScanner) number(buf []byte, pos int) (v int64, end int, ok bool, e
 	return v, i + 2, true, nil
 }
 
+// push opens an array of v > 0 elements; v <= MaxArrayLen <= MaxInt32.
 func (s *ReplyScanner) push(v int64) {
 	if s.depth < inlineDepth && s.deep == nil {
-		s.stack[s.depth] = v
+		s.stack[s.depth] = int32(v)
 	} else {
 		if s.deep == nil {
-			s.deep = make([]int64, inlineDepth, 2*inlineDepth)
+			s.deep = make([]int32, inlineDepth, 2*inlineDepth)
 			copy(s.deep, s.stack[:])
 		}
-		s.deep = append(s.deep[:s.depth], v)
+		s.deep = append(s.deep[:s.depth], int32(v))
 	}
 	s.depth++
 }
@@ -246,6 +249,9 @@ func ArrayElems(reply []byte, fn func(elem []byte) bool) error {
 	}
 	if !ok {
 		return fmt.Errorf("%w: truncated array", ErrBadReply)
+	}
+	if count < -1 {
+		return fmt.Errorf("%w: invalid array length", ErrBadReply)
 	}
 	for ; count > 0; count-- {
 		s.Reset()

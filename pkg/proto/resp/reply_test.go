@@ -135,7 +135,7 @@ func checkReplyPrefixes(t *testing.T, buf []byte) {
 	t.Helper()
 	whole := replyLen(buf)
 	resumed := NewReplyScanner(Limits{})
-	for k := 0; k <= len(buf); k++ {
+	for k := 0; k <= len(buf); k = nextPrefix(k, len(buf)) {
 		got := replyLen(buf[:k])
 		if res := scanOnce(resumed, buf[:k]); res != got {
 			t.Fatalf("%.60q prefix %d: fresh %+v, resumed %+v", buf, k, got, res)
@@ -228,7 +228,7 @@ func TestArrayElems(t *testing.T) {
 			t.Errorf("%q: %v", in, err)
 		}
 	}
-	for _, in := range []string{"", "+OK\r\n", "*2\r\n:1\r\n", "*1\r\n$3\r\nfo", "*x\r\n"} {
+	for _, in := range []string{"", "+OK\r\n", "*2\r\n:1\r\n", "*1\r\n$3\r\nfo", "*x\r\n", "*-2\r\n", "*1"} {
 		if err := ArrayElems([]byte(in), func([]byte) bool { return true }); !errors.Is(err, ErrBadReply) {
 			t.Errorf("ArrayElems(%q) = %v", in, err)
 		}

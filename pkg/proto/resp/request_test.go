@@ -345,7 +345,7 @@ func checkPrefixes(t *testing.T, buf []byte) {
 	t.Helper()
 	whole := fresh(buf)
 	resumed := NewRequestParser(Limits{})
-	for k := 0; k <= len(buf); k++ {
+	for k := 0; k <= len(buf); k = nextPrefix(k, len(buf)) {
 		got := fresh(buf[:k])
 		res := parseOnce(resumed, buf[:k])
 		if !got.equal(res) {
@@ -512,5 +512,50 @@ func TestParseZeroAlloc(t *testing.T) {
 		if a := testing.AllocsPerRun(100, func() { p.Parse(in); p.Reset() }); a != 0 {
 			t.Errorf("Parse(%q) allocates %v times", in, a)
 		}
+	}
+}
+
+// nextPrefix walks every prefix of short inputs, and of long ones their
+// first and last 512 bytes plus a sample in between, to keep the quadratic
+// checks fast.
+func nextPrefix(k, n int) int {
+	if k < 512 || k >= n-512 {
+		return k + 1
+	}
+	return min(k+61, n-512)
+}
+
+// TestTwemproxyBadRequests covers twemproxy's test_protocol.py test_badreq
+// and test_wrong_argc: each request is refused either by the parser or by
+// the arity check (twemproxy closes the connection; the engine decides).
+func TestTwemproxyBadRequests(t *testing.T) {
+	tests := []struct {
+		in       string
+		protocol bool // refused by the parser, else by CheckArity
+	}{
+		{"*3\r\n*abcde\r\n", true},
+		{"*4\r\n$4\r\nMSET\r\n$1\r\nA\r\n$1\r\nA\r\n$1\r\nA\r\n", false},
+		{"*2\r\n$4\r\nMSET\r\n$1\r\nA\r\n", false},
+		{"*1\r\n$3\r\nGET\r\n", false},
+	}
+	for _, tc := range tests {
+		r := fresh([]byte(tc.in))
+		if tc.protocol {
+			if r.err == "" {
+				t.Errorf("%q: parser accepted it: %v", tc.in, r)
+			}
+			continue
+		}
+		if r.n != len(tc.in) {
+			t.Fatalf("%q: %v", tc.in, r)
+		}
+		c, ok := Lookup([]byte(r.args[0]))
+		if !ok || CheckArity(c, len(r.args)) {
+			t.Errorf("%q: arity accepted", tc.in)
+		}
+	}
+	// An empty line is ignored, as redis does (twemproxy closes).
+	if r := fresh([]byte("\r\n")); r.n != 2 || len(r.args) != 0 {
+		t.Errorf("empty line: %v", r)
 	}
 }

@@ -1,0 +1,195 @@
+package process
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ChannelVersion is the version of the master/worker message set. A worker
+// refuses messages of another version, so a master and workers of
+// different builds never misread each other during an upgrade.
+const ChannelVersion = 1
+
+// Message types. The set is closed: anything else is an error.
+const (
+	// master -> worker
+	MsgInit      = "init"      // configuration, worker slot, listeners (fds attached)
+	MsgDrain     = "drain"     // stop accepting, finish requests, exit
+	MsgStop      = "stop"      // exit now
+	MsgReopen    = "reopen"    // reopen log files
+	MsgHeartbeat = "heartbeat" // answered with MsgHeartbeat
+	MsgLogLevel  = "loglevel"  // set the log level
+	MsgStats     = "stats"     // answered with MsgStats
+
+	// worker -> master
+	MsgReady = "ready" // every listener is served
+)
+
+// Message is one control message. Fds travel beside it (SCM_RIGHTS).
+type Message struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	Seq  uint64 `json:"seq,omitempty"`
+
+	// MsgInit
+	Generation uint64         `json:"generation,omitempty"`
+	Worker     int            `json:"worker,omitempty"`
+	Config     []byte         `json:"config,omitempty"` // the validated source
+	ConfigFile string         `json:"config_file,omitempty"`
+	Listeners  []ListenerSpec `json:"listeners,omitempty"`
+	CPU        int            `json:"cpu"` // -1: not pinned
+	GoMaxProcs int            `json:"gomaxprocs,omitempty"`
+
+	// MsgLogLevel
+	Level string `json:"level,omitempty"`
+
+	// MsgStats (worker -> master)
+	Stats json.RawMessage `json:"stats,omitempty"`
+}
+
+// ListenerSpec names the fd at the same index of the attached fds.
+type ListenerSpec struct {
+	Pool string `json:"pool"` // pool name, or "stats"
+	Addr string `json:"addr"`
+}
+
+// maxMessage bounds one message; configurations are far smaller.
+const maxMessage = 1 << 20
+
+// maxFds bounds the descriptors accepted with one message.
+const maxFds = 1024
+
+var errChannelClosed = errors.New("process: channel closed")
+
+// Channel is one end of a master/worker socketpair. Send is safe for
+// concurrent use; Recv must be called from one goroutine.
+type Channel struct {
+	f   *os.File
+	fd  int
+	smu sync.Mutex
+	buf []byte
+	oob []byte
+}
+
+// NewChannelPair returns a connected pair of channels.
+func NewChannelPair() (*Channel, *Channel, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("process: socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// Large enough for a whole configuration in one datagram.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 2*maxMessage)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 2*maxMessage)
+	}
+	return newChannel(os.NewFile(uintptr(fds[0]), "channel")), newChannel(os.NewFile(uintptr(fds[1]), "channel")), nil
+}
+
+// ChannelFromFile wraps an inherited socketpair end.
+func ChannelFromFile(f *os.File) *Channel { return newChannel(f) }
+
+func newChannel(f *os.File) *Channel {
+	return &Channel{f: f, fd: int(f.Fd())}
+}
+
+// File returns the underlying file, to pass to a child process.
+func (c *Channel) File() *os.File { return c.f }
+
+// Close closes the channel; a blocked Recv on the other end gets EOF.
+func (c *Channel) Close() error {
+	// shutdown wakes a Recv blocked in another thread; close alone does not.
+	unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	return c.f.Close()
+}
+
+// Send sends m with files attached.
+func (c *Channel) Send(m *Message, files ...*os.File) error {
+	m.V = ChannelVersion
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("process: encode %s: %w", m.Type, err)
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("process: %s message too large (%d bytes)", m.Type, len(b))
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	for {
+		err = unix.Sendmsg(c.fd, b, oob, nil, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("process: send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// Recv blocks for the next message and the files attached to it.
+func (c *Channel) Recv() (*Message, []*os.File, error) {
+	if c.buf == nil {
+		c.buf = make([]byte, maxMessage)
+		c.oob = make([]byte, unix.CmsgSpace(maxFds*4))
+	}
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(c.fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("process: recv: %w", err)
+	}
+	var files []*os.File
+	if oobn > 0 {
+		scms, err := unix.ParseSocketControlMessage(c.oob[:oobn])
+		if err != nil {
+			return nil, nil, fmt.Errorf("process: control message: %w", err)
+		}
+		for _, scm := range scms {
+			fds, err := unix.ParseUnixRights(&scm)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "received"))
+			}
+		}
+	}
+	if n == 0 {
+		closeAll(files)
+		return nil, nil, errChannelClosed
+	}
+	m := new(Message)
+	if err := json.Unmarshal(c.buf[:n], m); err != nil {
+		closeAll(files)
+		return nil, nil, fmt.Errorf("process: decode message: %w", err)
+	}
+	if m.V != ChannelVersion {
+		closeAll(files)
+		return nil, nil, fmt.Errorf("process: message version %d, want %d", m.V, ChannelVersion)
+	}
+	return m, files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

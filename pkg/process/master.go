@@ -1,0 +1,528 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"os/user"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+)
+
+// Timing of the master. Variables so that tests can shorten them.
+var (
+	readyTimeout      = 10 * time.Second       // a new generation must be serving by then
+	heartbeatInterval = time.Second            // master -> worker pings
+	heartbeatDeadline = 10 * time.Second       // a worker silent for this long is wedged
+	killGrace         = 2 * time.Second        // after a stop deadline, before SIGKILL
+	respawnBackoffMax = 10 * time.Second       // cap of the delay between quick deaths
+	stableAfter       = 10 * time.Second       // a worker alive this long resets back-off
+	fastStopTimeout   = 2 * time.Second        // INT: how long workers get to close
+	tickInterval      = 100 * time.Millisecond // deadlines are checked this often
+)
+
+// Master owns the configuration, the listening sockets and the workers. It
+// never touches client traffic. One goroutine (Run) owns all of its state;
+// signals, worker messages and exits arrive on channels.
+type Master struct {
+	Log        *logrus.Logger
+	Spawner    Spawner
+	ConfigPath string
+	// Signals delivers the process's signals; Run subscribes to the real
+	// ones when nil.
+	Signals chan os.Signal
+	// Notify, when set, receives lifecycle states ("READY=1",
+	// "RELOADING=1", "STOPPING=1", "STATUS=…") for the service manager.
+	Notify func(state string)
+
+	entry   *logrus.Entry
+	sockets *socketSet
+	genSeq  uint64
+	cur     *generation
+	next    *generation // a reload in progress
+	workers map[*workerState]struct{}
+	events  chan event
+	backoff []time.Duration
+	stop    *stopState
+	beatSeq uint64
+}
+
+type generation struct {
+	id      uint64
+	cfg     *config.Config
+	src     []byte
+	sockets map[string][]*os.File
+	slots   []*workerState
+	ready   int
+	started time.Time
+	cred    *syscall.Credential
+}
+
+type workerState struct {
+	proc     WorkerProc
+	gen      *generation
+	slot     int
+	started  time.Time
+	ready    bool
+	draining bool
+	deadline time.Time // kill after this when draining (zero: none)
+	lastBeat time.Time
+	exited   bool
+}
+
+type stopState struct {
+	fast     bool
+	deadline time.Time
+}
+
+type eventKind int
+
+const (
+	evExit eventKind = iota
+	evMsg
+	evRespawn
+)
+
+type event struct {
+	kind eventKind
+	w    *workerState
+	exit ExitStatus
+	msg  *Message
+	slot int
+	gen  *generation
+}
+
+// Run starts the workers for cfg (whose source is src) and supervises them
+// until a stop signal has been handled. It returns an error when the first
+// generation cannot start.
+func (m *Master) Run(cfg *config.Config, src []byte) error {
+	m.entry = m.Log.WithField("role", "master")
+	m.sockets = newSocketSet()
+	m.workers = make(map[*workerState]struct{})
+	m.events = make(chan event, 64)
+	if m.Signals == nil {
+		m.Signals = make(chan os.Signal, 16)
+		signal.Notify(m.Signals, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT,
+			syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+		defer signal.Stop(m.Signals)
+	}
+	defer m.sockets.closeAll()
+
+	g, err := m.prepare(cfg, src)
+	if err != nil {
+		return err
+	}
+	m.next = g
+	m.startGeneration(g)
+
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	lastBeat := time.Now()
+	for {
+		select {
+		case sig := <-m.Signals:
+			m.onSignal(sig.(syscall.Signal))
+		case ev := <-m.events:
+			m.onEvent(ev)
+		case now := <-tick.C:
+			m.checkDeadlines(now)
+			if now.Sub(lastBeat) >= heartbeatInterval {
+				lastBeat = now
+				m.heartbeat(now)
+			}
+		}
+		if m.cur == nil && m.next == nil && m.stop == nil {
+			return errors.New("process: the workers could not start")
+		}
+		if m.stop != nil && len(m.workers) == 0 {
+			m.entry.Info("all workers exited, master stopping")
+			if m.cur != nil && m.cur.cfg.PidFile != "" {
+				os.Remove(m.cur.cfg.PidFile)
+			}
+			return nil
+		}
+	}
+}
+
+// prepare validates what a new generation needs and acquires its sockets,
+// touching nothing that is running (nginx's ngx_init_cycle).
+func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
+	cred, err := workerCredential(cfg, m.entry)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []config.Address
+	var backlogs []int
+	for _, p := range cfg.Pools {
+		addrs = append(addrs, p.Listen)
+		backlogs = append(backlogs, p.Backlog)
+	}
+	socks, err := m.sockets.want(addrs, backlogs, cfg.WorkerProcesses)
+	if err != nil {
+		return nil, err
+	}
+	m.genSeq++
+	return &generation{id: m.genSeq, cfg: cfg, src: src, sockets: socks,
+		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred}, nil
+}
+
+// workerCredential is the user workers run as when the master is root.
+func workerCredential(cfg *config.Config, log *logrus.Entry) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup(cfg.User)
+	if err != nil && cfg.User == config.DefaultUser {
+		// The package creates the user; a hand-run master without it
+		// falls back to nobody rather than serve as root.
+		log.WithField("user", cfg.User).Warn("user does not exist, workers run as nobody")
+		u, err = user.Lookup("nobody")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("process: worker user %q: %w", cfg.User, err)
+	}
+	gname := cfg.Group
+	g, err := user.LookupGroup(gname)
+	if err != nil {
+		if gname != config.DefaultGroup {
+			return nil, fmt.Errorf("process: worker group %q: %w", gname, err)
+		}
+		g = &user.Group{Gid: u.Gid}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(g.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: false, Groups: []uint32{}}, nil
+}
+
+func (m *Master) startGeneration(g *generation) {
+	g.started = time.Now()
+	m.backoff = make([]time.Duration, len(g.slots))
+	m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("starting workers")
+	for slot := range g.slots {
+		m.spawn(g, slot)
+	}
+}
+
+// spawn starts the worker of slot in g and sends its init message.
+func (m *Master) spawn(g *generation, slot int) {
+	proc, err := m.Spawner.Spawn(WorkerSpec{Slot: slot, Generation: g.id, Credential: g.cred})
+	if err != nil {
+		m.entry.WithError(err).WithField("slot", slot).Error("cannot start worker")
+		m.scheduleRespawn(g, slot)
+		return
+	}
+	w := &workerState{proc: proc, gen: g, slot: slot, started: time.Now(), lastBeat: time.Now()}
+	g.slots[slot] = w
+	m.workers[w] = struct{}{}
+	files, specs := forSlot(g.cfg, g.sockets, slot)
+	cpu := -1
+	if g.cfg.WorkerCPUAffinity {
+		cpu = slot % runtime.NumCPU()
+	}
+	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
+		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots))}
+	if err := proc.Channel().Send(init, files...); err != nil {
+		m.entry.WithError(err).WithField("slot", slot).Error("cannot initialise worker")
+		proc.Signal(syscall.SIGKILL)
+	}
+	go m.watch(w)
+	m.entry.WithFields(logrus.Fields{"slot": slot, "pid": proc.Pid(), "generation": g.id}).Debug("worker started")
+}
+
+// goMaxProcs gives each worker its share of the CPUs, at least one.
+func goMaxProcs(workers int) int {
+	return max(1, runtime.NumCPU()/max(workers, 1))
+}
+
+// watch forwards a worker's messages and its exit to the master loop.
+func (m *Master) watch(w *workerState) {
+	ch := w.proc.Channel()
+	go func() {
+		for {
+			msg, files, err := ch.Recv()
+			closeAll(files)
+			if err != nil {
+				return
+			}
+			m.events <- event{kind: evMsg, w: w, msg: msg}
+		}
+	}()
+	st := w.proc.Wait()
+	ch.Close()
+	m.events <- event{kind: evExit, w: w, exit: st}
+}
+
+func (m *Master) onEvent(ev event) {
+	switch ev.kind {
+	case evMsg:
+		m.onMessage(ev.w, ev.msg)
+	case evExit:
+		m.onExit(ev.w, ev.exit)
+	case evRespawn:
+		if m.stop == nil && ev.gen == m.cur && ev.gen.slots[ev.slot] == nil {
+			m.spawn(ev.gen, ev.slot)
+		}
+	}
+}
+
+func (m *Master) onMessage(w *workerState, msg *Message) {
+	switch msg.Type {
+	case MsgReady:
+		if w.ready {
+			return
+		}
+		w.ready = true
+		w.lastBeat = time.Now()
+		w.gen.ready++
+		if w.gen == m.next && w.gen.ready == len(w.gen.slots) {
+			m.promote(w.gen)
+		}
+	case MsgHeartbeat:
+		w.lastBeat = time.Now()
+	}
+}
+
+// promote makes g the serving generation once all its workers are ready,
+// and sends the previous one to drain.
+func (m *Master) promote(g *generation) {
+	old := m.cur
+	m.cur, m.next = g, nil
+	m.sockets.commit(g.sockets)
+	if old != nil {
+		for _, w := range old.slots {
+			if w != nil {
+				m.drainWorker(w, g.cfg.WorkerShutdownTimeout)
+			}
+		}
+		m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("configuration reloaded")
+	} else {
+		m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("workers ready")
+		if g.cfg.PidFile != "" {
+			if err := WritePidFile(g.cfg.PidFile); err != nil {
+				m.entry.WithError(err).Error("cannot write the pid file")
+			}
+		}
+	}
+	m.notify("READY=1")
+	m.notify(m.status())
+}
+
+func (m *Master) status() string {
+	return fmt.Sprintf("STATUS=generation %d, %d workers, %d pools", m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools))
+}
+
+func (m *Master) notify(state string) {
+	if m.Notify != nil {
+		m.Notify(state)
+	}
+}
+
+func (m *Master) drainWorker(w *workerState, timeout time.Duration) {
+	if w.draining || w.exited {
+		return
+	}
+	w.draining = true
+	w.deadline = time.Now().Add(timeout + killGrace)
+	if err := w.proc.Channel().Send(&Message{Type: MsgDrain}); err != nil {
+		w.proc.Signal(syscall.SIGKILL)
+	}
+}
+
+func (m *Master) onExit(w *workerState, st ExitStatus) {
+	w.exited = true
+	delete(m.workers, w)
+	g := w.gen
+	if g.slots[w.slot] == w {
+		g.slots[w.slot] = nil
+	}
+	fields := logrus.Fields{"slot": w.slot, "pid": w.proc.Pid(), "generation": g.id, "status": st.String()}
+	switch {
+	case w.draining || m.stop != nil:
+		m.entry.WithFields(fields).Debug("worker exited")
+	case g == m.next:
+		// A worker of a reload died before the reload completed: abandon
+		// the new configuration, keep serving the old one.
+		m.entry.WithFields(fields).Error("new worker died while starting, reload abandoned")
+		m.abandon(g)
+	case g == m.cur:
+		lived := time.Since(w.started)
+		m.entry.WithFields(fields).WithField("lived", lived.Round(time.Millisecond)).Error("worker died, respawning")
+		if lived >= stableAfter {
+			m.backoff[w.slot] = 0
+		}
+		m.scheduleRespawn(g, w.slot)
+	default:
+		m.entry.WithFields(fields).Warn("worker of an old generation exited")
+	}
+}
+
+// scheduleRespawn restarts a slot at once the first time, then with a
+// growing delay while the worker keeps dying young: never a busy loop.
+func (m *Master) scheduleRespawn(g *generation, slot int) {
+	if m.cur == nil && m.next == g {
+		// The very first generation failed: give up, the operator must look.
+		m.abandon(g)
+		return
+	}
+	d := m.backoff[slot]
+	m.backoff[slot] = min(max(2*d, 100*time.Millisecond), respawnBackoffMax)
+	if d > 0 {
+		m.entry.WithFields(logrus.Fields{"slot": slot, "delay": d}).Error("worker keeps dying, respawn delayed")
+	}
+	if d == 0 {
+		m.spawn(g, slot)
+		return
+	}
+	time.AfterFunc(d, func() { m.events <- event{kind: evRespawn, gen: g, slot: slot} })
+}
+
+// abandon stops a generation that never became ready.
+func (m *Master) abandon(g *generation) {
+	if m.next != g {
+		return
+	}
+	m.next = nil
+	for _, w := range g.slots {
+		if w != nil && !w.exited {
+			w.draining = true
+			w.proc.Signal(syscall.SIGKILL)
+		}
+	}
+	m.sockets.discard(g.sockets)
+	if m.cur != nil {
+		m.notify("READY=1")
+		m.notify(m.status() + "; last reload failed")
+	}
+}
+
+func (m *Master) checkDeadlines(now time.Time) {
+	if g := m.next; g != nil && now.Sub(g.started) > readyTimeout {
+		m.entry.WithField("generation", g.id).Error("new workers not ready in time, reload abandoned")
+		m.abandon(g)
+	}
+	for w := range m.workers {
+		if !w.deadline.IsZero() && now.After(w.deadline) {
+			m.entry.WithFields(logrus.Fields{"slot": w.slot, "pid": w.proc.Pid()}).Warn("worker did not stop in time, killing it")
+			w.proc.Signal(syscall.SIGKILL)
+			w.deadline = time.Time{}
+		}
+		if w.ready && !w.draining && now.Sub(w.lastBeat) > heartbeatDeadline {
+			m.entry.WithFields(logrus.Fields{"slot": w.slot, "pid": w.proc.Pid()}).Error("worker stopped answering, killing it")
+			w.proc.Signal(syscall.SIGKILL)
+			w.lastBeat = now
+		}
+	}
+}
+
+func (m *Master) heartbeat(now time.Time) {
+	m.beatSeq++
+	for w := range m.workers {
+		if w.ready && !w.draining {
+			w.proc.Channel().Send(&Message{Type: MsgHeartbeat, Seq: m.beatSeq})
+		}
+	}
+}
+
+func (m *Master) onSignal(sig syscall.Signal) {
+	m.entry.WithField("signal", sig.String()).Debug("signal")
+	switch sig {
+	case syscall.SIGHUP:
+		m.reload()
+	case syscall.SIGQUIT, syscall.SIGTERM:
+		m.shutdown(false)
+	case syscall.SIGINT:
+		m.shutdown(true)
+	case syscall.SIGUSR1:
+		m.broadcast(&Message{Type: MsgReopen})
+	case syscall.SIGTTIN, syscall.SIGTTOU:
+		l := m.Log.GetLevel()
+		if sig == syscall.SIGTTIN && l < logrus.TraceLevel {
+			l++
+		} else if sig == syscall.SIGTTOU && l > logrus.ErrorLevel {
+			l--
+		}
+		m.Log.SetLevel(l)
+		m.entry.WithField("level", l.String()).Warn("log level changed")
+		m.broadcast(&Message{Type: MsgLogLevel, Level: l.String()})
+	case syscall.SIGUSR2:
+		m.entry.Warn("binary upgrade is not available in this build")
+	}
+}
+
+func (m *Master) broadcast(msg *Message) {
+	for w := range m.workers {
+		if !w.exited {
+			w.proc.Channel().Send(msg)
+		}
+	}
+}
+
+// reload re-reads the configuration and, if it is valid and its sockets
+// can be had, starts a new generation; on any error the running one goes
+// on untouched.
+func (m *Master) reload() {
+	if m.stop != nil {
+		return
+	}
+	if m.next != nil {
+		m.entry.Warn("reload already in progress, ignoring")
+		return
+	}
+	m.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	m.entry.WithField("config", m.ConfigPath).Info("reloading configuration")
+	src, err := os.ReadFile(m.ConfigPath)
+	var cfg *config.Config
+	if err == nil {
+		cfg, err = config.Parse(src, m.ConfigPath)
+	}
+	if err == nil {
+		m.next, err = m.prepare(cfg, src)
+	}
+	if err != nil {
+		m.entry.WithError(err).Error("reload failed, keeping the running configuration")
+		m.notify("READY=1")
+		m.notify(m.status() + "; last reload failed")
+		return
+	}
+	m.startGeneration(m.next)
+}
+
+func (m *Master) shutdown(fast bool) {
+	if m.stop != nil && (m.stop.fast || !fast) {
+		return
+	}
+	m.notify("STOPPING=1")
+	timeout := fastStopTimeout
+	if !fast && m.cur != nil {
+		timeout = m.cur.cfg.WorkerShutdownTimeout
+	}
+	m.stop = &stopState{fast: fast, deadline: time.Now().Add(timeout)}
+	m.entry.WithFields(logrus.Fields{"fast": fast, "timeout": timeout}).Info("stopping")
+	for w := range m.workers {
+		if fast {
+			w.draining = true
+			w.deadline = time.Now().Add(timeout)
+			if err := w.proc.Channel().Send(&Message{Type: MsgStop}); err != nil {
+				w.proc.Signal(syscall.SIGKILL)
+			}
+			continue
+		}
+		m.drainWorker(w, timeout)
+	}
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e3
+}

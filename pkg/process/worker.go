@@ -1,0 +1,182 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/listener"
+	"github.com/nuthatch-proxy/nuthatch/pkg/logging"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
+)
+
+// Environment of a worker process, set by the master.
+const (
+	EnvRole    = "NUTHATCH_ROLE" // "worker"
+	RoleWorker = "worker"
+	// The control channel is the first inherited descriptor.
+	workerChannelFd = 3
+)
+
+// IsWorker reports whether this process was started as a worker.
+func IsWorker() bool { return os.Getenv(EnvRole) == RoleWorker }
+
+// RunWorker is the body of a worker process: it receives its configuration
+// and listeners from the master, serves them, and obeys the master until
+// told to stop or until the master goes away.
+func RunWorker() int {
+	ch := ChannelFromFile(os.NewFile(workerChannelFd, "master"))
+	log := logrus.New()
+	m, files, err := ch.Recv()
+	if err != nil || m.Type != MsgInit {
+		fmt.Fprintf(os.Stderr, "nuthatch worker: no init message from the master: %v\n", err)
+		return 1
+	}
+	cfg, err := config.Parse(m.Config, m.ConfigFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nuthatch worker: configuration: %v\n", err)
+		return 1
+	}
+	if err := logging.Setup(log, cfg.Log.Level, cfg.Log.Format); err != nil {
+		fmt.Fprintf(os.Stderr, "nuthatch worker: %v\n", err)
+		return 1
+	}
+	entry := log.WithFields(logrus.Fields{"role": "worker", "worker": m.Worker, "generation": m.Generation})
+	w := &worker{ch: ch, log: log, entry: entry, cfg: cfg, init: m}
+	return w.run(files)
+}
+
+type worker struct {
+	ch    *Channel
+	log   *logrus.Logger
+	entry *logrus.Entry
+	cfg   *config.Config
+	init  *Message
+	px    *proxy.Proxy
+}
+
+func (w *worker) run(files []*os.File) int {
+	m := w.init
+	if m.CPU >= 0 {
+		var set unix.CPUSet
+		set.Set(m.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			w.entry.WithError(err).WithField("cpu", m.CPU).Warn("cannot pin worker to its CPU")
+		}
+	}
+	if m.GoMaxProcs > 0 {
+		runtime.GOMAXPROCS(m.GoMaxProcs)
+	}
+	px, err := proxy.New(w.cfg, w.entry)
+	if err != nil {
+		w.entry.WithError(err).Error("cannot build the proxy")
+		return 1
+	}
+	w.px = px
+	if len(files) != len(m.Listeners) {
+		w.entry.Errorf("got %d listeners for %d specs", len(files), len(m.Listeners))
+		return 1
+	}
+	for i, f := range files {
+		spec := m.Listeners[i]
+		ln, err := listener.FromFile(f)
+		f.Close()
+		if err != nil {
+			w.entry.WithError(err).Error("bad listener")
+			return 1
+		}
+		if spec.Pool == StatsListener {
+			ln.Close() // served by the master
+			continue
+		}
+		if err := px.Serve(spec.Pool, ln); err != nil {
+			ln.Close()
+			w.entry.WithError(err).Error("cannot serve")
+			return 1
+		}
+	}
+	px.Start()
+	w.handleSignals()
+	if err := w.ch.Send(&Message{Type: MsgReady}); err != nil {
+		w.entry.WithError(err).Error("cannot report ready")
+		return 1
+	}
+	w.entry.WithField("pid", os.Getpid()).Debug("worker ready")
+	return w.control()
+}
+
+// control obeys the master. A closed channel means the master is gone: the
+// worker drains and exits rather than serve a stale configuration alone.
+func (w *worker) control() int {
+	for {
+		m, files, err := w.ch.Recv()
+		closeAll(files)
+		if err != nil {
+			w.entry.WithError(err).Warn("master gone, draining")
+			w.drain(masterGoneDrain)
+			return 0
+		}
+		switch m.Type {
+		case MsgHeartbeat:
+			w.ch.Send(&Message{Type: MsgHeartbeat, Seq: m.Seq})
+		case MsgDrain:
+			w.entry.Debug("draining")
+			w.drain(w.cfg.WorkerShutdownTimeout)
+			return 0
+		case MsgStop:
+			w.px.Close()
+			return 0
+		case MsgReopen:
+			// Logs go to stderr or the journal, which need no reopening.
+		case MsgLogLevel:
+			if lvl, err := logrus.ParseLevel(m.Level); err == nil {
+				w.log.SetLevel(lvl)
+			}
+		case MsgStats:
+			w.ch.Send(&Message{Type: MsgStats, Seq: m.Seq, Stats: w.px.StatsJSON()})
+		default:
+			w.entry.WithField("type", m.Type).Warn("unknown control message")
+		}
+	}
+}
+
+// handleSignals: a worker obeys its master, not the terminal. Signals sent
+// to the whole process group (Ctrl-C) are ignored; QUIT and TERM sent to
+// the worker itself stop it, gracefully or at once, as nginx's workers do.
+func (w *worker) handleSignals() {
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		if sig == syscall.SIGQUIT {
+			w.drain(w.cfg.WorkerShutdownTimeout)
+		} else {
+			w.px.Close()
+		}
+		os.Exit(0)
+	}()
+}
+
+func (w *worker) drain(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := w.px.Shutdown(ctx); err != nil {
+		w.entry.WithField("clients", w.px.Clients()).Warn("worker_shutdown_timeout reached, closing the remaining clients")
+	}
+}
+
+// masterGoneDrain bounds the drain of a worker whose master died, so that
+// no orphan keeps serving a configuration nobody supervises.
+const masterGoneDrain = time.Second
+
+// StatsListener is the pseudo pool name of the stats listener.
+const StatsListener = "stats"
