@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/listener"
 )
 
 // Timing of the master. Variables so that tests can shorten them.
@@ -42,6 +43,9 @@ type Master struct {
 	// Notify, when set, receives lifecycle states ("READY=1",
 	// "RELOADING=1", "STOPPING=1", "STATUS=…") for the service manager.
 	Notify func(state string)
+
+	// openSocket replaces listener.Open in tests.
+	openSocket func(addr config.Address, o listener.Options) (*os.File, error)
 
 	entry   *logrus.Entry
 	sockets *socketSet
@@ -106,6 +110,9 @@ type event struct {
 func (m *Master) Run(cfg *config.Config, src []byte) error {
 	m.entry = m.Log.WithField("role", "master")
 	m.sockets = newSocketSet()
+	if m.openSocket != nil {
+		m.sockets.opener = m.openSocket
+	}
 	m.workers = make(map[*workerState]struct{})
 	m.events = make(chan event, 64)
 	if m.Signals == nil {

@@ -27,6 +27,8 @@ type clientConn struct {
 	notify  chan struct{}
 
 	draining atomic.Bool
+	// outstanding counts requests read whose reply is not written yet.
+	outstanding atomic.Int64
 	// proto-specific per-client state
 	authed bool
 	quit   bool // a request asked to close after its reply
@@ -59,6 +61,7 @@ func (c *clientConn) wakeWriter() {
 // already has maxPendingPerClient requests in flight.
 func (c *clientConn) enqueue(m *msg) {
 	m.start = time.Now().UnixNano()
+	c.outstanding.Add(1)
 	c.pending <- m
 }
 
@@ -86,19 +89,23 @@ func (c *clientConn) readLoop() {
 	p := c.pool
 	rb := newReadBuf(p.proto.maxRequest())
 	for {
-		err := rb.fill(c.conn)
-		if err != nil {
-			if c.draining.Load() && isTimeout(err) && rb.len() == 0 {
+		if c.draining.Load() {
+			// Close at a moment when the client waits for nothing: every
+			// request read has been answered and no partial one is
+			// buffered. Clients that pool connections see a clean EOF.
+			if rb.len() == 0 && c.outstanding.Load() == 0 {
 				return
 			}
-			if c.draining.Load() && isTimeout(err) {
-				// Give a client that is mid-request a moment to finish it.
-				c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			c.conn.SetReadDeadline(time.Now().Add(drainPoll))
+		}
+		err := rb.fill(c.conn)
+		if err != nil {
+			if isTimeout(err) && c.draining.Load() {
 				continue
 			}
 			if isEOF(err) {
 				p.stats.ClientEOF.Add(1)
-			} else if !isTimeout(err) {
+			} else {
 				p.stats.ClientErr.Add(1)
 			}
 			return
@@ -121,11 +128,11 @@ func (c *clientConn) readLoop() {
 				return
 			}
 		}
-		if c.draining.Load() && rb.len() == 0 {
-			return
-		}
 	}
 }
+
+// drainPoll is how often a draining client is checked for idleness.
+const drainPoll = 20 * time.Millisecond
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -160,6 +167,7 @@ func (c *clientConn) writeLoop() {
 		if !dead && !closeAfter && !m.silent {
 			c.wbuf = append(c.wbuf, m.reply...)
 		}
+		c.outstanding.Add(-1)
 		if m.closeAfter && !closeAfter {
 			closeAfter = true
 			c.flush(&dead)

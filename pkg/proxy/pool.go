@@ -48,6 +48,7 @@ type pool struct {
 
 	maxReply int
 	stats    PoolStats
+	latency  histogram // request latency as clients see it
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -202,6 +203,9 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	if m.sentAt != 0 && m.server != nil {
+		m.server.latency.observe((time.Now().UnixNano() - m.sentAt) / 1e3)
+	}
 	m.reply = append(m.reply[:0], reply...)
 	m.isErr = isErr
 	p.finish(m)
@@ -236,6 +240,9 @@ func (p *pool) finish(m *msg) {
 		}
 		m.free()
 		return
+	}
+	if m.server != nil || m.frags != nil {
+		p.latency.observe((time.Now().UnixNano() - m.start) / 1e3)
 	}
 	m.done.Store(true)
 	c.wakeWriter()

@@ -121,6 +121,8 @@ func (px *Proxy) Snapshot() Snapshot {
 			Fragments:         p.stats.Fragments.Load(),
 			ClientAccepted:    p.stats.ClientAccepted.Load(),
 			ClientRejected:    p.stats.ClientRejected.Load(),
+			AuthAttempts:      p.stats.AuthAttempts.Load(),
+			RequestLatency:    p.latency.snapshot(),
 		}
 		for _, sv := range p.servers {
 			st := &sv.stats
@@ -135,7 +137,18 @@ func (px *Proxy) Snapshot() Snapshot {
 				RequestBytes:      st.RequestBytes.Load(),
 				Responses:         st.Responses.Load(),
 				ResponseBytes:     st.ResponseBytes.Load(),
+				ServerLatency:     sv.latency.snapshot(),
 			})
+			ss := &ps.Servers[len(ps.Servers)-1]
+			for _, sc := range sv.conns {
+				if l := sc.current(); l != nil {
+					l.mu.Lock()
+					ss.InQueue += int64(l.enqSeq - max(l.sentSeq, l.headSeq))
+					ss.InQueueBytes += int64(len(l.wbuf))
+					ss.OutQueue += int64(max(l.sentSeq, l.headSeq) - l.headSeq)
+					l.mu.Unlock()
+				}
+			}
 		}
 		s.Pools = append(s.Pools, ps)
 	}

@@ -21,7 +21,8 @@ type server struct {
 	failures     atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanos; 0 when on the ring
 
-	stats ServerStats
+	stats   ServerStats
+	latency histogram // from write to reply
 }
 
 // conn picks one of the server's connections, round robin, so that

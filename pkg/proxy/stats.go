@@ -41,28 +41,34 @@ type Snapshot struct {
 
 // PoolSnapshot is one pool's counters.
 type PoolSnapshot struct {
-	Name              string           `json:"name"`
-	ClientEOF         uint64           `json:"client_eof"`
-	ClientErr         uint64           `json:"client_err"`
-	ClientConnections int64            `json:"client_connections"`
-	ServerEjects      uint64           `json:"server_ejects"`
-	ForwardError      uint64           `json:"forward_error"`
-	Fragments         uint64           `json:"fragments"`
-	ClientAccepted    uint64           `json:"client_accepted"`
-	ClientRejected    uint64           `json:"client_rejected"`
-	Servers           []ServerSnapshot `json:"servers"`
+	Name              string            `json:"name"`
+	ClientEOF         uint64            `json:"client_eof"`
+	ClientErr         uint64            `json:"client_err"`
+	ClientConnections int64             `json:"client_connections"`
+	ServerEjects      uint64            `json:"server_ejects"`
+	ForwardError      uint64            `json:"forward_error"`
+	Fragments         uint64            `json:"fragments"`
+	ClientAccepted    uint64            `json:"client_accepted"`
+	ClientRejected    uint64            `json:"client_rejected"`
+	AuthAttempts      uint64            `json:"auth_attempts"`
+	RequestLatency    HistogramSnapshot `json:"request_latency"`
+	Servers           []ServerSnapshot  `json:"servers"`
 }
 
 // ServerSnapshot is one backend's counters.
 type ServerSnapshot struct {
-	Name              string `json:"name"`
-	ServerEOF         uint64 `json:"server_eof"`
-	ServerErr         uint64 `json:"server_err"`
-	ServerTimedout    uint64 `json:"server_timedout"`
-	ServerConnections int64  `json:"server_connections"`
-	ServerEjectedAt   int64  `json:"server_ejected_at"`
-	Requests          uint64 `json:"requests"`
-	RequestBytes      uint64 `json:"request_bytes"`
-	Responses         uint64 `json:"responses"`
-	ResponseBytes     uint64 `json:"response_bytes"`
+	Name              string            `json:"name"`
+	ServerEOF         uint64            `json:"server_eof"`
+	ServerErr         uint64            `json:"server_err"`
+	ServerTimedout    uint64            `json:"server_timedout"`
+	ServerConnections int64             `json:"server_connections"`
+	ServerEjectedAt   int64             `json:"server_ejected_at"`
+	Requests          uint64            `json:"requests"`
+	RequestBytes      uint64            `json:"request_bytes"`
+	Responses         uint64            `json:"responses"`
+	ResponseBytes     uint64            `json:"response_bytes"`
+	InQueue           int64             `json:"in_queue"`
+	InQueueBytes      int64             `json:"in_queue_bytes"`
+	OutQueue          int64             `json:"out_queue"`
+	ServerLatency     HistogramSnapshot `json:"server_latency"`
 }
