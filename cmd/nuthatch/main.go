@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -113,6 +114,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 func printConfigError(w io.Writer, err error) {
 	var le *config.LoadError
 	if errors.As(err, &le) {
+		// One line per problem with file:line,col, then the excerpts.
+		for _, line := range strings.Split(le.Error(), "\n") {
+			fmt.Fprintf(w, "nuthatch: %s\n", line)
+		}
+		fmt.Fprintln(w)
 		le.WriteText(w, 100, false)
 		fmt.Fprintf(w, "nuthatch: configuration file test failed\n")
 		return

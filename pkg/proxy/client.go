@@ -154,6 +154,11 @@ func (c *clientConn) writeLoop() {
 			if !c.flush(&dead) {
 				dead = true
 			}
+			if c.draining.Load() && c.outstanding.Load() == 0 {
+				// Everything answered: wake the reader so that it closes
+				// the connection while the client waits for nothing.
+				c.conn.SetReadDeadline(time.Now())
+			}
 			m, ok = <-c.pending
 		}
 		if !ok {

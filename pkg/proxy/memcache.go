@@ -34,9 +34,9 @@ func (mp *memcacheProto) replyLen(m *msg, buf []byte) (n, need int, isErr bool, 
 	cmd := memcache.Command(m.op)
 	n, need, isErr, err = memcache.ReplyLen(cmd, buf)
 	if n > 0 && m.quiet {
-		// The client asked for noreply (or the meta q flag); the request was
-		// forwarded without it so that every request has one reply, and
-		// the reply the client did not want is dropped here.
+		// The client set the meta q flag; the request was forwarded without
+		// it so that every request has one reply, and a reply quiet mode
+		// hides is dropped here.
 		q := memcache.Request{Cmd: cmd, Noreply: true}
 		m.silent = memcache.Suppressed(&q, buf[:n])
 	}
@@ -102,11 +102,22 @@ func (mp *memcacheProto) dispatch(c *clientConn, req *memcache.Request, raw []by
 		mp.localLine(c, "MN\r\n", false)
 		return
 	case memcache.CmdVersion:
-		// As twemproxy 0.5: any server answers.
-		mp.forward(c, req, raw, p.anyServer())
+		// As twemproxy 0.5, which hashes the empty key to 0: the server
+		// owning the start of the ring answers.
+		var s *server
+		if i := p.ring.Load().Pick(0); i >= 0 {
+			s = p.servers[i]
+		}
+		mp.forward(c, req, raw, s)
 		return
 	case memcache.CmdUnsupported:
-		mp.localLine(c, "SERVER_ERROR command '"+string(req.Name)+"' is not supported by nuthatch\r\n", false)
+		// twemproxy closes the connection without a word; an error line keeps
+		// the client in step (twemproxy#138). noreply asked for silence.
+		line := ""
+		if !req.Noreply {
+			line = "SERVER_ERROR command '" + string(req.Name) + "' is not supported by nuthatch\r\n"
+		}
+		mp.localLine(c, line, false)
 		return
 	}
 	if req.Cmd.IsRetrieval() && len(req.Keys) > 1 {
@@ -120,13 +131,23 @@ func (mp *memcacheProto) forward(c *clientConn, req *memcache.Request, raw []byt
 	p := mp.pool
 	m := newMsg(c)
 	m.op = uint8(req.Cmd)
+	if req.Noreply {
+		// Classic noreply hides every reply, the proxy's own errors included
+		// (memcached and twemproxy send nothing); meta q hides only some
+		// codes, decided when the reply arrives. Both are set before the
+		// client's writer can see m.
+		if req.Cmd.IsMeta() {
+			m.quiet = true
+		} else {
+			m.silent = true
+		}
+	}
 	c.enqueue(m)
 	if s == nil {
 		p.fail(m, ErrNoServer)
 		return
 	}
 	if req.Noreply {
-		m.quiet = true
 		p.forward(m, s, func(dst []byte) []byte { return memcache.AppendWithoutNoreply(dst, req) })
 		return
 	}

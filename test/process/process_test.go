@@ -1,0 +1,458 @@
+// Package process tests nuthatch's master/worker model on the real binary:
+// workers, respawn, reload, stop, under load from real clients against real
+// redis-servers.
+package process
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nuthatch-proxy/nuthatch/test/harness"
+)
+
+var ctx = context.Background()
+
+// children returns the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if pp, _ := strconv.Atoi(fields[1]); pp == pid && fields[0] != "Z" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func waitWorkers(t *testing.T, master, n int, timeout time.Duration) []int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		w := children(master)
+		if len(w) == n {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("master %d has %d workers, want %d", master, len(w), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func socketCount(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, e := range ents {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+type setup struct {
+	conf     string
+	proxy    *harness.Proc
+	backends []*harness.Proc
+	ports    []int
+}
+
+func (s *setup) write(t *testing.T, workers int, pools map[string]int, extra string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker_processes = %d\nworker_shutdown_timeout = \"5s\"\n%s\nstats {\n  listen = \"\"\n}\n", workers, extra)
+	names := make([]string, 0, len(pools))
+	for name := range pools {
+		names = append(names, name)
+	}
+	for _, name := range sortStrings(names) {
+		fmt.Fprintf(&b, "pool %q {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  timeout = \"2s\"\n", name, pools[name])
+		for _, be := range s.backends {
+			fmt.Fprintf(&b, "  server %q {}\n", be.Addr)
+		}
+		b.WriteString("}\n")
+	}
+	if err := os.WriteFile(s.conf, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sortStrings(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+func start(t *testing.T, workers int, extra string) *setup {
+	t.Helper()
+	s := &setup{conf: filepath.Join(t.TempDir(), "nuthatch.hcl")}
+	s.backends = []*harness.Proc{harness.Redis(t), harness.Redis(t)}
+	port := harness.FreePort(t)
+	s.write(t, workers, map[string]int{"main": port}, extra)
+	s.ports = []int{port}
+	s.proxy = harness.Start(t, harness.Binary(t), "-c", s.conf)
+	harness.WaitPort(t, "tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	waitWorkers(t, s.proxy.Cmd.Process.Pid, workers, 5*time.Second)
+	return s
+}
+
+// load runs n go-redis clients doing SET/GET round trips and pipelines
+// until stop is closed, counting failures.
+type load struct {
+	ok, failed atomic.Int64
+	errs       sync.Map
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(t *testing.T, addr string, n int) *load {
+	l := &load{stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 2, DialTimeout: time.Second, ReadTimeout: 3 * time.Second})
+		l.wg.Add(1)
+		go func(i int) {
+			defer l.wg.Done()
+			defer c.Close()
+			for j := 0; ; j++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("load:%d:%d", i, j%100)
+				var err error
+				if j%2 == 0 {
+					pipe := c.Pipeline()
+					pipe.Set(ctx, k, j, 0)
+					g := pipe.Get(ctx, k)
+					_, err = pipe.Exec(ctx)
+					if err == nil && g.Val() != strconv.Itoa(j) {
+						err = fmt.Errorf("got %q want %d", g.Val(), j)
+					}
+				} else {
+					err = c.Set(ctx, k, j, 0).Err()
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.errs.Store(err.Error(), true)
+				} else {
+					l.ok.Add(1)
+				}
+			}
+		}(i)
+	}
+	return l
+}
+
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	if l.failed.Load() > 0 {
+		var msgs []string
+		l.errs.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
+		t.Errorf("%d of %d requests failed: %v", l.failed.Load(), l.failed.Load()+l.ok.Load(), msgs)
+	}
+	if l.ok.Load() == 0 {
+		t.Error("the load made no request")
+	}
+	t.Logf("load: %d requests ok, %d failed", l.ok.Load(), l.failed.Load())
+}
+
+func TestWorkersAffinityAndSpread(t *testing.T) {
+	s := start(t, 2, `worker_cpu_affinity = "auto"`)
+	master := s.proxy.Cmd.Process.Pid
+	workers := waitWorkers(t, master, 2, time.Second)
+	cpus := map[string]bool{}
+	for _, w := range workers {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w))
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "Cpus_allowed_list:") {
+				cpus[strings.TrimSpace(strings.TrimPrefix(line, "Cpus_allowed_list:"))] = true
+			}
+		}
+	}
+	if len(cpus) != 2 {
+		t.Fatalf("workers not pinned to distinct CPUs: %v", cpus)
+	}
+	base := map[int]int{}
+	for _, w := range workers {
+		base[w] = socketCount(w)
+	}
+	var conns []net.Conn
+	for i := 0; i < 64; i++ {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.Write([]byte("PING\r\n"))
+		buf := make([]byte, 7)
+		c.Read(buf)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for _, w := range workers {
+		if got := socketCount(w) - base[w]; got < 8 {
+			t.Errorf("worker %d took only %d of 64 connections", w, got)
+		}
+	}
+}
+
+func TestWorkerKillRespawnsUnderLoad(t *testing.T) {
+	s := start(t, 2, "")
+	master := s.proxy.Cmd.Process.Pid
+	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+	l := startLoad(t, addr, 16)
+	time.Sleep(300 * time.Millisecond)
+	for round := 0; round < 3; round++ {
+		workers := waitWorkers(t, master, 2, 2*time.Second)
+		victim := workers[round%2]
+		killed := time.Now()
+		syscall.Kill(victim, syscall.SIGKILL)
+		// New connections during the gap queue on the dead worker's socket
+		// (the master keeps it open) and are served by its replacement.
+		var wg sync.WaitGroup
+		var refused atomic.Int64
+		for i := 0; i < 40; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 3 * time.Second})
+				defer c.Close()
+				if err := c.Ping(ctx).Err(); err != nil {
+					refused.Add(1)
+				}
+			}()
+		}
+		for {
+			w := children(master)
+			if len(w) == 2 && w[0] != victim && w[1] != victim {
+				break
+			}
+			if time.Since(killed) > time.Second {
+				t.Fatalf("no replacement within 1s (workers %v)", w)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("round %d: replacement after %v", round, time.Since(killed).Round(time.Millisecond))
+		wg.Wait()
+		if refused.Load() > 0 {
+			t.Errorf("round %d: %d of 40 new connections failed", round, refused.Load())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Clients whose connection was on the killed worker may see one error
+	// each; go-redis retries it. Everything else must succeed.
+	l.finish(t)
+}
+
+func TestReloadUnderLoadLosesNothing(t *testing.T) {
+	s := start(t, 2, "")
+	master := s.proxy.Cmd.Process.Pid
+	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+	l := startLoad(t, addr, 24)
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		before := children(master)
+		s.proxy.Signal(syscall.SIGHUP)
+		// The new generation replaces the old one entirely.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			now := children(master)
+			fresh := 0
+			for _, p := range now {
+				if !containsInt(before, p) {
+					fresh++
+				}
+			}
+			if fresh == 2 && len(now) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d: workers %v (before %v)", i, now, before)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l.finish(t)
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestReloadChangesPoolsAndKeepsFdsExact(t *testing.T) {
+	s := start(t, 1, "")
+	master := s.proxy.Cmd.Process.Pid
+	p1 := s.ports[0]
+	p2, p3 := harness.FreePort(t), harness.FreePort(t)
+	baseline := socketCount(master) // 1 listener + channel
+
+	s.write(t, 1, map[string]int{"main": p1, "second": p2}, "")
+	s.proxy.Signal(syscall.SIGHUP)
+	harness.WaitPort(t, "tcp", fmt.Sprintf("127.0.0.1:%d", p2), 5*time.Second)
+	for _, p := range []int{p1, p2} {
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", p)})
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatalf("port %d: %v", p, err)
+		}
+		c.Close()
+	}
+	waitWorkers(t, master, 1, 10*time.Second)
+
+	// Move "main" to p3 and drop "second".
+	s.write(t, 1, map[string]int{"main": p3}, "")
+	s.proxy.Signal(syscall.SIGHUP)
+	harness.WaitPort(t, "tcp", fmt.Sprintf("127.0.0.1:%d", p3), 5*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, e1 := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p1), 200*time.Millisecond)
+		_, e2 := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p2), 200*time.Millisecond)
+		if e1 != nil && e2 != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("removed ports still accept connections")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitWorkers(t, master, 1, 10*time.Second)
+	if got := socketCount(master); got != baseline {
+		t.Errorf("master holds %d sockets after reloads, want %d", got, baseline)
+	}
+}
+
+func TestReloadWithBrokenConfigKeepsServing(t *testing.T) {
+	s := start(t, 1, `pid_file = "`+filepath.Join(t.TempDir(), "n.pid")+`"`)
+	master := s.proxy.Cmd.Process.Pid
+	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+	workers := waitWorkers(t, master, 1, time.Second)
+	good, _ := os.ReadFile(s.conf)
+	os.WriteFile(s.conf, append(good, []byte("pool \"x\" {\n  nonsense = true\n}\n")...), 0o644)
+
+	// nuthatch -s reload checks the file first and refuses.
+	out, code := runBinary(t, "-s", "reload", "-c", s.conf)
+	if code == 0 || !strings.Contains(out, "nonsense") {
+		t.Fatalf("-s reload with a broken file: exit %d, %q", code, out)
+	}
+	out, code = runBinary(t, "-t", "-c", s.conf)
+	if code == 0 || !strings.Contains(out, "nuthatch.hcl:") {
+		t.Fatalf("-t: exit %d, %q", code, out)
+	}
+	// A HUP anyway: the master logs and keeps the old workers.
+	s.proxy.Signal(syscall.SIGHUP)
+	time.Sleep(500 * time.Millisecond)
+	if now := children(master); len(now) != 1 || now[0] != workers[0] {
+		t.Fatalf("workers changed after a failed reload: %v -> %v", workers, now)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	if err := c.Set(ctx, "still", "serving", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.proxy.Output(), "reload failed") {
+		t.Errorf("failed reload not logged:\n%s", s.proxy.Output())
+	}
+	// With the file fixed, -s reload finds the master through pid_file.
+	os.WriteFile(s.conf, good, 0o644)
+	if out, code := runBinary(t, "-s", "reload", "-c", s.conf); code != 0 {
+		t.Fatalf("-s reload: %d %s", code, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if now := children(master); len(now) == 1 && now[0] != workers[0] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("-s reload did not reload")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runBinary(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	p := harness.Start(t, harness.Binary(t), args...)
+	<-p.Done()
+	return p.Output(), p.Cmd.ProcessState.ExitCode()
+}
+
+func TestGracefulStopDrainsInFlight(t *testing.T) {
+	s := start(t, 1, "")
+	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 5 * time.Second})
+	defer c.Close()
+	// A slow request in flight when QUIT arrives still gets its reply.
+	res := make(chan error, 1)
+	go func() {
+		res <- c.Eval(ctx, "local t = redis.call('TIME') local s = t[1]*1000000+t[2] while true do local n = redis.call('TIME') if n[1]*1000000+n[2] - s > 300000 then break end end return 1", []string{"k"}).Err()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.proxy.Signal(syscall.SIGQUIT)
+	if err := <-res; err != nil {
+		t.Fatalf("in-flight request failed on graceful stop: %v", err)
+	}
+	select {
+	case <-s.proxy.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("master did not exit after draining")
+	}
+	if _, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		t.Fatal("port still open after stop")
+	}
+}
+
+func TestMasterKilledWorkersExit(t *testing.T) {
+	s := start(t, 2, "")
+	master := s.proxy.Cmd.Process.Pid
+	workers := waitWorkers(t, master, 2, time.Second)
+	syscall.Kill(master, syscall.SIGKILL)
+	deadline := time.Now().Add(2 * time.Second)
+	for _, w := range workers {
+		for syscall.Kill(w, 0) == nil {
+			if time.Now().After(deadline) {
+				syscall.Kill(w, syscall.SIGKILL)
+				t.Fatalf("worker %d still alive 2s after its master died", w)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
