@@ -8,26 +8,33 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/convert"
 	"github.com/nuthatch-proxy/nuthatch/pkg/logging"
 	"github.com/nuthatch-proxy/nuthatch/pkg/process"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
+	"github.com/nuthatch-proxy/nuthatch/pkg/systemd"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=…").
 var version = "dev"
 
-const usage = `Usage: nuthatch [-c FILE] [-t] [-s SIGNAL] [-V] [-h]
+const usage = `Usage: nuthatch [-c FILE] [-t [-q]] [-s SIGNAL [-w]] [-V] [-h]
        nuthatch convert NUTCRACKER.yml
 
 Options:
   -c FILE     configuration file (default %s)
   -t          check the configuration and exit
+  -q          with -t: print nothing when the configuration is valid
   -s SIGNAL   send SIGNAL to the running master: reload, reopen, quit, stop, upgrade
+  -w          with -s reload: wait until the reload succeeded or failed
   -V          print the version and exit
   -h          print this help and exit
 
@@ -52,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprintf(stderr, usage, config.DefaultPath) }
 	file := fs.String("c", config.DefaultPath, "configuration file")
 	test := fs.Bool("t", false, "check the configuration")
+	quiet := fs.Bool("q", false, "quiet -t")
+	wait := fs.Bool("w", false, "wait for the reload")
 	sig := fs.String("s", "", "signal the master")
 	ver := fs.Bool("V", false, "print the version")
 	help := fs.Bool("h", false, "help")
@@ -85,12 +94,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
+	if *test && *quiet {
+		return 0
+	}
 	if *test {
 		fmt.Fprintf(stdout, "nuthatch: the configuration file %s syntax is ok\nnuthatch: configuration file %s test is successful\n", *file, *file)
 		return 0
 	}
 	if *sig != "" {
-		if err := process.SendSignal(cfg.PidFile, *sig); err != nil {
+		send := process.SendSignal
+		if *wait && *sig == "reload" {
+			send = func(pidFile, _ string) error { return process.ReloadAndWait(pidFile, 2*time.Minute) }
+		}
+		if err := send(cfg.PidFile, *sig); err != nil {
 			fmt.Fprintf(stderr, "nuthatch: %v\n", err)
 			return 1
 		}
@@ -103,7 +119,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.WithField("version", version).WithField("config", *file).Info("nuthatch starting")
-	m := &process.Master{Log: log, Spawner: &process.ExecSpawner{}, ConfigPath: *file}
+	notifier := systemd.NewNotifier()
+	m := &process.Master{
+		Log:              log,
+		Spawner:          &process.ExecSpawner{},
+		ConfigPath:       *file,
+		Binary:           binaryPath(),
+		Args:             args,
+		Notify:           func(state string) { notifier.Notify(state) },
+		NotifySocket:     notifier.Socket(),
+		Barrier:          notifier.Barrier,
+		WatchdogInterval: systemd.WatchdogInterval(),
+	}
+	os.Unsetenv("WATCHDOG_USEC")
+	os.Unsetenv("WATCHDOG_PID")
+	if parent, socks := process.Upgrading(); parent != nil {
+		m.Parent, m.Inherited = parent, socks
+	} else {
+		for _, s := range systemd.Sockets() {
+			m.Inherited = append(m.Inherited, process.Inherited{File: s.File, Name: s.Name, FromSystemd: true})
+		}
+	}
 	if err := m.Run(cfg, src); err != nil {
 		log.WithError(err).Error("nuthatch stopped")
 		return 1
@@ -127,6 +163,56 @@ func printConfigError(w io.Writer, err error) {
 }
 
 func convertCmd(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "nuthatch: convert is not available yet")
-	return 1
+	if len(args) != 1 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "Usage: nuthatch convert NUTCRACKER.yml (or - for standard input)")
+		fmt.Fprintln(stderr, "Writes the HCL configuration to standard output and warnings to standard error.")
+		return 2
+	}
+	name := args[0]
+	var src []byte
+	var err error
+	if name == "-" {
+		name = "<stdin>"
+		src, err = io.ReadAll(os.Stdin)
+	} else {
+		src, err = os.ReadFile(name)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nuthatch: convert: %v\n", err)
+		return 1
+	}
+	out, warnings, err := convert.Convert(src, name)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "nuthatch: warning: %s\n", w)
+	}
+	if err != nil {
+		var list convert.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				fmt.Fprintf(stderr, "nuthatch: %v\n", e)
+			}
+		} else {
+			fmt.Fprintf(stderr, "nuthatch: %v\n", err)
+		}
+		return 1
+	}
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "nuthatch: convert: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// binaryPath is the absolute path this program was started as: the file a
+// package upgrade replaces and a binary upgrade executes.
+func binaryPath() string {
+	p, err := exec.LookPath(os.Args[0])
+	if err != nil {
+		return ""
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	return abs
 }

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,22 @@ type Master struct {
 	// "RELOADING=1", "STOPPING=1", "STATUS=…") for the service manager.
 	Notify func(state string)
 
+	// Binary is the path a binary upgrade executes: the path this master
+	// was started as, which a package upgrade replaces.
+	Binary string
+	// Args are the command-line arguments a binary upgrade passes on.
+	Args []string
+	// Inherited sockets (systemd's, or the previous master's on upgrade).
+	Inherited []Inherited
+	// Parent is the channel to the master this one replaces (upgrade).
+	Parent *Channel
+	// NotifySocket and WatchdogInterval are passed to a new master on
+	// upgrade; Barrier waits until the service manager processed the
+	// notifications sent so far.
+	NotifySocket     string
+	WatchdogInterval time.Duration
+	Barrier          func(timeout time.Duration) error
+
 	// openSocket replaces listener.Open in tests.
 	openSocket func(addr config.Address, o listener.Options) (*os.File, error)
 
@@ -57,6 +74,12 @@ type Master struct {
 	backoff []time.Duration
 	stop    *stopState
 	beatSeq uint64
+
+	upgrade    *upgradeState // a new binary starting (old master side)
+	parent     *Channel      // the old master (new master side, until handover)
+	handedOver bool          // an upgrade replaced this master
+	reloads    int
+	lastDog    time.Time
 }
 
 type generation struct {
@@ -113,6 +136,11 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 	if m.openSocket != nil {
 		m.sockets.opener = m.openSocket
 	}
+	m.sockets.adopt(m.Inherited)
+	if m.Parent != nil {
+		m.parent = m.Parent
+		go m.watchParent()
+	}
 	m.workers = make(map[*workerState]struct{})
 	m.events = make(chan event, 64)
 	if m.Signals == nil {
@@ -127,6 +155,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.sockets.closeUnused(m.entry)
 	m.next = g
 	m.startGeneration(g)
 
@@ -145,14 +174,18 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 				lastBeat = now
 				m.heartbeat(now)
 			}
+			m.watchdog(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
 		}
 		if m.stop != nil && len(m.workers) == 0 {
 			m.entry.Info("all workers exited, master stopping")
-			if m.cur != nil && m.cur.cfg.PidFile != "" {
+			if m.cur != nil && m.cur.cfg.PidFile != "" && !m.handedOver {
 				os.Remove(m.cur.cfg.PidFile)
+			}
+			if m.upgrade != nil && !m.upgrade.ready {
+				m.upgrade.cmd.Process.Signal(syscall.SIGKILL)
 			}
 			return nil
 		}
@@ -166,13 +199,7 @@ func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	var addrs []config.Address
-	var backlogs []int
-	for _, p := range cfg.Pools {
-		addrs = append(addrs, p.Listen)
-		backlogs = append(backlogs, p.Backlog)
-	}
-	socks, err := m.sockets.want(addrs, backlogs, cfg.WorkerProcesses)
+	socks, err := m.sockets.want(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +304,20 @@ func (m *Master) onEvent(ev event) {
 		if m.stop == nil && ev.gen == m.cur && ev.gen.slots[ev.slot] == nil {
 			m.spawn(ev.gen, ev.slot)
 		}
+	case evUpgradeReady:
+		m.upgradeReady()
+	case evUpgradeExit:
+		if m.upgrade != nil {
+			m.upgradeFailed("the new binary exited: " + ev.exit.String())
+		}
+	case evParentMsg:
+		if ev.msg.Type == MsgHandover {
+			m.takeOver()
+		}
+	case evParentGone:
+		if m.parent != nil && m.cur != nil {
+			m.takeOver()
+		}
 	}
 }
 
@@ -310,20 +351,49 @@ func (m *Master) promote(g *generation) {
 			}
 		}
 		m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("configuration reloaded")
-	} else {
-		m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("workers ready")
-		if g.cfg.PidFile != "" {
-			if err := WritePidFile(g.cfg.PidFile); err != nil {
-				m.entry.WithError(err).Error("cannot write the pid file")
-			}
+		m.notify("READY=1\n" + m.status())
+		m.reloadDone("")
+		return
+	}
+	m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("workers ready")
+	if m.parent != nil {
+		// Started by an upgrade: the old master hands over the main PID.
+		if err := m.parent.Send(&Message{Type: MsgReady}); err != nil {
+			m.takeOver()
+		}
+		return
+	}
+	m.becameMain()
+}
+
+// becameMain: this master serves and is the service's main process.
+func (m *Master) becameMain() {
+	if m.cur.cfg.PidFile != "" {
+		if err := WritePidFile(m.cur.cfg.PidFile); err != nil {
+			m.entry.WithError(err).Error("cannot write the pid file")
 		}
 	}
-	m.notify("READY=1")
-	m.notify(m.status())
+	m.notify("READY=1\n" + m.status())
 }
 
 func (m *Master) status() string {
 	return fmt.Sprintf("STATUS=generation %d, %d workers, %d pools", m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools))
+}
+
+// reloadDone records the outcome of a reload next to the pid file, where
+// `nuthatch -s reload -w` waits for it.
+func (m *Master) reloadDone(failure string) {
+	if m.cur == nil || m.cur.cfg.PidFile == "" {
+		return
+	}
+	m.reloads++
+	line := fmt.Sprintf("%d %d ok\n", os.Getpid(), m.reloads)
+	if failure != "" {
+		line = fmt.Sprintf("%d %d failed: %s\n", os.Getpid(), m.reloads, strings.ReplaceAll(failure, "\n", "; "))
+	}
+	if err := writeFileAtomic(m.cur.cfg.PidFile+".reload", line); err != nil {
+		m.entry.WithError(err).Warn("cannot record the reload status")
+	}
 }
 
 func (m *Master) notify(state string) {
@@ -405,12 +475,15 @@ func (m *Master) abandon(g *generation) {
 	}
 	m.sockets.discard(g.sockets)
 	if m.cur != nil {
-		m.notify("READY=1")
-		m.notify(m.status() + "; last reload failed")
+		m.notify("READY=1\n" + m.status() + "; last reload failed")
+		m.reloadDone("the new workers did not start")
 	}
 }
 
 func (m *Master) checkDeadlines(now time.Time) {
+	if u := m.upgrade; u != nil && !u.ready && now.After(u.deadline) {
+		m.upgradeFailed("the new master was not ready within " + upgradeTimeout.String())
+	}
 	if g := m.next; g != nil && now.Sub(g.started) > readyTimeout {
 		m.entry.WithField("generation", g.id).Error("new workers not ready in time, reload abandoned")
 		m.abandon(g)
@@ -427,6 +500,29 @@ func (m *Master) checkDeadlines(now time.Time) {
 			w.lastBeat = now
 		}
 	}
+}
+
+// watchdog pings the service manager only while every worker answers its
+// heartbeats, so that a wedged nuthatch is restarted.
+func (m *Master) watchdog(now time.Time) {
+	if m.WatchdogInterval <= 0 || m.cur == nil || m.parent != nil || m.handedOver || now.Sub(m.lastDog) < m.WatchdogInterval {
+		return
+	}
+	ready := 0
+	for _, w := range m.cur.slots {
+		if w == nil || !w.ready {
+			continue
+		}
+		if now.Sub(w.lastBeat) > 3*heartbeatInterval {
+			return
+		}
+		ready++
+	}
+	if ready == 0 {
+		return
+	}
+	m.lastDog = now
+	m.notify("WATCHDOG=1")
 }
 
 func (m *Master) heartbeat(now time.Time) {
@@ -460,7 +556,7 @@ func (m *Master) onSignal(sig syscall.Signal) {
 		m.entry.WithField("level", l.String()).Warn("log level changed")
 		m.broadcast(&Message{Type: MsgLogLevel, Level: l.String()})
 	case syscall.SIGUSR2:
-		m.entry.Warn("binary upgrade is not available in this build")
+		m.startUpgrade()
 	}
 }
 
@@ -479,8 +575,8 @@ func (m *Master) reload() {
 	if m.stop != nil {
 		return
 	}
-	if m.next != nil {
-		m.entry.Warn("reload already in progress, ignoring")
+	if m.next != nil || m.upgrade != nil {
+		m.entry.Warn("reload or upgrade already in progress, ignoring")
 		return
 	}
 	m.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
@@ -495,8 +591,8 @@ func (m *Master) reload() {
 	}
 	if err != nil {
 		m.entry.WithError(err).Error("reload failed, keeping the running configuration")
-		m.notify("READY=1")
-		m.notify(m.status() + "; last reload failed")
+		m.notify("READY=1\n" + m.status() + "; last reload failed")
+		m.reloadDone(err.Error())
 		return
 	}
 	m.startGeneration(m.next)
@@ -506,7 +602,9 @@ func (m *Master) shutdown(fast bool) {
 	if m.stop != nil && (m.stop.fast || !fast) {
 		return
 	}
-	m.notify("STOPPING=1")
+	if !m.handedOver {
+		m.notify("STOPPING=1")
+	}
 	timeout := fastStopTimeout
 	if !fast && m.cur != nil {
 		timeout = m.cur.cfg.WorkerShutdownTimeout

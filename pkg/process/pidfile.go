@@ -7,13 +7,17 @@ import (
 
 // WritePidFile writes the pid atomically (write then rename).
 func WritePidFile(path string) error {
+	return writeFileAtomic(path, fmt.Sprintf("%d\n", os.Getpid()))
+}
+
+func writeFileAtomic(path, content string) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-		return fmt.Errorf("process: pid file: %w", err)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("process: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("process: pid file: %w", err)
+		return fmt.Errorf("process: %w", err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrNotRunning means the pid file names no running process.
@@ -48,4 +49,34 @@ func SendSignal(pidFile, action string) error {
 		return fmt.Errorf("process: kill %d: %w", pid, err)
 	}
 	return nil
+}
+
+// ReloadAndWait sends a reload to the master in pidFile and waits until it
+// has recorded the outcome, so that a service manager's reload job ends
+// when the new workers serve (or the reload failed).
+func ReloadAndWait(pidFile string, timeout time.Duration) error {
+	statusFile := pidFile + ".reload"
+	before, _ := os.ReadFile(statusFile)
+	if err := SendSignal(pidFile, "reload"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		now, err := os.ReadFile(statusFile)
+		if err != nil || string(now) == string(before) {
+			continue
+		}
+		line := strings.TrimSpace(string(now))
+		if _, rest, ok := strings.Cut(line, " "); ok {
+			if _, outcome, ok := strings.Cut(rest, " "); ok {
+				if outcome == "ok" {
+					return nil
+				}
+				return fmt.Errorf("process: reload %s", outcome)
+			}
+		}
+		return fmt.Errorf("process: unreadable reload status %q", line)
+	}
+	return fmt.Errorf("process: no reload outcome within %v", timeout)
 }

@@ -2,48 +2,125 @@ package process
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"strconv"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/listener"
 )
 
+// Inherited is a listening socket this process did not open: passed by
+// systemd (socket activation) or by the master it replaced (upgrade).
+type Inherited struct {
+	File *os.File
+	// Name is systemd's FileDescriptorName= (a pool name, "stats", or the
+	// unit's name), or the name the previous master gave it.
+	Name string
+	// FromSystemd sockets belong to the service manager: nuthatch never
+	// closes them for good, since systemd holds them anyway and would
+	// refuse a later re-bind of the same address.
+	FromSystemd bool
+}
+
 // socketSet holds the master's listening sockets, by address. A TCP
 // address has one SO_REUSEPORT socket per worker slot so that the kernel
-// spreads connections over the workers; a unix socket is shared.
+// spreads connections over the workers; a unix socket is shared. Sockets
+// passed by systemd are used as given, however many there are.
 //
 // The master keeps every socket open for as long as some configuration
 // uses its address: workers come and go (respawn, reload) and always get
 // the same sockets, so connections queued on a dead worker's socket are
 // accepted by its replacement and a reload never re-binds a port.
 type socketSet struct {
-	byAddr map[string][]*os.File
+	byAddr    map[string][]*os.File
+	inherited []*inheritedSocket
+	keep      map[*os.File]bool // never closed: systemd's
 	// opener opens one socket; a field so tests can avoid real binds.
 	opener func(addr config.Address, o listener.Options) (*os.File, error)
 }
 
+type inheritedSocket struct {
+	Inherited
+	local string // network:addr as getsockname reports it
+	used  bool
+}
+
 func newSocketSet() *socketSet {
-	return &socketSet{byAddr: make(map[string][]*os.File), opener: listener.Open}
+	return &socketSet{byAddr: make(map[string][]*os.File), keep: make(map[*os.File]bool), opener: listener.Open}
 }
 
 func addrKey(a config.Address) string { return a.Network + ":" + a.Addr }
 
-// want returns the sockets a configuration with n workers needs, reusing
-// what exists and opening the rest. It changes nothing on error.
-func (s *socketSet) want(addrs []config.Address, backlog []int, n int) (map[string][]*os.File, error) {
+// adopt registers inherited sockets for matching by want.
+func (s *socketSet) adopt(socks []Inherited) {
+	for _, in := range socks {
+		s.inherited = append(s.inherited, &inheritedSocket{Inherited: in, local: localAddr(in.File)})
+		if in.FromSystemd {
+			s.keep[in.File] = true
+		}
+	}
+}
+
+// closeUnused closes inherited sockets that no pool matched.
+func (s *socketSet) closeUnused(log *logrus.Entry) {
+	var left []*inheritedSocket
+	for _, in := range s.inherited {
+		if in.used {
+			left = append(left, in)
+			continue
+		}
+		log.WithFields(logrus.Fields{"name": in.Name, "address": in.local}).Warn("passed socket matches no pool, closing it")
+		delete(s.keep, in.File)
+		in.File.Close()
+	}
+	s.inherited = left
+}
+
+// match returns the inherited sockets for pool name at addr: those named
+// after the pool, else those bound to its address.
+func (s *socketSet) match(name string, addr config.Address) []*os.File {
+	var byName, byAddr []*os.File
+	for _, in := range s.inherited {
+		switch {
+		case in.Name == name:
+			byName = append(byName, in.File)
+			in.used = true
+		case sameAddress(in.local, addr):
+			byAddr = append(byAddr, in.File)
+		}
+	}
+	if len(byName) > 0 {
+		return byName
+	}
+	for _, in := range s.inherited {
+		if sameAddress(in.local, addr) {
+			in.used = true
+		}
+	}
+	return byAddr
+}
+
+// want returns the sockets cfg needs, by address: inherited ones first,
+// then those already open, opening the rest. It changes nothing on error.
+func (s *socketSet) want(cfg *config.Config) (map[string][]*os.File, error) {
 	out := make(map[string][]*os.File)
 	var opened []*os.File
-	fail := func(err error) (map[string][]*os.File, error) {
-		closeAll(opened)
-		return nil, err
-	}
-	for i, a := range addrs {
-		key := addrKey(a)
+	for _, p := range cfg.Pools {
+		key := addrKey(p.Listen)
 		if _, dup := out[key]; dup {
 			continue
 		}
-		count := n
-		if a.Network == "unix" {
+		if files := s.match(p.Name, p.Listen); len(files) > 0 {
+			out[key] = files
+			continue
+		}
+		count := cfg.WorkerProcesses
+		if p.Listen.Network == "unix" {
 			count = 1
 		}
 		have := s.byAddr[key]
@@ -53,9 +130,10 @@ func (s *socketSet) want(addrs []config.Address, backlog []int, n int) (map[stri
 				files = append(files, have[j])
 				continue
 			}
-			f, err := s.opener(a, listener.Options{Backlog: backlog[i], ReusePort: a.Network != "unix"})
+			f, err := s.opener(p.Listen, listener.Options{Backlog: p.Backlog, ReusePort: p.Listen.Network != "unix"})
 			if err != nil {
-				return fail(fmt.Errorf("process: listen %s: %w", a.String(), err))
+				closeAll(opened)
+				return nil, fmt.Errorf("process: pool %s: %w", p.Name, err)
 			}
 			opened = append(opened, f)
 			files = append(files, f)
@@ -65,17 +143,18 @@ func (s *socketSet) want(addrs []config.Address, backlog []int, n int) (map[stri
 	return out, nil
 }
 
-// commit makes next the live set and closes the sockets no longer used.
+// commit makes next the live set and closes the sockets no longer used
+// (never systemd's).
 func (s *socketSet) commit(next map[string][]*os.File) {
-	keep := make(map[*os.File]bool)
+	inNext := make(map[*os.File]bool)
 	for _, files := range next {
 		for _, f := range files {
-			keep[f] = true
+			inNext[f] = true
 		}
 	}
 	for _, files := range s.byAddr {
 		for _, f := range files {
-			if !keep[f] {
+			if !inNext[f] && !s.keep[f] {
 				f.Close()
 			}
 		}
@@ -83,8 +162,8 @@ func (s *socketSet) commit(next map[string][]*os.File) {
 	s.byAddr = next
 }
 
-// discard closes the sockets of next that are not in the live set (a
-// configuration that was abandoned).
+// discard closes the sockets of an abandoned configuration that the live
+// set does not use.
 func (s *socketSet) discard(next map[string][]*os.File) {
 	live := make(map[*os.File]bool)
 	for _, files := range s.byAddr {
@@ -92,9 +171,12 @@ func (s *socketSet) discard(next map[string][]*os.File) {
 			live[f] = true
 		}
 	}
+	for _, in := range s.inherited {
+		live[in.File] = true
+	}
 	for _, files := range next {
 		for _, f := range files {
-			if !live[f] {
+			if !live[f] && !s.keep[f] {
 				f.Close()
 			}
 		}
@@ -103,10 +185,40 @@ func (s *socketSet) discard(next map[string][]*os.File) {
 
 // closeAll closes every socket.
 func (s *socketSet) closeAll() {
+	seen := map[*os.File]bool{}
 	for _, files := range s.byAddr {
-		closeAll(files)
+		for _, f := range files {
+			if !seen[f] {
+				seen[f] = true
+				f.Close()
+			}
+		}
+	}
+	for _, in := range s.inherited {
+		if !seen[in.File] {
+			in.File.Close()
+		}
 	}
 	s.byAddr = map[string][]*os.File{}
+	s.inherited = nil
+}
+
+// handOver lists the live sockets for a new master: systemd's keep their
+// names, the others are named after the pool that uses them.
+func (s *socketSet) handOver(cfg *config.Config) []Inherited {
+	var out []Inherited
+	for _, p := range cfg.Pools {
+		for _, f := range s.byAddr[addrKey(p.Listen)] {
+			name := p.Name
+			for _, in := range s.inherited {
+				if in.File == f {
+					name = in.Name
+				}
+			}
+			out = append(out, Inherited{File: f, Name: name, FromSystemd: s.keep[f]})
+		}
+	}
+	return out
 }
 
 // forSlot returns the sockets and specs worker slot i serves for cfg.
@@ -122,4 +234,60 @@ func forSlot(cfg *config.Config, set map[string][]*os.File, slot int) ([]*os.Fil
 		specs = append(specs, ListenerSpec{Pool: p.Name, Addr: p.Listen.String()})
 	}
 	return files, specs
+}
+
+// localAddr is "tcp:ip:port" or "unix:path" for a listening socket.
+func localAddr(f *os.File) string {
+	sa, err := unix.Getsockname(int(f.Fd()))
+	if err != nil {
+		return ""
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return "tcp:" + netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return "tcp:" + netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
+	case *unix.SockaddrUnix:
+		return "unix:" + a.Name
+	}
+	return ""
+}
+
+// sameAddress reports whether a socket bound at local serves addr. A
+// wildcard on either side matches any address with the same port.
+func sameAddress(local string, addr config.Address) bool {
+	if local == "" {
+		return false
+	}
+	if addr.Network == "unix" {
+		return local == "unix:"+addr.Addr
+	}
+	if len(local) < 4 || local[:4] != "tcp:" {
+		return false
+	}
+	lap, err := netip.ParseAddrPort(local[4:])
+	if err != nil {
+		return false
+	}
+	host, portStr, err := net.SplitHostPort(addr.Addr)
+	if err != nil {
+		return false
+	}
+	port, _ := strconv.Atoi(portStr)
+	if int(lap.Port()) != port {
+		return false
+	}
+	if lap.Addr().IsUnspecified() || host == "" || host == "0.0.0.0" || host == "::" || host == "*" {
+		return true
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return false
+	}
+	for _, ip := range ips {
+		if a, ok := netip.AddrFromSlice(ip); ok && a.Unmap() == lap.Addr() {
+			return true
+		}
+	}
+	return false
 }

@@ -53,7 +53,7 @@ func (e ExitStatus) String() string {
 // ExecSpawner re-executes this program's binary in the worker role: Go
 // cannot fork without exec.
 type ExecSpawner struct {
-	// Path of the binary; os.Executable() when empty.
+	// Path of the binary; this process's own image when empty.
 	Path string
 	// Env is added to the worker's environment.
 	Env []string
@@ -68,10 +68,10 @@ type execWorker struct {
 func (s *ExecSpawner) Spawn(spec WorkerSpec) (WorkerProc, error) {
 	path := s.Path
 	if path == "" {
-		var err error
-		if path, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("process: executable: %w", err)
-		}
+		// Workers run the very binary the master runs, even after a
+		// package upgrade replaced the file: /proc/self/exe still names
+		// the old inode. (The upgrade itself execs the new file by path.)
+		path = "/proc/self/exe"
 	}
 	mine, theirs, err := NewChannelPair()
 	if err != nil {

@@ -177,6 +177,12 @@ func (c *clientConn) writeLoop() {
 			closeAfter = true
 			c.flush(&dead)
 			dead = true
+			// A reply that closes the connection may be decided after the
+			// reader went back to waiting for requests (a failed memcache
+			// multi-get): shutting the read side wakes it with EOF, and
+			// run closes the connection. Only the read side, so the reply
+			// just written is not lost to a reset.
+			c.closeRead()
 		}
 		m.free()
 	}
@@ -207,4 +213,12 @@ func (c *clientConn) flush(dead *bool) bool {
 func (c *clientConn) drain() {
 	c.draining.Store(true)
 	c.conn.SetReadDeadline(time.Now())
+}
+
+// closeRead ends the reader's wait for requests.
+func (c *clientConn) closeRead() {
+	if cr, ok := c.conn.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+		return
+	}
+	c.conn.Close()
 }

@@ -181,7 +181,11 @@ func (p *pool) serverFor(key []byte) *server {
 	if p.cfg.HashTag != "" {
 		key = hashkit.HashTagKey(key, p.cfg.HashTag)
 	}
-	i := p.ring.Load().Pick(p.hash(key))
+	var h uint32
+	if len(key) > 0 { // twemproxy's server_pool_hash maps an empty key to 0
+		h = p.hash(key)
+	}
+	i := p.ring.Load().Pick(h)
 	if i < 0 {
 		return nil
 	}

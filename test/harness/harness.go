@@ -87,8 +87,17 @@ func (p *Proc) Output() string {
 // Start runs name with args and kills it (and waits) when t ends.
 func Start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
+	return StartEnv(t, nil, name, args...)
+}
+
+// StartEnv is Start with extra environment variables.
+func StartEnv(t testing.TB, env []string, name string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{Log: new(bytes.Buffer), done: make(chan struct{})}
 	cmd := exec.Command(name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	w := lockedBuffer{&p.mu, p.Log}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

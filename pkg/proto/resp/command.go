@@ -73,6 +73,7 @@ const (
 	ReasonCluster     = "cluster command"
 	ReasonSubcommand  = "keys in subcommands"
 	ReasonConnection  = "connection state"
+	ReasonDatabase    = "the pool serves one database"
 )
 
 type policy struct {
@@ -128,6 +129,10 @@ var commandPolicy = map[string]policy{
 	"xgroup": {KindUnsupported, ReasonSubcommand},
 
 	"reset": {KindUnsupported, ReasonConnection},
+
+	// MOVE takes a key out of the pool's redis_db, where no client of the
+	// proxy can see it again; twemproxy refuses it too.
+	"move": {KindUnsupported, ReasonDatabase},
 
 	"acl": {KindUnsupported, ReasonServer}, "config": {KindUnsupported, ReasonServer},
 	"dbsize": {KindUnsupported, ReasonServer}, "flushall": {KindUnsupported, ReasonServer},

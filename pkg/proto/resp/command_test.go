@@ -47,6 +47,7 @@ func TestLookup(t *testing.T) {
 		{"keys", KindUnsupported, false, ReasonSpan},
 		{"msetnx", KindUnsupported, false, ReasonSpan},
 		{"rename", KindUnsupported, false, ReasonSpan},
+		{"move", KindUnsupported, false, ReasonDatabase},
 		{"flushall", KindUnsupported, false, ReasonServer},
 		{"config", KindUnsupported, false, ReasonServer},
 		{"script", KindUnsupported, false, ReasonServer},
