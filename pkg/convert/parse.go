@@ -403,6 +403,11 @@ func (c *converter) setNum(p *pool, key string, v *yaml.Node, dst **setting[int]
 		return
 	}
 	n, ok := atoi(v.Value)
+	if !ok && isDigits(v.Value) {
+		// nc_atoi would overflow int and keep whatever the wrap gives.
+		c.errorf(ErrUnsupported, v.Line, "pool %q: %s %s is out of range (at most %d)", p.name, key, v.Value, math.MaxInt32)
+		return
+	}
 	if !ok {
 		hint := ""
 		if key == "timeout" && v.Value == "-1" {
@@ -412,6 +417,15 @@ func (c *converter) setNum(p *pool, key string, v *yaml.Node, dst **setting[int]
 		return
 	}
 	*dst = &setting[int]{n, v.Line}
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // atoi is twemproxy's nc_atoi: digits only, no sign, not empty. Values

@@ -163,6 +163,9 @@ func (c *converter) addServer(p *pool, v *yaml.Node) {
 
 	w, ok := atoi(weight)
 	switch {
+	case !ok && isDigits(weight):
+		bad(ErrUnsupported, "weight %s is above nuthatch's limit of %d", weight, config.MaxWeight)
+		return
 	case !ok:
 		bad(ErrInvalid, "has an invalid weight %q", weight)
 		return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -360,7 +361,7 @@ func Parse(data []byte) (*Document, error) {
 	if err := expectDelim(dec, '}'); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the document", ErrMalformed)
 	}
 	return d, nil

