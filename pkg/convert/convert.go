@@ -16,8 +16,10 @@
 package convert
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -88,14 +90,20 @@ func Convert(src []byte, filename string) (hcl []byte, warnings []string, err er
 	if len(c.errs) > 0 {
 		return nil, nil, c.errs
 	}
-	return out, c.warns, nil
+	// Warnings are made while emitting, in attribute order; report them
+	// in file order.
+	slices.SortStableFunc(c.warns, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	for _, w := range c.warns {
+		warnings = append(warnings, w.Error())
+	}
+	return out, warnings, nil
 }
 
 // converter accumulates diagnostics for one conversion.
 type converter struct {
 	file  string
 	errs  ErrorList
-	warns []string
+	warns []*Error
 }
 
 func (c *converter) errorf(kind error, line int, format string, args ...any) {
@@ -103,5 +111,5 @@ func (c *converter) errorf(kind error, line int, format string, args ...any) {
 }
 
 func (c *converter) warnf(line int, format string, args ...any) {
-	c.warns = append(c.warns, (&Error{File: c.file, Line: line, Msg: fmt.Sprintf(format, args...)}).Error())
+	c.warns = append(c.warns, &Error{File: c.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }

@@ -193,7 +193,7 @@ func shortForm(s *serverSpec) serverOut {
 	switch {
 	case !s.named && s.unix:
 		return serverOut{spec: s, label: s.addr}
-	case !s.named && !strings.Contains(unbracket(s.host), ":"):
+	case !s.named && (!strings.Contains(s.host, ":") || unbracket(s.host) != s.host):
 		// The label as written, leading zeros and all: twemproxy's name
 		// keeps the port's spelling, and so does PlacementName.
 		return serverOut{spec: s, label: s.host + ":" + s.port}

@@ -44,6 +44,9 @@ type pool struct {
 	redisDB            *setting[int]
 
 	servers []*serverSpec
+	// rejected counts listen and servers values already reported, so
+	// that their absence is not reported again.
+	rejectedListen, rejectedServers int
 }
 
 func (p *pool) isRedis() bool { return p.redis != nil && p.redis.v }
@@ -221,6 +224,7 @@ func (c *converter) pool(k, m *yaml.Node) *pool {
 			switch {
 			case v.Kind != yaml.ScalarNode:
 				c.errorf(ErrInvalid, v.Line, "pool %q: %s: list items must be plain values", p.name, key.Value)
+				p.rejectedServers++
 			case v.Value == "":
 				c.errorf(ErrInvalid, v.Line, "pool %q: %s: empty values are not allowed", p.name, key.Value)
 			default:
@@ -230,7 +234,7 @@ func (c *converter) pool(k, m *yaml.Node) *pool {
 	}
 	if seqLine == 0 {
 		c.errorf(ErrInvalid, p.line, "pool %q has no servers list (servers: followed by \"- host:port:weight\" lines)", p.name)
-	} else if len(p.servers) == 0 {
+	} else if len(p.servers) == 0 && p.rejectedServers == 0 {
 		c.errorf(ErrInvalid, p.line, "pool %q has no servers", p.name)
 	}
 	c.validatePool(p)
@@ -239,7 +243,7 @@ func (c *converter) pool(k, m *yaml.Node) *pool {
 
 // validatePool applies conf_validate_pool and conf_validate_server.
 func (c *converter) validatePool(p *pool) {
-	if p.listen == nil {
+	if p.listen == nil && p.rejectedListen == 0 {
 		c.errorf(ErrInvalid, p.line, "pool %q has no listen address", p.name)
 	}
 	if s := p.serverConnections; s != nil && s.v == 0 {
@@ -375,7 +379,11 @@ func (c *converter) setHashTag(p *pool, v *yaml.Node) {
 	}
 	// twemproxy counts bytes, and so does nuthatch.
 	if len(v.Value) != 2 {
-		c.errorf(ErrInvalid, v.Line, "pool %q: hash_tag must be exactly two characters, such as \"{}\"; %q is %d bytes", p.name, v.Value, len(v.Value))
+		unit := "bytes"
+		if len(v.Value) == 1 {
+			unit = "byte"
+		}
+		c.errorf(ErrInvalid, v.Line, "pool %q: hash_tag must be exactly two characters, such as \"{}\"; %q is %d %s", p.name, v.Value, len(v.Value), unit)
 		return
 	}
 	p.hashTag = &setting[string]{v.Value, v.Line}

@@ -35,6 +35,7 @@ func (c *converter) setListen(p *pool, v *yaml.Node) {
 	}
 	s := v.Value
 	l := listenSpec{raw: s}
+	p.rejectedListen++ // undone on success
 	if s[0] == '/' {
 		path := s
 		if i := strings.LastIndexByte(s, ' '); i >= 0 {
@@ -77,6 +78,7 @@ func (c *converter) setListen(p *pool, v *yaml.Node) {
 		}
 		l.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
+	p.rejectedListen--
 	p.listen = &setting[listenSpec]{l, v.Line}
 }
 
@@ -129,6 +131,7 @@ type serverSpec struct {
 func (c *converter) addServer(p *pool, v *yaml.Node) {
 	s := v.Value
 	bad := func(kind error, format string, args ...any) {
+		p.rejectedServers++
 		c.errorf(kind, v.Line, "pool %q: server %q: "+format, append([]any{p.name, s}, args...)...)
 	}
 	srv := &serverSpec{raw: s, line: v.Line, unix: s[0] == '/'}

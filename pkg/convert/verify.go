@@ -1,7 +1,10 @@
 package convert
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"sort"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
@@ -16,12 +19,21 @@ func (c *converter) verify(out []byte, pools []*pool) {
 	if err != nil {
 		var le *config.LoadError
 		if errors.As(err, &le) {
+			starts := poolStarts(out)
 			for _, d := range le.Diags {
 				msg := "nuthatch rejects the converted configuration: " + d.Summary
 				if d.Detail != "" {
 					msg += "; " + d.Detail
 				}
-				c.errorf(ErrUnsupported, 0, "%s", msg)
+				line := 0
+				if d.Subject != nil {
+					// Point at the YAML pool whose block holds the problem.
+					if i := sort.SearchInts(starts, d.Subject.Start.Line+1) - 1; i >= 0 && i < len(pools) {
+						line = pools[i].line
+						msg = fmt.Sprintf("pool %q: %s", pools[i].name, msg)
+					}
+				}
+				c.errorf(ErrUnsupported, line, "%s", msg)
 			}
 			return
 		}
@@ -51,4 +63,15 @@ func (c *converter) verify(out []byte, pools []*pool) {
 			c.errorf(ErrUnsupported, p.line, "pool %q: %v", p.name, err)
 		}
 	}
+}
+
+// poolStarts returns the 1-based line of each pool block in the output.
+func poolStarts(out []byte) []int {
+	var starts []int
+	for i, line := range bytes.Split(out, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("pool ")) {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
 }

@@ -12,26 +12,31 @@ import (
 
 var errLinkShutdown = errors.New("proxy: shutting down")
 
-// maxPendingPerClient bounds the requests one client may have in flight;
-// past it the proxy stops reading that client (back-pressure), so a client
-// that pipelines without reading cannot grow the proxy's memory.
-const maxPendingPerClient = 4096
-
-// clientConn is one client connection: a reader goroutine that parses and
-// routes requests, and a writer goroutine that returns replies in order.
+// clientConn is one client connection, served by one goroutine: it reads
+// what the client sent, routes every request, sends each touched server
+// its share in one write, then writes the replies back in request order
+// as they arrive, and reads again. One goroutine and no hand-off per
+// request keeps the unpipelined path as short as twemproxy's event loop;
+// a client that sends more than it reads is simply not read (back-pressure)
+// until its replies are written.
 type clientConn struct {
 	pool *pool
 	conn net.Conn
 
-	pending chan *msg
-	notify  chan struct{}
+	queue   []*msg // read, reply not written yet, in request order
+	qhead   int
+	notify  chan struct{} // a msg of this client finished
+	touched []*link       // links holding requests of this batch
+	now     int64         // when the current batch was read
 
 	draining atomic.Bool
-	// outstanding counts requests read whose reply is not written yet.
-	outstanding atomic.Int64
+	dead     bool // writing to the client failed
+	closing  bool // a reply asked to close the connection
+
 	// proto-specific per-client state
 	authed bool
-	quit   bool // a request asked to close after its reply
+	name   []byte // CLIENT SETNAME, answered by CLIENT GETNAME
+	quit   bool   // a request asked to close after its reply
 	rp     *resp.RequestParser
 	mp     *memcache.RequestParser
 	groups [][]int32 // per-server key positions while splitting
@@ -42,14 +47,10 @@ type clientConn struct {
 }
 
 func newClientConn(p *pool, conn net.Conn) *clientConn {
-	return &clientConn{
-		pool:    p,
-		conn:    conn,
-		pending: make(chan *msg, maxPendingPerClient),
-		notify:  make(chan struct{}, 1),
-	}
+	return &clientConn{pool: p, conn: conn, notify: make(chan struct{}, 1)}
 }
 
+// wakeWriter tells the client goroutine that one of its msgs finished.
 func (c *clientConn) wakeWriter() {
 	select {
 	case c.notify <- struct{}{}:
@@ -57,43 +58,39 @@ func (c *clientConn) wakeWriter() {
 	}
 }
 
-// enqueue puts m in the client's reply order. It blocks when the client
-// already has maxPendingPerClient requests in flight.
+// enqueue puts m in the client's reply order.
 func (c *clientConn) enqueue(m *msg) {
-	m.start = time.Now().UnixNano()
-	c.outstanding.Add(1)
-	c.pending <- m
+	m.start = c.now
+	c.queue = append(c.queue, m)
 }
 
 // reply queues a reply produced by the proxy itself.
 func (c *clientConn) reply(m *msg) {
 	c.enqueue(m)
 	m.done.Store(true)
-	c.wakeWriter()
+}
+
+// touch records that l holds requests of this batch, to flush after it.
+func (c *clientConn) touch(l *link) {
+	for _, t := range c.touched {
+		if t == l {
+			return
+		}
+	}
+	c.touched = append(c.touched, l)
 }
 
 func (c *clientConn) run() {
-	defer c.pool.removeClient(c)
-	writerDone := make(chan struct{})
-	go func() {
-		c.writeLoop()
-		close(writerDone)
-	}()
-	c.readLoop()
-	close(c.pending)
-	<-writerDone
-	c.conn.Close()
-}
-
-func (c *clientConn) readLoop() {
 	p := c.pool
+	defer p.removeClient(c)
+	defer c.conn.Close()
 	rb := newReadBuf(p.proto.maxRequest())
 	for {
 		if c.draining.Load() {
 			// Close at a moment when the client waits for nothing: every
 			// request read has been answered and no partial one is
 			// buffered. Clients that pool connections see a clean EOF.
-			if rb.len() == 0 && c.outstanding.Load() == 0 {
+			if rb.len() == 0 {
 				return
 			}
 			c.conn.SetReadDeadline(time.Now().Add(drainPoll))
@@ -108,26 +105,94 @@ func (c *clientConn) readLoop() {
 			} else {
 				p.stats.ClientErr.Add(1)
 			}
+			// A client that half-closed still gets the replies to what it
+			// sent before.
+			c.writeReplies()
 			return
 		}
-		for rb.len() > 0 {
+		c.now = time.Now().UnixNano()
+		stop := false
+		for rb.len() > 0 && !stop {
 			n, need, err := p.proto.parse(c, rb.bytes())
 			if err != nil {
 				p.stats.ClientErr.Add(1)
-				return
+				stop = true
+				break
 			}
 			if n == 0 {
 				if err := rb.want(need, p.proto.maxRequest()); err != nil {
 					p.stats.ClientErr.Add(1)
-					return
+					stop = true
 				}
 				break
 			}
 			rb.consume(n)
-			if c.quit {
-				return
-			}
+			stop = c.quit
 		}
+		c.flushLinks()
+		c.writeReplies()
+		if stop || c.dead || c.closing {
+			return
+		}
+	}
+}
+
+// flushLinks sends each server the requests of this batch.
+func (c *clientConn) flushLinks() {
+	for i, l := range c.touched {
+		l.flush()
+		c.touched[i] = nil
+	}
+	c.touched = c.touched[:0]
+}
+
+// writeReplies writes every queued reply in order, batching those that are
+// ready into one write, waiting for the others.
+func (c *clientConn) writeReplies() {
+	for c.qhead < len(c.queue) {
+		if c.dead {
+			// Nobody to answer: the msgs still in flight belong to their
+			// servers until they finish; the garbage collector takes them.
+			clear(c.queue[c.qhead:])
+			break
+		}
+		m := c.queue[c.qhead]
+		if !m.done.Load() {
+			c.flush()
+			<-c.notify
+			continue
+		}
+		if !m.silent {
+			c.wbuf = append(c.wbuf, m.reply...)
+		}
+		c.queue[c.qhead] = nil
+		c.qhead++
+		closeAfter := m.closeAfter
+		m.free()
+		if closeAfter {
+			c.closing = true
+			clear(c.queue[c.qhead:])
+			break
+		}
+	}
+	c.queue, c.qhead = c.queue[:0], 0
+	c.flush()
+}
+
+func (c *clientConn) flush() {
+	if len(c.wbuf) == 0 || c.dead {
+		c.wbuf = c.wbuf[:0]
+		return
+	}
+	_, err := c.conn.Write(c.wbuf)
+	if cap(c.wbuf) > maxKeptWriteBuf {
+		c.wbuf = nil
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
+	if err != nil {
+		c.dead = true
+		c.pool.stats.ClientErr.Add(1)
 	}
 }
 
@@ -139,86 +204,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// writeLoop writes replies in request order, batching every reply that is
-// ready into one write.
-func (c *clientConn) writeLoop() {
-	dead := false
-	closeAfter := false
-	for {
-		var m *msg
-		var ok bool
-		select {
-		case m, ok = <-c.pending:
-		default:
-			// Nothing more queued right now: send what we have.
-			if !c.flush(&dead) {
-				dead = true
-			}
-			if c.draining.Load() && c.outstanding.Load() == 0 {
-				// Everything answered: wake the reader so that it closes
-				// the connection while the client waits for nothing.
-				c.conn.SetReadDeadline(time.Now())
-			}
-			m, ok = <-c.pending
-		}
-		if !ok {
-			c.flush(&dead)
-			return
-		}
-		for !m.done.Load() {
-			c.flush(&dead)
-			<-c.notify
-		}
-		if !dead && !closeAfter && !m.silent {
-			c.wbuf = append(c.wbuf, m.reply...)
-		}
-		c.outstanding.Add(-1)
-		if m.closeAfter && !closeAfter {
-			closeAfter = true
-			c.flush(&dead)
-			dead = true
-			// A reply that closes the connection may be decided after the
-			// reader went back to waiting for requests (a failed memcache
-			// multi-get): shutting the read side wakes it with EOF, and
-			// run closes the connection. Only the read side, so the reply
-			// just written is not lost to a reset.
-			c.closeRead()
-		}
-		m.free()
-	}
-}
-
-func (c *clientConn) flush(dead *bool) bool {
-	if len(c.wbuf) == 0 || *dead {
-		c.wbuf = c.wbuf[:0]
-		return true
-	}
-	_, err := c.conn.Write(c.wbuf)
-	if cap(c.wbuf) > maxKeptWriteBuf {
-		c.wbuf = nil
-	} else {
-		c.wbuf = c.wbuf[:0]
-	}
-	if err != nil {
-		*dead = true
-		c.pool.stats.ClientErr.Add(1)
-		c.conn.Close() // unblocks the reader
-		return false
-	}
-	return true
-}
-
 // drain asks the client to finish: requests already read are answered,
 // then the connection closes once the client is idle.
 func (c *clientConn) drain() {
 	c.draining.Store(true)
 	c.conn.SetReadDeadline(time.Now())
-}
-
-// closeRead ends the reader's wait for requests.
-func (c *clientConn) closeRead() {
-	if cr, ok := c.conn.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
-		return
-	}
-	c.conn.Close()
 }

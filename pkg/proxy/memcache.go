@@ -12,11 +12,21 @@ type memcacheProto struct {
 	lim  memcache.Limits
 }
 
+// maxRetrievalLine bounds a get/gets/gat/gats line. memcached has no such
+// limit and libmemcached's mget sends every key of a call on one line
+// (memcslap --test=mget: over 64 KiB); 2 MiB holds the codec's 10000 keys
+// at 200 bytes each.
+const maxRetrievalLine = 2 << 20
+
 func newMemcacheProto(p *pool) *memcacheProto {
-	return &memcacheProto{pool: p, lim: memcache.DefaultLimits()}
+	lim := memcache.DefaultLimits()
+	lim.MaxRetrievalLineLen = maxRetrievalLine
+	return &memcacheProto{pool: p, lim: lim}
 }
 
-func (mp *memcacheProto) maxRequest() int { return mp.lim.MaxItemSize + 64<<10 }
+func (mp *memcacheProto) maxRequest() int {
+	return max(mp.lim.MaxItemSize, mp.lim.MaxRetrievalLineLen) + 64<<10
+}
 
 func (mp *memcacheProto) tooManyClients(dst []byte) []byte {
 	return append(dst, "ERROR Too many open connections\r\n"...)

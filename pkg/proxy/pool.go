@@ -192,12 +192,23 @@ func (p *pool) serverFor(key []byte) *server {
 	return p.servers[i]
 }
 
-// forward queues m on server s with the request bytes appended by build.
+// forward queues m on server s with the request bytes appended by build;
+// the client flushes the link once its whole batch is routed.
 func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	m.server = s
 	s.stats.Requests.Add(1)
+	c := m.client
+	if m.parent != nil {
+		c = m.parent.client
+	}
 	for range 2 {
-		if s.conn().link().enqueueFunc(m, build) {
+		l := s.conn().link()
+		if l.enqueueFunc(m, build) {
+			if c != nil {
+				c.touch(l)
+			} else {
+				l.flush()
+			}
 			return
 		}
 	}
@@ -348,17 +359,18 @@ func (p *pool) closeAll() {
 	for _, c := range clients {
 		c.conn.Close()
 	}
-	p.wg.Wait()
-	select {
-	case <-p.done:
-	default:
-		close(p.done)
-	}
+	// Fail what is still in flight so that no client waits for a reply.
 	for _, s := range p.servers {
 		for _, sc := range s.conns {
 			if l := sc.current(); l != nil {
 				l.kill(errLinkShutdown)
 			}
 		}
+	}
+	p.wg.Wait()
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
 	}
 }

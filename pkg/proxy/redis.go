@@ -312,6 +312,10 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 	p := r.pool
 	switch cmd.Name {
 	case "ping":
+		if len(args) > 2 {
+			c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
+			return
+		}
 		if len(args) == 2 {
 			c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, args[1]) })
 			return
@@ -340,15 +344,7 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 	case "hello":
 		r.hello(c, args)
 	case "client":
-		sub := lower(args[1])
-		switch sub {
-		case "setinfo", "setname":
-			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
-		case "getname":
-			c.localReply(resp.AppendNull)
-		default:
-			c.localError("ERR command 'client " + sub + "' is not supported by nuthatch: server command")
-		}
+		r.client(c, args)
 	case "command":
 		if len(args) > 1 && lower(args[1]) == "docs" {
 			// redis-cli asks for docs at start-up to show hints; none is fine.
@@ -358,6 +354,52 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 		r.single(c, args, nil, nil)
 	default:
 		r.single(c, args, nil, nil)
+	}
+}
+
+// client answers the CLIENT subcommands that clients send while setting up
+// a connection; the others are about the server and are refused.
+func (r *redisProto) client(c *clientConn, args [][]byte) {
+	sub := lower(args[1])
+	var arity int
+	switch sub {
+	case "getname":
+		arity = 2
+	case "setname":
+		arity = 3
+	case "setinfo":
+		arity = 4
+	default:
+		c.localError("ERR command 'client " + sub + "' is not supported by nuthatch: server command")
+		return
+	}
+	if len(args) != arity {
+		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, []byte("client|"+sub)) })
+		return
+	}
+	switch sub {
+	case "setname":
+		if !validClientName(args[2]) {
+			c.localError("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.name = append(c.name[:0], args[2]...)
+		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
+	case "getname":
+		if len(c.name) == 0 {
+			c.localReply(resp.AppendNull)
+			return
+		}
+		c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, c.name) })
+	case "setinfo":
+		switch attr := lower(args[2]); {
+		case attr != "lib-name" && attr != "lib-ver":
+			c.localError("ERR Unrecognized option '" + string(args[2]) + "'")
+		case !validClientName(args[3]):
+			c.localError("ERR " + attr + " cannot contain spaces, newlines or special characters.")
+		default:
+			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
+		}
 	}
 }
 
@@ -407,22 +449,28 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 		}
 	}
 	for i := 2; i < len(args); i++ {
-		switch lower(args[i]) {
-		case "auth":
-			if i+2 >= len(args) {
-				c.localError("ERR Syntax error in HELLO option 'auth'")
-				return
+		// Like redis, the error quotes the option as the client spelt it.
+		switch opt := lower(args[i]); {
+		case opt == "auth" && i+2 < len(args):
+			if r.pool.cfg.RedisAuth == "" && string(args[i+1]) == "default" {
+				// Without redis_auth the proxy is a server whose default
+				// user has nopass: HELLO AUTH default <anything> succeeds.
+				i += 2
+				continue
 			}
 			ok, text := r.checkPassword(args[i+1 : i+3])
 			if !ok {
+				if r.pool.cfg.RedisAuth == "" {
+					text = "WRONGPASS invalid username-password pair or user is disabled."
+				}
 				c.localError(text)
 				return
 			}
 			c.authed = true
 			i += 2
-		case "setname":
-			if i+1 >= len(args) {
-				c.localError("ERR Syntax error in HELLO option 'setname'")
+		case opt == "setname" && i+1 < len(args):
+			if !validClientName(args[i+1]) {
+				c.localError("ERR Client names cannot contain spaces, newlines or special characters.")
 				return
 			}
 			i++
@@ -432,7 +480,8 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 		}
 	}
 	if r.pool.cfg.RedisAuth != "" && !c.authed {
-		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		// redis 7.0's text.
+		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
 	c.localReply(func(dst []byte) []byte {
@@ -455,3 +504,14 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 }
 
 func lower(b []byte) string { return string(bytes.ToLower(b)) }
+
+// validClientName applies redis's rule for CLIENT SETNAME and HELLO
+// SETNAME: printable ASCII without spaces.
+func validClientName(name []byte) bool {
+	for _, c := range name {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}

@@ -78,7 +78,7 @@ func (sc *serverConn) link() *link {
 		sc.l = l
 		sc.mu.Unlock()
 		sc.srv.pool.proto.handshake(l)
-		go l.run()
+		go l.dial()
 		return l
 	}
 	sc.mu.Unlock()
@@ -100,28 +100,31 @@ func (sc *serverConn) current() *link {
 	return sc.l
 }
 
-// link is one TCP or unix connection to a server. Requests are appended to
-// wbuf by client readers and written by the link's writer goroutine, so the
-// requests of many clients leave in one write; replies are read by the
-// link's reader goroutine and matched to the inflight queue in order.
+// link is one TCP or unix connection to a server. Client goroutines append
+// requests to wbuf and, once per batch they read, flush it themselves: the
+// first to find the link idle writes everything queued so far, including
+// other clients' requests (flat combining), so requests of many clients
+// leave in one write and no goroutine hand-off sits on the request path.
+// The link's reader goroutine matches replies to the inflight queue in
+// order.
 type link struct {
 	sc *serverConn
 
 	mu       sync.Mutex
 	wbuf     []byte
+	spare    []byte
 	inflight []*msg
 	head     int
 	enqSeq   uint64 // msgs ever enqueued
 	headSeq  uint64 // seq of inflight[head]
 	sentSeq  uint64 // msgs already stamped as sent
 	dead     bool
+	writing  bool // a goroutine is in flush's write loop
 	conn     net.Conn
-
-	wake chan struct{}
 }
 
 func newLink(sc *serverConn) *link {
-	return &link{sc: sc, wake: make(chan struct{}, 1)}
+	return &link{sc: sc}
 }
 
 func (l *link) isDead() bool {
@@ -130,27 +133,10 @@ func (l *link) isDead() bool {
 	return l.dead
 }
 
-// enqueue appends a request and its msg. It reports false when the link died
-// in the meantime; the caller then fails the msg or retries on a new link.
-func (l *link) enqueue(m *msg, req []byte) bool {
-	l.mu.Lock()
-	if l.dead {
-		l.mu.Unlock()
-		return false
-	}
-	l.wbuf = append(l.wbuf, req...)
-	l.inflight = append(l.inflight, m)
-	l.enqSeq++
-	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// enqueueFunc is enqueue for requests that are encoded straight into the
-// link's write buffer, saving a copy.
+// enqueueFunc appends a request, encoded straight into the write buffer by
+// build, and its msg. It reports false when the link died in the meantime;
+// the caller then retries on a new link or fails the msg. Nothing is
+// written until flush.
 func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
 	l.mu.Lock()
 	if l.dead {
@@ -163,11 +149,48 @@ func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
 	l.inflight = append(l.inflight, m)
 	l.enqSeq++
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
 	return true
+}
+
+// flush writes what is queued, unless another goroutine is already doing
+// so (it will write this too) or the connection is not up yet (the dialer
+// flushes once connected).
+func (l *link) flush() {
+	l.mu.Lock()
+	if l.writing || l.conn == nil || l.dead {
+		l.mu.Unlock()
+		return
+	}
+	l.writing = true
+	for len(l.wbuf) > 0 && !l.dead {
+		buf := l.wbuf
+		l.wbuf = l.spare[:0]
+		l.spare = nil
+		upTo := l.enqSeq
+		conn := l.conn
+		l.mu.Unlock()
+		_, err := conn.Write(buf)
+		now := time.Now().UnixNano()
+		l.mu.Lock()
+		if err != nil {
+			l.writing = false
+			l.mu.Unlock()
+			l.kill(err)
+			return
+		}
+		l.sc.srv.stats.RequestBytes.Add(uint64(len(buf)))
+		if !l.dead {
+			for seq := max(l.sentSeq, l.headSeq); seq < upTo; seq++ {
+				l.inflight[l.head+int(seq-l.headSeq)].sentAt = now
+			}
+			l.sentSeq = upTo
+		}
+		if cap(buf) <= maxKeptWriteBuf {
+			l.spare = buf[:0]
+		}
+	}
+	l.writing = false
+	l.mu.Unlock()
 }
 
 func (l *link) pop() *msg {
@@ -194,7 +217,9 @@ func (l *link) pop() *msg {
 
 const maxKeptWriteBuf = 1 << 20
 
-func (l *link) run() {
+// dial connects the link, then starts its reader and sends what clients
+// queued meanwhile.
+func (l *link) dial() {
 	s := l.sc.srv
 	p := s.pool
 	d := net.Dialer{Timeout: p.cfg.Timeout, KeepAlive: -1}
@@ -209,8 +234,10 @@ func (l *link) run() {
 	}
 	s.stats.Connections.Add(1)
 	l.mu.Lock()
-	l.conn = conn
 	dead := l.dead
+	if !dead {
+		l.conn = conn
+	}
 	l.mu.Unlock()
 	if dead {
 		conn.Close()
@@ -218,44 +245,7 @@ func (l *link) run() {
 		return
 	}
 	go l.readLoop(conn)
-
-	var spare []byte
-	for {
-		<-l.wake
-		l.mu.Lock()
-		if l.dead {
-			l.mu.Unlock()
-			return
-		}
-		buf := l.wbuf
-		l.wbuf = spare[:0]
-		upTo := l.enqSeq
-		l.mu.Unlock()
-		if len(buf) == 0 {
-			spare = buf
-			continue
-		}
-		if _, err := conn.Write(buf); err != nil {
-			l.kill(err)
-			return
-		}
-		s.stats.RequestBytes.Add(uint64(len(buf)))
-		now := time.Now().UnixNano()
-		l.mu.Lock()
-		if l.dead {
-			l.mu.Unlock()
-			return
-		}
-		for seq := max(l.sentSeq, l.headSeq); seq < upTo; seq++ {
-			l.inflight[l.head+int(seq-l.headSeq)].sentAt = now
-		}
-		l.sentSeq = upTo
-		l.mu.Unlock()
-		if cap(buf) > maxKeptWriteBuf {
-			buf = nil
-		}
-		spare = buf
-	}
+	l.flush()
 }
 
 // readLoop frames replies and completes the inflight msgs in order.
@@ -315,10 +305,6 @@ func (l *link) kill(err error) {
 	l.inflight, l.head = nil, 0
 	conn := l.conn
 	l.mu.Unlock()
-	select { // wake the writer so that it sees dead and exits
-	case l.wake <- struct{}{}:
-	default:
-	}
 	l.sc.drop(l)
 	s := l.sc.srv
 	if conn != nil {

@@ -140,7 +140,7 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 				if p.StartTime.IsZero() {
 					return 0, false
 				}
-				return float64(p.StartTime.UnixNano()) / 1e9, true
+				return float64(p.StartTime.Unix()) + float64(p.StartTime.Nanosecond())/1e9, true
 			}},
 	}
 	c.poolLatency = desc("pool_request_duration_seconds", "Time from reading a request to having its whole reply, per pool.", pl...)

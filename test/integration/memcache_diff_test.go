@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,7 +431,7 @@ func classicScript(withGat bool) mcScript {
 			add("decr num 18446744073709551615\r\n") // stops at 0
 			add("incr num 18446744073709551615\r\n")
 			store("set", "num", 0, 0, "7", "") // see mcValue
-			add("decr text 1\r\n")              // non-numeric value
+			add("decr text 1\r\n")             // non-numeric value
 			add("incr missing:num 1%s\r\n", nr())
 		}
 	}
@@ -591,10 +592,10 @@ type mcDifference struct {
 
 var mcNutcrackerDifferences = []mcDifference{
 	// Commands nutcracker does not know: it closes without a reply.
-	{"gat", "gat 100 dk\r\n", "", true, "END\r\n", false},
-	{"gats", "gats 100 dk dk2\r\n", "", true, "END\r\n", false},
-	{"meta mg", "mg dk v\r\n", "", true, "EN\r\n", false},
-	{"meta ms", "ms dk 1\r\nx\r\n", "", true, "HD\r\n", false},
+	{"gat", "gat 100 dkgat\r\n", "", true, "END\r\n", false},
+	{"gats", "gats 100 dkgats dkgats2\r\n", "", true, "END\r\n", false},
+	{"meta mg", "mg dkmg v\r\n", "", true, "EN\r\n", false},
+	{"meta ms", "ms dkms 1\r\nx\r\n", "", true, "HD\r\n", false},
 	{"meta md", "md dk2\r\n", "", true, "NF\r\n", false},
 	{"meta ma", "ma dk4\r\n", "", true, "NF\r\n", false},
 	{"meta mn", "mn\r\n", "", true, "MN\r\n", false},
@@ -635,9 +636,9 @@ func TestMemcacheDiffNutcrackerDifferences(t *testing.T) {
 	harness.Need(t, "nutcracker", "memcached")
 	nc := startNutcrackerMC(t, startNamedMemcache(t, 2))
 	nh := startNuthatchMC(t, startNamedMemcache(t, 2))
-	for _, d := range mcNutcrackerDifferences {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
+	concurrently(len(mcNutcrackerDifferences), func(i int) {
+		d := mcNutcrackerDifferences[i]
+		{
 			for _, side := range []struct {
 				name, addr, reply string
 				closed            bool
@@ -646,11 +647,25 @@ func TestMemcacheDiffNutcrackerDifferences(t *testing.T) {
 				c.write([]byte(d.req))
 				got, closed := c.rest(500 * time.Millisecond)
 				if string(got) != side.reply || closed != side.closed {
-					t.Errorf("%s: got %q closed=%v, want %q closed=%v", side.name, clip(got), closed, side.reply, side.closed)
+					t.Errorf("%s via %s: got %q closed=%v, want %q closed=%v", d.name, side.name, clip(got), closed, side.reply, side.closed)
 				}
 			}
-		})
+		}
+	})
+}
+
+// concurrently runs f(0..n-1) at once, for cases that each wait for a
+// timeout; f reports with t.Errorf.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
 	}
+	wg.Wait()
 }
 
 // TestMemcacheDiffNutcrackerSame pins edge cases where nuthatch and
@@ -840,9 +855,9 @@ func TestMemcacheDiffDirect(t *testing.T) {
 	// Each request on fresh connections, all at once: the replies are read
 	// until the peer goes quiet, which costs a timeout per request.
 	t.Run("errors", func(t *testing.T) {
-		for i, req := range memcachedErrorRequests {
-			t.Run(fmt.Sprint(i), func(t *testing.T) {
-				t.Parallel()
+		concurrently(len(memcachedErrorRequests), func(i int) {
+			req := memcachedErrorRequests[i]
+			{
 				dc, pc := mcDial(t, direct), mcDial(t, proxied)
 				dc.write([]byte(req))
 				pc.write([]byte(req))
@@ -851,23 +866,23 @@ func TestMemcacheDiffDirect(t *testing.T) {
 				if !bytes.Equal(want, got) || wantClosed != gotClosed {
 					t.Errorf("%q: got %q closed=%v, want %q closed=%v", clip([]byte(req)), got, gotClosed, want, wantClosed)
 				}
-			})
-		}
+			}
+		})
 	})
 	t.Run("differences", func(t *testing.T) {
-		for _, d := range mcDirectDifferences {
-			t.Run(d.name, func(t *testing.T) {
-				t.Parallel()
+		concurrently(len(mcDirectDifferences), func(i int) {
+			d := mcDirectDifferences[i]
+			{
 				dc, pc := mcDial(t, direct), mcDial(t, proxied)
 				dc.write([]byte(d.req))
 				pc.write([]byte(d.req))
 				want, _ := dc.rest(500 * time.Millisecond)
 				got, _ := pc.rest(500 * time.Millisecond)
 				if !regexp.MustCompile(d.memcached).Match(want) || string(got) != d.nuthatch {
-					t.Errorf("%q: memcached %q (want /%s/), nuthatch %q (want %q)", d.req, want, d.memcached, got, d.nuthatch)
+					t.Errorf("%s %q: memcached %q (want /%s/), nuthatch %q (want %q)", d.name, d.req, want, d.memcached, got, d.nuthatch)
 				}
-			})
-		}
+			}
+		})
 	})
 }
 
@@ -934,10 +949,10 @@ var mcDirectDifferences = []struct {
 }{
 	{"version with argument", "version extra\r\n", `^VERSION 1\.6\.18\r\n$`, "ERROR\r\n"},
 	{"gat without keys", "gat 10\r\n", `^END\r\n$`, "ERROR\r\n"},
-	{"misspelt noreply", "set k 0 0 1 norepl\r\nx\r\n", `^STORED\r\n$`, "CLIENT_ERROR bad command line format\r\nERROR\r\n"},
-	{"touch with a noreply typo", "touch k 10 x\r\n", `^TOUCHED\r\n$`, "CLIENT_ERROR bad command line format\r\n"},
-	// memcached cuts the line at the NUL and looks up "k".
-	{"NUL in the line", "get k\x00z\r\n", `^VALUE k 0 1\r\nx\r\nEND\r\n$`, "CLIENT_ERROR bad command line format\r\n"},
+	{"misspelt noreply", "set kn 0 0 1 norepl\r\nx\r\n", `^STORED\r\n$`, "CLIENT_ERROR bad command line format\r\nERROR\r\n"},
+	{"touch with a noreply typo", "touch kt 10 x\r\n", `^NOT_FOUND\r\n$`, "CLIENT_ERROR bad command line format\r\n"},
+	// memcached cuts the line at the NUL and looks up "kz".
+	{"NUL in the line", "set kz 0 0 1\r\nx\r\nget kz\x00z\r\n", `^STORED\r\nVALUE kz 0 1\r\nx\r\nEND\r\n$`, "STORED\r\nCLIENT_ERROR bad command line format\r\n"},
 	{"stats", "stats\r\n", `^STAT pid `, "SERVER_ERROR command 'stats' is not supported by nuthatch\r\n"},
 	{"flush_all", "flush_all\r\n", `^OK\r\n$`, "SERVER_ERROR command 'flush_all' is not supported by nuthatch\r\n"},
 	{"verbosity", "verbosity 1\r\n", `^OK\r\n$`, "SERVER_ERROR command 'verbosity' is not supported by nuthatch\r\n"},
