@@ -39,8 +39,11 @@ run: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-package: build
-	@echo "packaging lands with the OS packages issue" >&2; exit 1
+# dist/nuthatch_<version>_<arch>.{deb,rpm} for amd64 and arm64, built by
+# packaging/build.sh with nfpm (a Go tool pinned in go.mod). The version comes
+# from git (packaging/version.sh) unless VERSION is given: make package VERSION=1.2.3
+package:
+	@GO="$(GO)" $(if $(filter command line environment,$(origin VERSION)),VERSION="$(VERSION)") packaging/build.sh dist
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -45,12 +45,15 @@ cp "$src/packaging/nuthatch.hcl" "$stage/examples/nuthatch.hcl"
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git -C "$src" rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 cat >"$stage/changelog.yml" <<YAML
-- semver: "$version"
+- semver: "$version-1"
   date: $date
   packager: nuthatch maintainers <maintainers@nuthatch-proxy.invalid>
   changes:
     - commit: "$commit"
       note: "Package of nuthatch $version, built from commit $commit."
+  deb:
+    urgency: medium
+    distributions: [unstable]
 YAML
 
 for arch in $arches; do
@@ -66,8 +69,12 @@ nfpm="$stage/nfpm"
 for arch in $arches; do
 	for p in $packagers; do
 		target="$out/nuthatch_${version}_${arch}.$p"
-		(cd "$stage" && GOARCH=$arch NUTHATCH_VERSION=$version \
-			"$nfpm" package --config "$src/nfpm.yaml" --packager "$p" --target "$target" >/dev/null)
+		# nfpm reports errors on standard output: show it only then.
+		if ! log=$(cd "$stage" && GOARCH=$arch NUTHATCH_VERSION=$version \
+			"$nfpm" package --config "$src/nfpm.yaml" --packager "$p" --target "$target" 2>&1); then
+			echo "$log" >&2
+			exit 1
+		fi
 		echo "$target"
 	done
 done

@@ -28,6 +28,7 @@ var version = "dev"
 
 const usage = `Usage: nuthatch [-c FILE] [-t [-q]] [-s SIGNAL [-w]] [-V] [-h]
        nuthatch convert NUTCRACKER.yml
+       nuthatch stats [-c FILE] [--json] [--once]
 
 Options:
   -c FILE     configuration file (default %s)
@@ -40,6 +41,7 @@ Options:
 
 Commands:
   convert     convert a twemproxy (nutcracker) YAML configuration to HCL
+  stats       show the running service's counters per pool and server
 `
 
 func main() {
@@ -51,8 +53,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if process.IsWorker() {
 		return process.RunWorker()
 	}
-	if len(args) > 0 && args[0] == "convert" {
-		return convertCmd(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "convert":
+			return convertCmd(args[1:], stdout, stderr)
+		case "stats":
+			return statsCmd(args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("nuthatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -82,6 +82,9 @@ type rawPool struct {
 	TCPKeepalive       *bool   `hcl:"tcpkeepalive,optional"`
 	RedisAuth          *string `hcl:"redis_auth,optional"`
 	RedisDB            *int    `hcl:"redis_db,optional"`
+	ClientIdleTimeout  *string `hcl:"client_idle_timeout,optional"`
+	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
+	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 
 	Servers []*rawServer `hcl:"server,block"`
 
@@ -97,6 +100,8 @@ type rawPool struct {
 	ServerConnectionsRange  hcl.Range `hcl:"server_connections,attr_value_range"`
 	ServerRetryTimeoutRange hcl.Range `hcl:"server_retry_timeout,attr_value_range"`
 	ServerFailureLimitRange hcl.Range `hcl:"server_failure_limit,attr_value_range"`
+	ClientIdleTimeoutRange  hcl.Range `hcl:"client_idle_timeout,attr_value_range"`
+	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	// Only the names of the redis_* attributes are ever pointed at, so a
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
@@ -517,6 +522,13 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	}
 	p.ServerRetryTimeout = c.duration("server_retry_timeout",
 		deref(rp.ServerRetryTimeout, DefaultServerRetryTimeout), rp.ServerRetryTimeoutRange, 0)
+	if rp.ClientIdleTimeout != nil {
+		p.ClientIdleTimeout = c.duration("client_idle_timeout", *rp.ClientIdleTimeout, rp.ClientIdleTimeoutRange, 0)
+	}
+	if rp.SlowlogSlowerThan != nil {
+		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
+	}
+	p.SlowlogLogKeys = deref(rp.SlowlogLogKeys, false)
 	if p.ServerConnections < 1 {
 		c.errorf(rp.ServerConnectionsRange, "Invalid server_connections",
 			"server_connections must be at least 1 (got %d).", p.ServerConnections)

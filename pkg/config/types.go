@@ -83,6 +83,13 @@ type Pool struct {
 	ServerRetryTimeout time.Duration
 	ServerFailureLimit int
 	TCPKeepalive       bool
+	// ClientIdleTimeout closes a client that sent nothing for that long
+	// while waiting for nothing; 0 keeps idle clients forever (twemproxy).
+	ClientIdleTimeout time.Duration
+	// SlowlogSlowerThan logs requests slower than this (0 = off);
+	// SlowlogLogKeys adds their first key to the record.
+	SlowlogSlowerThan time.Duration
+	SlowlogLogKeys    bool
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int

@@ -77,9 +77,13 @@ type Master struct {
 
 	upgrade    *upgradeState // a new binary starting (old master side)
 	parent     *Channel      // the old master (new master side, until handover)
+	oldMaster  *Channel      // the old master after handover, until it exits
 	handedOver bool          // an upgrade replaced this master
 	reloads    int
 	lastDog    time.Time
+	stats      *statsService
+	lastPoll   time.Time
+	rate       rateMeter
 }
 
 type generation struct {
@@ -94,6 +98,7 @@ type generation struct {
 }
 
 type workerState struct {
+	clients  int64 // connected clients at the last stats report
 	proc     WorkerProc
 	gen      *generation
 	slot     int
@@ -137,9 +142,11 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 		m.sockets.opener = m.openSocket
 	}
 	m.sockets.adopt(m.Inherited)
+	m.stats = newStatsService(m.entry)
+	defer m.stats.close()
 	if m.Parent != nil {
 		m.parent = m.Parent
-		go m.watchParent()
+		go m.watchParent(m.Parent)
 	}
 	m.workers = make(map[*workerState]struct{})
 	m.events = make(chan event, 64)
@@ -175,6 +182,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 				m.heartbeat(now)
 			}
 			m.watchdog(now)
+			m.pollStats(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
@@ -184,8 +192,11 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 			if m.cur != nil && m.cur.cfg.PidFile != "" && !m.handedOver {
 				os.Remove(m.cur.cfg.PidFile)
 			}
-			if m.upgrade != nil && !m.upgrade.ready {
-				m.upgrade.cmd.Process.Signal(syscall.SIGKILL)
+			if u := m.upgrade; u != nil && !u.ready {
+				u.cmd.Process.Signal(syscall.SIGKILL)
+			} else if u != nil {
+				// Hand the counters of every worker this master had over.
+				u.ch.Send(&Message{Type: MsgStats, Stats: m.stats.agg.MarshalState()})
 			}
 			return nil
 		}
@@ -279,7 +290,9 @@ func goMaxProcs(workers int) int {
 // watch forwards a worker's messages and its exit to the master loop.
 func (m *Master) watch(w *workerState) {
 	ch := w.proc.Channel()
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		for {
 			msg, files, err := ch.Recv()
 			closeAll(files)
@@ -290,7 +303,13 @@ func (m *Master) watch(w *workerState) {
 		}
 	}()
 	st := w.proc.Wait()
+	// The worker's last messages (its final counters) come before its exit.
+	select {
+	case <-read:
+	case <-time.After(time.Second):
+	}
 	ch.Close()
+	<-read
 	m.events <- event{kind: evExit, w: w, exit: st}
 }
 
@@ -311,12 +330,21 @@ func (m *Master) onEvent(ev event) {
 			m.upgradeFailed("the new binary exited: " + ev.exit.String())
 		}
 	case evParentMsg:
-		if ev.msg.Type == MsgHandover {
+		switch ev.msg.Type {
+		case MsgHandover:
 			m.takeOver()
+		case MsgStats:
+			if err := m.stats.agg.LoadState(ev.msg.Stats); err != nil {
+				m.entry.WithError(err).Warn("counters from the old master unreadable")
+			}
 		}
 	case evParentGone:
 		if m.parent != nil && m.cur != nil {
 			m.takeOver()
+		}
+		if m.oldMaster != nil {
+			m.oldMaster.Close()
+			m.oldMaster = nil
 		}
 	}
 }
@@ -335,6 +363,8 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 		}
 	case MsgHeartbeat:
 		w.lastBeat = time.Now()
+	case MsgStats:
+		m.stats.update(w, msg.Stats)
 	}
 }
 
@@ -344,6 +374,7 @@ func (m *Master) promote(g *generation) {
 	old := m.cur
 	m.cur, m.next = g, nil
 	m.sockets.commit(g.sockets)
+	m.stats.configure(g.cfg)
 	if old != nil {
 		for _, w := range old.slots {
 			if w != nil {
@@ -377,7 +408,31 @@ func (m *Master) becameMain() {
 }
 
 func (m *Master) status() string {
-	return fmt.Sprintf("STATUS=generation %d, %d workers, %d pools", m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools))
+	var clients int64
+	for w := range m.workers {
+		clients += w.clients
+	}
+	return fmt.Sprintf("STATUS=generation %d, %d workers, %d pools, %d clients, %.0f requests/s",
+		m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools), clients, m.rate.value)
+}
+
+// pollStats asks every worker for its counters and refreshes STATUS=.
+func (m *Master) pollStats(now time.Time) {
+	if now.Sub(m.lastPoll) < statsPoll {
+		return
+	}
+	m.lastPoll = now
+	m.beatSeq++
+	for w := range m.workers {
+		if w.ready && !w.exited {
+			w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq})
+		}
+	}
+	m.stats.setWorkers(m.workers)
+	m.rate.sample(m.stats.agg.Total(), now)
+	if m.cur != nil && m.next == nil && m.upgrade == nil && m.parent == nil && !m.handedOver && m.stop == nil {
+		m.notify(m.status())
+	}
 }
 
 // reloadDone records the outcome of a reload next to the pid file, where
@@ -416,6 +471,7 @@ func (m *Master) drainWorker(w *workerState, timeout time.Duration) {
 func (m *Master) onExit(w *workerState, st ExitStatus) {
 	w.exited = true
 	delete(m.workers, w)
+	m.stats.agg.Retire(workerID(w))
 	g := w.gen
 	if g.slots[w.slot] == w {
 		g.slots[w.slot] = nil

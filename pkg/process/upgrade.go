@@ -197,9 +197,9 @@ func (m *Master) upgradeFailed(reason string) {
 
 // watchParent forwards the old master's messages to the loop of a master
 // started by an upgrade.
-func (m *Master) watchParent() {
+func (m *Master) watchParent(ch *Channel) {
 	for {
-		msg, fs, err := m.parent.Recv()
+		msg, fs, err := ch.Recv()
 		closeAll(fs)
 		if err != nil {
 			m.events <- event{kind: evParentGone}
@@ -214,8 +214,9 @@ func (m *Master) takeOver() {
 	if m.parent == nil {
 		return
 	}
-	m.parent.Close()
-	m.parent = nil
+	// Keep listening: the old master sends its counters once its workers
+	// are gone, so that totals survive the upgrade.
+	m.oldMaster, m.parent = m.parent, nil
 	m.entry.Info("binary upgrade complete: this master is now the main process")
 	m.becameMain()
 }

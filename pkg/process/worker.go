@@ -130,9 +130,11 @@ func (w *worker) control() int {
 		case MsgDrain:
 			w.entry.Debug("draining")
 			w.drain(w.cfg.WorkerShutdownTimeout)
+			w.finalStats()
 			return 0
 		case MsgStop:
 			w.px.Close()
+			w.finalStats()
 			return 0
 		case MsgReopen:
 			// Logs go to stderr or the journal, which need no reopening.
@@ -146,6 +148,12 @@ func (w *worker) control() int {
 			w.entry.WithField("type", m.Type).Warn("unknown control message")
 		}
 	}
+}
+
+// finalStats reports the counters one last time, so that the master's
+// totals include everything this worker did.
+func (w *worker) finalStats() {
+	w.ch.Send(&Message{Type: MsgStats, Stats: w.px.StatsJSON()})
 }
 
 // handleSignals: a worker obeys its master, not the terminal. Signals sent

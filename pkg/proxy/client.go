@@ -43,6 +43,10 @@ type clientConn struct {
 	keys   []int     // key positions of the request being routed
 	skip   int       // bytes of an oversized value still to discard
 
+	// The request being routed, for the slow log: set by the protocol.
+	cmdName string
+	cmdKey  []byte
+
 	wbuf []byte
 }
 
@@ -61,6 +65,12 @@ func (c *clientConn) wakeWriter() {
 // enqueue puts m in the client's reply order.
 func (c *clientConn) enqueue(m *msg) {
 	m.start = c.now
+	if c.pool.slowlog > 0 {
+		m.cmd = c.cmdName
+		if c.pool.cfg.SlowlogLogKeys {
+			m.key = append(m.key[:0], c.cmdKey...)
+		}
+	}
 	c.queue = append(c.queue, m)
 }
 
@@ -94,11 +104,19 @@ func (c *clientConn) run() {
 				return
 			}
 			c.conn.SetReadDeadline(time.Now().Add(drainPoll))
+		} else if idle := p.cfg.ClientIdleTimeout; idle > 0 {
+			// Also ends a client stalled in the middle of a request.
+			c.conn.SetReadDeadline(time.Now().Add(idle))
 		}
 		err := rb.fill(c.conn)
 		if err != nil {
 			if isTimeout(err) && c.draining.Load() {
 				continue
+			}
+			if isTimeout(err) && p.cfg.ClientIdleTimeout > 0 {
+				p.stats.ClientIdleClosed.Add(1)
+				p.log.WithField("partial_bytes", rb.len()).Debug("closing an idle client")
+				return
 			}
 			if isEOF(err) {
 				p.stats.ClientEOF.Add(1)

@@ -250,7 +250,7 @@ func (mp *memcacheProto) merge(parent *msg) {
 		for len(body) > 0 {
 			key, blk, ok := nextValue(body)
 			// Hits come back in the fragment's key order, misses are absent.
-			for ok && j < len(f.keyIdx) && !bytes.Equal(parent.key(int(f.keyIdx[j])), key) {
+			for ok && j < len(f.keyIdx) && !bytes.Equal(parent.keyAt(int(f.keyIdx[j])), key) {
 				j++
 			}
 			if !ok || j == len(f.keyIdx) {

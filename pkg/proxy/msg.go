@@ -40,11 +40,15 @@ type msg struct {
 	keyOff []int32
 
 	server *server // set for forwarded requests
-	op     uint8   // protocol-specific request kind used to frame the reply
-	sentAt int64   // unix nanos the request was written to the server, 0 before
-	start  int64   // unix nanos the request was read from the client
-	isErr  bool    // the server answered with an error reply
-	reqLen int     // request bytes forwarded, for stats
+	// cmd names the request for the slow log (a static string); key is a
+	// copy of its first key, kept only when slowlog_log_keys is on.
+	cmd    string
+	key    []byte
+	op     uint8 // protocol-specific request kind used to frame the reply
+	sentAt int64 // unix nanos the request was written to the server, 0 before
+	start  int64 // unix nanos the request was read from the client
+	isErr  bool  // the server answered with an error reply
+	reqLen int   // request bytes forwarded, for stats
 }
 
 var msgPool = sync.Pool{New: func() any { return new(msg) }}
@@ -66,14 +70,14 @@ func (m *msg) free() {
 		r = nil
 	}
 	k := m.keyIdx[:0]
-	ks, ko := m.keys[:0], m.keyOff[:0]
+	ks, ko, sk := m.keys[:0], m.keyOff[:0], m.key[:0]
 	f := m.frags[:0]
 	for i := range f[:cap(f)] {
 		f[:cap(f)][i] = nil
 	}
 	*m = msg{}
-	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff = r, k, f, ks, ko
+	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = r, k, f, ks, ko, sk
 	msgPool.Put(m)
 }
 
-func (m *msg) key(i int) []byte { return m.keys[m.keyOff[i]:m.keyOff[i+1]] }
+func (m *msg) keyAt(i int) []byte { return m.keys[m.keyOff[i]:m.keyOff[i+1]] }

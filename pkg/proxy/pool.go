@@ -49,6 +49,8 @@ type pool struct {
 	maxReply int
 	stats    PoolStats
 	latency  histogram // request latency as clients see it
+	slowlog  int64     // slowlog_slower_than in microseconds, 0 = off
+	slowLim  rateLimiter
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -79,6 +81,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 		return nil, fmt.Errorf("pool %s: unknown protocol %q", cfg.Name, cfg.Protocol)
 	}
 	p.maxReply = 1 << 30
+	p.slowlog = cfg.SlowlogSlowerThan.Microseconds()
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
 		s.conns = make([]*serverConn, max(cfg.ServerConnections, 1))
@@ -257,7 +260,11 @@ func (p *pool) finish(m *msg) {
 		return
 	}
 	if m.server != nil || m.frags != nil {
-		p.latency.observe((time.Now().UnixNano() - m.start) / 1e3)
+		us := (time.Now().UnixNano() - m.start) / 1e3
+		p.latency.observe(us)
+		if p.slowlog > 0 && us > p.slowlog {
+			p.slow(m, us)
+		}
 	}
 	m.done.Store(true)
 	c.wakeWriter()
@@ -373,4 +380,46 @@ func (p *pool) closeAll() {
 	default:
 		close(p.done)
 	}
+}
+
+// slow logs a request over slowlog_slower_than, at most slowLogPerSecond
+// records a second so that a slow backend cannot flood the journal.
+func (p *pool) slow(m *msg, us int64) {
+	p.stats.SlowRequests.Add(1)
+	if !p.slowLim.allow(time.Now().UnixNano()) {
+		return
+	}
+	f := logrus.Fields{"command": m.cmd, "duration": time.Duration(us) * time.Microsecond,
+		"request_bytes": m.reqLen, "reply_bytes": len(m.reply)}
+	if m.server != nil {
+		f["server"] = m.server.name
+	} else if len(m.frags) > 0 || m.keyIdx != nil {
+		f["server"] = "(several)"
+	}
+	if m.err != nil {
+		f["error"] = m.err.Error()
+	}
+	if p.cfg.SlowlogLogKeys && len(m.key) > 0 {
+		f["key"] = string(m.key)
+	}
+	p.log.WithFields(f).Warn("slow request")
+}
+
+const slowLogPerSecond = 10
+
+// rateLimiter allows slowLogPerSecond events per second.
+type rateLimiter struct {
+	mu     sync.Mutex
+	second int64
+	n      int
+}
+
+func (r *rateLimiter) allow(now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := now / 1e9; s != r.second {
+		r.second, r.n = s, 0
+	}
+	r.n++
+	return r.n <= slowLogPerSecond
 }

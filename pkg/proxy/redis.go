@@ -405,13 +405,21 @@ func (r *redisProto) client(c *clientConn, args [][]byte) {
 
 func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
 	want := r.pool.cfg.RedisAuth
-	if want == "" {
-		return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	}
 	pass := args[len(args)-1]
 	user := "default"
 	if len(args) == 2 {
 		user = string(args[0])
+	}
+	if want == "" {
+		// Like a server whose default user has nopass: the one-argument
+		// form is an error, a user name goes through the ACL check.
+		switch {
+		case len(args) == 1:
+			return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+		case user == "default":
+			return true, ""
+		}
+		return false, "WRONGPASS invalid username-password pair or user is disabled."
 	}
 	r.pool.stats.authAttempt()
 	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
@@ -448,21 +456,13 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 			return
 		}
 	}
+	var name []byte
 	for i := 2; i < len(args); i++ {
 		// Like redis, the error quotes the option as the client spelt it.
 		switch opt := lower(args[i]); {
 		case opt == "auth" && i+2 < len(args):
-			if r.pool.cfg.RedisAuth == "" && string(args[i+1]) == "default" {
-				// Without redis_auth the proxy is a server whose default
-				// user has nopass: HELLO AUTH default <anything> succeeds.
-				i += 2
-				continue
-			}
 			ok, text := r.checkPassword(args[i+1 : i+3])
 			if !ok {
-				if r.pool.cfg.RedisAuth == "" {
-					text = "WRONGPASS invalid username-password pair or user is disabled."
-				}
 				c.localError(text)
 				return
 			}
@@ -473,6 +473,7 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 				c.localError("ERR Client names cannot contain spaces, newlines or special characters.")
 				return
 			}
+			name = args[i+1]
 			i++
 		default:
 			c.localError("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
@@ -483,6 +484,9 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 		// redis 7.0's text.
 		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
+	}
+	if name != nil {
+		c.name = append(c.name[:0], name...)
 	}
 	c.localReply(func(dst []byte) []byte {
 		dst = resp.AppendArrayHeader(dst, 14)

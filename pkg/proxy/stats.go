@@ -15,6 +15,10 @@ type PoolStats struct {
 	ClientRejected atomic.Uint64
 	ClientAccepted atomic.Uint64
 	AuthAttempts   atomic.Uint64
+	// ClientIdleClosed counts clients closed by client_idle_timeout.
+	ClientIdleClosed atomic.Uint64
+	// SlowRequests counts requests over slowlog_slower_than.
+	SlowRequests atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -51,6 +55,8 @@ type PoolSnapshot struct {
 	ClientAccepted    uint64            `json:"client_accepted"`
 	ClientRejected    uint64            `json:"client_rejected"`
 	AuthAttempts      uint64            `json:"auth_attempts"`
+	ClientIdleClosed  uint64            `json:"client_idle_closed"`
+	SlowRequests      uint64            `json:"slow_requests"`
 	RequestLatency    HistogramSnapshot `json:"request_latency"`
 	Servers           []ServerSnapshot  `json:"servers"`
 }

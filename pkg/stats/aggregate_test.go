@@ -394,3 +394,34 @@ func TestUpdateCopiesSnapshot(t *testing.T) {
 		t.Errorf("requests = %d; Update kept the caller's slice", got)
 	}
 }
+
+// BenchmarkTotalAndRender is one stats-port request on a large setup:
+// 32 workers, 10 pools of 20 servers.
+func BenchmarkTotalAndRender(b *testing.B) {
+	src := ""
+	for p := range 10 {
+		src += fmt.Sprintf("pool \"p%d\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n", p, 20000+p)
+		for s := range 20 {
+			src += fmt.Sprintf("  server \"10.0.%d.%d:6379\" {}\n", p, s)
+		}
+		src += "}\n"
+	}
+	cfg := mustConfig(b, src)
+	a := NewAggregator()
+	a.SetConfig(cfg)
+	var snap proxy.Snapshot
+	for _, p := range cfg.Pools {
+		ps := proxy.PoolSnapshot{Name: p.Name, RequestLatency: hist(1)}
+		for _, s := range p.Servers {
+			ps.Servers = append(ps.Servers, proxy.ServerSnapshot{Name: s.Name, Requests: 1, ServerLatency: hist(1)})
+		}
+		snap.Pools = append(snap.Pools, ps)
+	}
+	for w := range 32 {
+		a.Update(fmt.Sprint(w), snap)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		TwemproxyJSON(a.Total(), Info{Config: cfg})
+	}
+}

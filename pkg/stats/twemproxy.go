@@ -86,6 +86,7 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 	b = addNum(b, "total_connections", info.TotalConnections)
 	b = addNum(b, "curr_connections", info.CurrConnections)
 
+	keys := serverKeys(info.Config)
 	pools := slices.Clone(total.Pools)
 	slices.SortStableFunc(pools, func(x, y proxy.PoolSnapshot) int { return compareNames(x.Name, y.Name) })
 	for i := range pools {
@@ -104,7 +105,11 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 		}
 		servers := make([]named, len(p.Servers))
 		for j := range p.Servers {
-			servers[j] = named{serverKey(info.Config, p.Name, p.Servers[j].Name), &p.Servers[j]}
+			key := p.Servers[j].Name
+			if k, ok := keys[[2]string{p.Name, key}]; ok {
+				key = k
+			}
+			servers[j] = named{key, &p.Servers[j]}
 		}
 		slices.SortStableFunc(servers, func(x, y named) int { return compareNames(x.key, y.key) })
 		for _, n := range servers {
@@ -130,22 +135,19 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 	return addFooter(b)
 }
 
-// serverKey is the name twemproxy prints for a server.
-func serverKey(cfg *config.Config, pool, server string) string {
+// serverKeys maps {pool, label} to the name twemproxy prints for the
+// server.
+func serverKeys(cfg *config.Config) map[[2]string]string {
 	if cfg == nil {
-		return server
+		return nil
 	}
+	m := make(map[[2]string]string)
 	for _, p := range cfg.Pools {
-		if p.Name != pool {
-			continue
-		}
 		for _, s := range p.Servers {
-			if s.Name == server {
-				return s.PlacementName()
-			}
+			m[[2]string{p.Name, s.Name}] = s.PlacementName()
 		}
 	}
-	return server
+	return m
 }
 
 // The helpers below follow nc_stats.c's buffer edits: every value is

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -103,11 +104,11 @@ func TestGoRedisHandshakes(t *testing.T) {
 	}
 }
 
-func runCmd(t *testing.T, stdin []byte, name string, args ...string) string {
+func runCmd(t *testing.T, stdin io.Reader, name string, args ...string) string {
 	t.Helper()
 	harness.Need(t, name)
 	cmd := exec.Command(name, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Stdin = stdin
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := make(chan error, 1)
@@ -132,7 +133,7 @@ func TestRedisCLI(t *testing.T) {
 	rp := startRedisPool(t, 2, "")
 	port := rp.addr[strings.LastIndexByte(rp.addr, ':')+1:]
 	cli := func(stdin string, args ...string) string {
-		return runCmd(t, []byte(stdin), "redis-cli", append([]string{"-p", port}, args...)...)
+		return runCmd(t, strings.NewReader(stdin), "redis-cli", append([]string{"-p", port}, args...)...)
 	}
 	if out := cli("", "SET", "cli:a", "hello world"); out != "OK\n" {
 		t.Fatalf("set: %q", out)
@@ -157,7 +158,7 @@ func TestRedisCLI(t *testing.T) {
 	for i := range n {
 		b.WriteString(encode("SET", fmt.Sprintf("pipe:%d", i), fmt.Sprint(i)))
 	}
-	out := runCmd(t, b.Bytes(), "redis-cli", "-p", port, "--pipe")
+	out := runCmd(t, &b, "redis-cli", "-p", port, "--pipe")
 	if !strings.Contains(out, fmt.Sprintf("errors: 0, replies: %d", n)) {
 		t.Fatalf("--pipe: %q", out)
 	}
@@ -165,15 +166,30 @@ func TestRedisCLI(t *testing.T) {
 		t.Fatalf("after --pipe: %q", out)
 	}
 
-	// The interactive start-up (COMMAND DOCS for hints) on a terminal.
+	// The interactive start-up on a terminal (redis-cli 7 asks for COMMAND
+	// DOCS to show hints), typing slowly so that the line editor is ready.
 	harness.Need(t, "script")
-	out = runCmd(t, []byte("GET cli:a\nquit\n"), "script", "-qec", "redis-cli -p "+port, "/dev/null")
-	if !strings.Contains(out, `"hello world"`) {
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		for _, line := range []string{"SET cli:c 42", "GET cli:c", "quit"} {
+			time.Sleep(300 * time.Millisecond)
+			pw.Write([]byte(line + "\r"))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}()
+	out = runCmd(t, pr, "script", "-qec", "stty cols 80 rows 24; redis-cli -p "+port, "/dev/null")
+	if !strings.Contains(out, "OK\r\n") || !strings.Contains(out, "\"42\"\r\n") {
 		t.Fatalf("interactive redis-cli: %q", out)
 	}
+	r := dialRaw(t, rp.addr)
+	r.send(encode("COMMAND", "DOCS"))
+	r.expect("*0\r\n")
 }
 
-var benchLine = regexp.MustCompile(`(?m)^([A-Z]+)[^:]*: ([0-9.]+) requests per second`)
+// benchLine matches a result of redis-benchmark -q; progress updates are
+// separated by carriage returns.
+var benchLine = regexp.MustCompile(`(?m)^\s*([A-Z]+)[^:\r]*: ([0-9.]+) requests per second`)
 
 func TestRedisBenchmark(t *testing.T) {
 	rp := startRedisPool(t, 2, "")
@@ -184,6 +200,7 @@ func TestRedisBenchmark(t *testing.T) {
 		{"-t", "set,get,mset,incr,lpush,rpop,sadd,hset,zadd", "-n", "10000", "-q", "-r", "100000", "-P", "16"},
 	} {
 		out := runCmd(t, nil, "redis-benchmark", append([]string{"-p", port}, args...)...)
+		out = strings.ReplaceAll(out, "\r", "\n")
 		if strings.Contains(strings.ToLower(out), "error") && !strings.Contains(out, "CONFIG") {
 			t.Errorf("redis-benchmark %v reported errors:\n%s", args, out)
 		}
@@ -196,6 +213,37 @@ func TestRedisBenchmark(t *testing.T) {
 			if !seen[strings.ToUpper(want)] {
 				t.Errorf("redis-benchmark %v: no result for %s:\n%s", args, want, out)
 			}
+		}
+	}
+}
+
+// The connection commands clients send while setting up (PING, ECHO,
+// CLIENT SETNAME/GETNAME, HELLO 2, SELECT of the served database) get the
+// same bytes as from a redis-server, on one connection.
+func TestRedisLocalCommandsLikeRedis(t *testing.T) {
+	rp := startRedisPool(t, 2, "")
+	script := []string{
+		encode("PING"), encode("PING", "msg"), encode("PING", "a", "b"), encode("ECHO", "x"), encode("ECHO"),
+		encode("CLIENT", "GETNAME"), encode("CLIENT", "SETNAME", "app"), encode("CLIENT", "GETNAME"),
+		encode("CLIENT", "SETNAME", "bad name"), encode("CLIENT", "SETNAME"), encode("CLIENT", "GETNAME", "x"),
+		encode("HELLO", "2", "SETNAME", "app2"), encode("CLIENT", "GETNAME"),
+		encode("HELLO", "2", "setname"), encode("HELLO", "2", "Bogus"), encode("HELLO", "x"), encode("HELLO", "4"),
+		encode("HELLO", "2", "AUTH", "default", "anything"), encode("HELLO", "2", "AUTH", "other", "pw"),
+		encode("SELECT", "0"), encode("SELECT", "x"), encode("AUTH", "pw"), encode("AUTH", "user", "pw"),
+		encode("QUIT"),
+	}
+	a, b := newRespSession(t, rp.backends[0].Addr), newRespSession(t, rp.addr)
+	for _, req := range script {
+		x, y := a.do([]byte(req)), b.do([]byte(req))
+		// HELLO's map names the server and its version.
+		x = strings.Replace(strings.Replace(x, "$5\r\nredis\r\n", "", 1), "$6\r\n7.0.15\r\n", "", 1)
+		y = strings.Replace(strings.Replace(y, "$8\r\nnuthatch\r\n", "", 1), "$3\r\ndev\r\n", "", 1)
+		if strings.HasPrefix(x, "*14\r\n") { // the connection id
+			x = regexp.MustCompile(`\$2\r\nid\r\n:\d+\r\n`).ReplaceAllString(x, "")
+			y = regexp.MustCompile(`\$2\r\nid\r\n:\d+\r\n`).ReplaceAllString(y, "")
+		}
+		if x != y {
+			t.Errorf("%q:\n redis:    %q\n nuthatch: %q", req, x, y)
 		}
 	}
 }

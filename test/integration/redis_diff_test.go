@@ -34,8 +34,8 @@ const (
 	// nutcracker closes the connection without a reply on a command it
 	// refuses (KEYS, MULTI, ...); nuthatch answers -ERR and keeps it.
 	diffRefused = "refused-command"
-	// nutcracker closes on a wrong argument count; nuthatch replies with
-	// redis's own arity error.
+	// nutcracker closes on a wrong argument count (or a numkeys that is
+	// not a number); nuthatch replies with redis's own error.
 	diffArity = "wrong-arity"
 	// nutcracker closes on an unknown command; nuthatch replies with
 	// redis's unknown-command error.
@@ -308,10 +308,6 @@ func diffScript() []diffStep {
 	}
 	return s
 }
-
-// Steps whose replies differ for a reason the script controls but that is
-// not a proxy difference are tagged ""; differs("") is a no-op kept for
-// readability.
 
 // diffPlacer places keys as both proxies of the differential test do.
 var diffPlacer = func() *hashkit.Placer {

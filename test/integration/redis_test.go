@@ -373,3 +373,25 @@ func TestRedisClientConnectionsLimit(t *testing.T) {
 		t.Fatalf("third client: %q", got)
 	}
 }
+
+func TestRedisClientIdleTimeout(t *testing.T) {
+	rp := startRedisPool(t, 1, `client_idle_timeout = "300ms"`)
+	idle := dialRaw(t, rp.addr)
+	stalled := dialRaw(t, rp.addr)
+	stalled.send("*3\r\n$3\r\nSET\r\n$1\r\nk") // slowloris: half a request
+	active := dialRaw(t, rp.addr)
+	start := time.Now()
+	for time.Since(start) < 900*time.Millisecond {
+		active.send("PING\r\n")
+		active.expect("+PONG\r\n")
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name, c := range map[string]*rawConn{"idle": idle, "stalled": stalled} {
+		if got := c.expectClosed(); got != "" {
+			t.Errorf("%s client got %q before close", name, got)
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("idle clients closed after %v", d)
+	}
+}

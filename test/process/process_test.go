@@ -456,3 +456,33 @@ func TestMasterKilledWorkersExit(t *testing.T) {
 		}
 	}
 }
+
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s lacks %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func renameFile(from, to string) error { return os.Rename(from, to) }
+
+// killTree stops every nuthatch process of the test's process group,
+// including masters started by upgrades (re-parented to the test).
+func killTree(t *testing.T, p *harness.Proc) {
+	t.Helper()
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}

@@ -12,6 +12,12 @@ declare -A want=(
   [memcached]=memcached
   [nutcracker]=nutcracker
   [memcslap]=libmemcached-tools
+  # test/nspawn boots a Debian root under systemd-nspawn; test/packaging
+  # checks the packages with lintian and rpm.
+  [systemd-nspawn]=systemd-container
+  [debootstrap]=debootstrap
+  [lintian]=lintian
+  [rpm]=rpm
 )
 missing=()
 for prog in "${!want[@]}"; do
