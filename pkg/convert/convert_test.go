@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,6 +230,32 @@ func TestAtoi(t *testing.T) {
 		got, ok := atoi(tc.in)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("atoi(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestMigrationGuideExamples loads every hcl example of the migration guide.
+func TestMigrationGuideExamples(t *testing.T) {
+	md := readFile(t, "../../docs/migrating-from-twemproxy.md")
+	var blocks []string
+	var cur *strings.Builder
+	for _, line := range strings.Split(string(md), "\n") {
+		switch {
+		case cur == nil && strings.TrimSpace(line) == "```hcl":
+			cur = new(strings.Builder)
+		case cur != nil && strings.TrimSpace(line) == "```":
+			blocks = append(blocks, cur.String())
+			cur = nil
+		case cur != nil:
+			cur.WriteString(line + "\n")
+		}
+	}
+	if len(blocks) == 0 {
+		t.Fatal("no hcl examples found")
+	}
+	for i, b := range blocks {
+		if _, err := config.Parse([]byte(b), fmt.Sprintf("example %d", i+1)); err != nil {
+			t.Errorf("example %d does not load: %v\n%s", i+1, err, b)
 		}
 	}
 }

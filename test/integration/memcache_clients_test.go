@@ -199,7 +199,8 @@ func TestMemcacheClientMemcslap(t *testing.T) {
 		{"get", nil},
 		{"mget", nil}, // one get line per call with every key: over 64 KiB
 		{"set", []string{"--noreply"}},
-		{"set", []string{"--buffer"}},
+		// Not --buffer: memcslap 1.1.4 then trips its own assertion
+		// (io.cc:548, fd != INVALID_SOCKET) against memcached itself.
 	} {
 		args := append([]string{"--servers=" + mp.addr, "--concurrency=4", fmt.Sprintf("--execute-number=%d", n), "--test=" + tc.test}, tc.extra...)
 		start := time.Now()

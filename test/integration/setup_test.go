@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,11 +47,11 @@ stats {
 pool "test" {
   listen   = %q
   protocol = "redis"
-  timeout  = "400ms"
   distribution = "modula"
 %s
+%s
 %s}
-`, rp.addr, attrs, servers.String())
+`, rp.addr, defaultTimeout(attrs), attrs, servers.String())
 	rp.proxy = harness.Nuthatch(t, hcl, rp.addr)
 	t.Cleanup(func() {
 		if rp.proxy.Exited() {
@@ -58,6 +59,14 @@ pool "test" {
 		}
 	})
 	return rp
+}
+
+// defaultTimeout is twemproxy's test suite timeout unless attrs set one.
+func defaultTimeout(attrs string) string {
+	if regexp.MustCompile(`(?m)^\s*timeout\s*=`).MatchString(attrs) {
+		return ""
+	}
+	return `  timeout  = "400ms"`
 }
 
 func (rp *redisPool) client(t *testing.T) *redis.Client {

@@ -115,23 +115,14 @@ func Boot(t testing.TB, opts Options) *Container {
 		done: make(chan struct{}),
 		log:  filepath.Join(dir, "console.log"),
 	}
-	t.Cleanup(func() {
-		if t.Failed() && c.PID1 > 0 {
-			out, _ := c.Exec("journalctl", "--no-pager", "-b", "-n", "150", "-o", "short-precise")
-			t.Logf("nspawn %s: last journal lines:\n%s", c.Name, out)
-		}
-		c.Stop()
-	})
+	t.Cleanup(c.Stop)
 	if err := c.prepareRoot(base); err != nil {
 		t.Fatalf("nspawn: %v", err)
 	}
 	if err := c.start(); err != nil {
 		t.Skipf("nspawn: systemd-nspawn cannot boot a container here: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), BootTimeout)
-	defer cancel()
-	out, _ := c.ExecContext(ctx, "systemctl", "is-system-running", "--wait")
-	state := strings.TrimSpace(out)
+	state := c.waitBooted()
 	if state != "running" && state != "degraded" {
 		failed, _ := c.Exec("systemctl", "--failed", "--no-pager")
 		t.Fatalf("nspawn: %s did not boot: state %q\n%s\nconsole:\n%s", c.Name, state, failed, tail(c.Console(), 40))
@@ -141,6 +132,29 @@ func Boot(t testing.TB, opts Options) *Container {
 		t.Logf("nspawn: %s booted degraded:\n%s", c.Name, failed)
 	}
 	return c
+}
+
+// waitBooted returns the system state once systemd has finished booting,
+// or the last answer when BootTimeout passes first.
+func (c *Container) waitBooted() string {
+	ctx, cancel := context.WithTimeout(context.Background(), BootTimeout)
+	defer cancel()
+	for {
+		// Until systemd has set up its private socket, systemctl cannot
+		// connect; --wait then covers the rest of the boot.
+		out, _ := c.ExecContext(ctx, "systemctl", "is-system-running", "--wait")
+		state := strings.TrimSpace(out)
+		if !strings.Contains(state, "Failed to connect to bus") || ctx.Err() != nil {
+			return state
+		}
+		select {
+		case <-c.done:
+			return "systemd-nspawn exited"
+		case <-ctx.Done():
+			return state
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func skipUnlessPossible(t testing.TB) {
@@ -543,6 +557,10 @@ func (c *Container) Journal(unit string) string {
 // started are signalled. Safe to call more than once.
 func (c *Container) Stop() {
 	c.once.Do(func() {
+		if c.t.Failed() && c.PID1 > 0 {
+			out, _ := c.Exec("journalctl", "--no-pager", "-b", "-n", "150", "-o", "short-precise")
+			c.t.Logf("nspawn %s: last journal lines before stopping:\n%s", c.Name, out)
+		}
 		if c.cmd != nil {
 			c.cmd.Process.Signal(syscall.SIGTERM)
 			select {
