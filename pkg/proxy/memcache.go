@@ -101,6 +101,10 @@ func (mp *memcacheProto) parse(c *clientConn, buf []byte) (int, int, error) {
 
 func (mp *memcacheProto) dispatch(c *clientConn, req *memcache.Request, raw []byte) {
 	p := mp.pool
+	c.cmdName, c.cmdKey = req.Cmd.String(), nil
+	if len(req.Keys) > 0 {
+		c.cmdKey = req.Keys[0]
+	}
 	switch req.Cmd {
 	case memcache.CmdQuit:
 		m := newMsg(c)

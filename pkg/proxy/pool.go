@@ -51,6 +51,7 @@ type pool struct {
 	latency  histogram // request latency as clients see it
 	slowlog  int64     // slowlog_slower_than in microseconds, 0 = off
 	slowLim  rateLimiter
+	authLim  rateLimiter // AUTH attempts checked per second
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -82,6 +83,8 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 	}
 	p.maxReply = 1 << 30
 	p.slowlog = cfg.SlowlogSlowerThan.Microseconds()
+	p.slowLim.limit = slowLogPerSecond
+	p.authLim.limit = authChecksPerSecond
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
 		s.conns = make([]*serverConn, max(cfg.ServerConnections, 1))
@@ -405,11 +408,17 @@ func (p *pool) slow(m *msg, us int64) {
 	p.log.WithFields(f).Warn("slow request")
 }
 
-const slowLogPerSecond = 10
+// Rates: slow-log records, and AUTH passwords checked (successful checks
+// are given back, so only failures consume the budget).
+const (
+	slowLogPerSecond    = 10
+	authChecksPerSecond = 100
+)
 
-// rateLimiter allows slowLogPerSecond events per second.
+// rateLimiter allows limit events per wall-clock second.
 type rateLimiter struct {
 	mu     sync.Mutex
+	limit  int
 	second int64
 	n      int
 }
@@ -420,6 +429,18 @@ func (r *rateLimiter) allow(now int64) bool {
 	if s := now / 1e9; s != r.second {
 		r.second, r.n = s, 0
 	}
+	if r.n >= r.limit {
+		return false
+	}
 	r.n++
-	return r.n <= slowLogPerSecond
+	return true
+}
+
+// undo gives back the last allowed event.
+func (r *rateLimiter) undo() {
+	r.mu.Lock()
+	if r.n > 0 {
+		r.n--
+	}
+	r.mu.Unlock()
 }

@@ -122,6 +122,7 @@ func (px *Proxy) Snapshot() Snapshot {
 			ClientAccepted:    p.stats.ClientAccepted.Load(),
 			ClientRejected:    p.stats.ClientRejected.Load(),
 			AuthAttempts:      p.stats.AuthAttempts.Load(),
+			AuthFailures:      p.stats.AuthFailures.Load(),
 			ClientIdleClosed:  p.stats.ClientIdleClosed.Load(),
 			SlowRequests:      p.stats.SlowRequests.Load(),
 			RequestLatency:    p.latency.snapshot(),

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
@@ -101,6 +102,10 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
 		return
 	}
+	c.cmdName, c.cmdKey = cmd.Name, nil
+	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
+		c.cmdKey = args[1]
+	}
 	if !resp.CheckArity(cmd, len(args)) {
 		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
 		return
@@ -127,6 +132,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 			}
 			return
 		}
+		c.cmdKey = args[keys[0]]
 		if !cmd.CrossKey && cmd.Kind != resp.KindEval {
 			keys = keys[:1]
 		}
@@ -421,10 +427,20 @@ func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
 		}
 		return false, "WRONGPASS invalid username-password pair or user is disabled."
 	}
-	r.pool.stats.authAttempt()
+	p := r.pool
+	p.stats.AuthAttempts.Add(1)
+	if !p.authLim.allow(time.Now().UnixNano()) {
+		// Too many failures this second: refuse without checking, so that
+		// guessing gets no faster with more connections.
+		p.stats.AuthFailures.Add(1)
+		return false, "ERR too many failed AUTH attempts, try again later"
+	}
 	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
+		p.authLim.undo()
 		return true, ""
 	}
+	p.stats.AuthFailures.Add(1)
+	p.log.Debug("failed AUTH")
 	return false, "WRONGPASS invalid username-password pair or user is disabled."
 }
 

@@ -15,6 +15,8 @@ type PoolStats struct {
 	ClientRejected atomic.Uint64
 	ClientAccepted atomic.Uint64
 	AuthAttempts   atomic.Uint64
+	// AuthFailures counts refused AUTH attempts (wrong or rate-limited).
+	AuthFailures atomic.Uint64
 	// ClientIdleClosed counts clients closed by client_idle_timeout.
 	ClientIdleClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
@@ -34,9 +36,6 @@ type ServerStats struct {
 	ResponseBytes atomic.Uint64
 }
 
-// authAttempt counts AUTH attempts (a hook for rate limiting later).
-func (s *PoolStats) authAttempt() { s.AuthAttempts.Add(1) }
-
 // Snapshot is a point-in-time copy of every counter of a proxy, the unit a
 // worker reports and the master sums.
 type Snapshot struct {
@@ -55,6 +54,7 @@ type PoolSnapshot struct {
 	ClientAccepted    uint64            `json:"client_accepted"`
 	ClientRejected    uint64            `json:"client_rejected"`
 	AuthAttempts      uint64            `json:"auth_attempts"`
+	AuthFailures      uint64            `json:"auth_failures"`
 	ClientIdleClosed  uint64            `json:"client_idle_closed"`
 	SlowRequests      uint64            `json:"slow_requests"`
 	RequestLatency    HistogramSnapshot `json:"request_latency"`

@@ -396,3 +396,66 @@ func TestRedisClientIdleTimeout(t *testing.T) {
 		t.Errorf("idle clients closed after %v", d)
 	}
 }
+
+func TestRedisSlowLog(t *testing.T) {
+	rp := startRedisPool(t, 1, "slowlog_slower_than = \"50ms\"\n  slowlog_log_keys = true")
+	c := rp.client(t)
+	if err := c.Set(ctx, "fast", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slow := "local t = redis.call('TIME') local s = t[1]*1000000+t[2] while true do local n = redis.call('TIME') if n[1]*1000000+n[2] - s > 120000 then break end end return 1"
+	if err := c.Eval(ctx, slow, []string{"slowkey"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(rp.proxy.Output(), "slow request") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow-log record:\n%s", rp.proxy.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var line string
+	for _, l := range strings.Split(rp.proxy.Output(), "\n") {
+		if strings.Contains(l, "slow request") {
+			line = l
+		}
+	}
+	for _, want := range []string{"command=eval", "key=slowkey", "server="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("slow-log record lacks %s: %s", want, line)
+		}
+	}
+	if strings.Contains(rp.proxy.Output(), "command=set") {
+		t.Error("a fast request was logged as slow")
+	}
+}
+
+func TestRedisAuthRateLimited(t *testing.T) {
+	rp := startRedisPool(t, 1, `redis_auth = "s3cret"`, "--requirepass", "s3cret")
+	r := dialRaw(t, rp.addr)
+	limited := 0
+	for i := 0; i < 150; i++ {
+		r.send("AUTH wrong\r\n")
+		line, err := r.r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasPrefix(line, "-WRONGPASS"):
+		case strings.HasPrefix(line, "-ERR too many failed AUTH attempts"):
+			limited++
+		default:
+			t.Fatalf("AUTH wrong: %q", line)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("150 failed AUTHs in a burst were never rate-limited")
+	}
+	// Once the second is over the right password works again.
+	time.Sleep(1100 * time.Millisecond)
+	r.send("AUTH s3cret\r\nPING\r\n")
+	r.expect("+OK\r\n+PONG\r\n")
+	if strings.Contains(rp.proxy.Output(), "s3cret") || strings.Contains(rp.proxy.Output(), "wrong") {
+		t.Error("a password reached the log")
+	}
+}

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+)
+
+// A length the peer declared is a promise, not data: the buffer grows with
+// what actually arrived (at most doubling), never to the declared size at
+// once. Before the fix want(500 MB) allocated 500 MB for a 20-byte header.
+func TestReadBufWantGrowsWithData(t *testing.T) {
+	const limit = 512 << 20
+	for _, tc := range []struct {
+		name     string
+		buffered int
+		need     int
+		maxCap   int
+	}{
+		{"huge declared bulk", 20, 500 << 20, readBufInitial},
+		{"declared just over the buffer", readBufInitial, readBufInitial + 10, readBufInitial + 10},
+		{"large buffered data", 1 << 20, 400 << 20, 2 << 20},
+		{"need below the buffer", 100, 200, readBufInitial},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newReadBuf(limit)
+			b.buf = make([]byte, max(readBufInitial, tc.buffered))
+			b.w = tc.buffered
+			if err := b.want(tc.need, limit); err != nil {
+				t.Fatal(err)
+			}
+			if cap(b.buf) > tc.maxCap {
+				t.Fatalf("want(%d) with %d bytes buffered grew the buffer to %d bytes, want at most %d",
+					tc.need, tc.buffered, cap(b.buf), tc.maxCap)
+			}
+			if b.len() != tc.buffered {
+				t.Fatalf("buffered bytes %d after want, want %d", b.len(), tc.buffered)
+			}
+		})
+	}
+}
+
+func TestReadBufWantRefusesOverLimit(t *testing.T) {
+	b := newReadBuf(1 << 20)
+	if err := b.want(2<<20, 1<<20); err != errTooLarge {
+		t.Fatalf("want over the limit: %v", err)
+	}
+}
+
+// A message larger than the initial buffer is still read whole, by
+// successive doublings as the bytes arrive.
+func TestReadBufReadsLargeMessage(t *testing.T) {
+	msg := bytes.Repeat([]byte("0123456789"), 300_000) // 3 MB
+	a, b := net.Pipe()
+	go func() {
+		for p := msg; len(p) > 0; p = p[min(len(p), 7000):] {
+			a.Write(p[:min(len(p), 7000)])
+		}
+		a.Close()
+	}()
+	rb := newReadBuf(8 << 20)
+	for rb.len() < len(msg) {
+		if err := rb.want(len(msg), 8<<20); err != nil {
+			t.Fatal(err)
+		}
+		if err := rb.fill(b); err != nil {
+			if err == io.EOF {
+				break
+			}
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(rb.bytes(), msg) {
+		t.Fatalf("read %d bytes, want %d", rb.len(), len(msg))
+	}
+	if cap(rb.buf) > 2*len(msg) {
+		t.Fatalf("buffer of %d bytes for a %d-byte message", cap(rb.buf), len(msg))
+	}
+}
