@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/nuthatch
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all build deps test unit integration run bench package lint clean fuzz
+.PHONY: all build deps test unit integration run bench package lint clean fuzz soak
 
 all: build
 
@@ -33,11 +33,32 @@ fuzz:
 	  done; \
 	done
 
+# Mixed Redis and memcached load through the real binary with periodic
+# reloads, worker kills and backend restarts (test/reliability TestSoak);
+# not part of `make test`. SOAK_DURATION=5m for a shorter run.
+SOAK_DURATION ?= 30m
+soak: deps build
+	NUTHATCH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) NUTHATCH_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./test/reliability
+
 run: deps build
 	@test/scripts/run-example.sh $(BIN) etc/nuthatch/example.hcl
 
+# Benchmarks (docs/performance.md): the Go micro-benchmarks of the codecs,
+# hashing and routing (allocs/op), then test/bench/driver: direct,
+# nutcracker -v 4, predixy ($$PREDIXY_BIN, skipped when absent) and nuthatch
+# with 1 and "auto" workers in alternating rounds, medians printed as a
+# table; results and CPU profiles in bin/bench/. Under 10 minutes; it
+# measures and never fails on a number. BENCH_FLAGS="-rounds 5 -duration 3s"
+# for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset.
+BENCH_FLAGS ?=
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	@mkdir -p bin/bench
+	$(GO) build -o bin/bench/driver ./test/bench/driver
+	$(GO) build -o bin/bench/nuthatch-profile ./test/bench/profile
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./pkg/... | tee bin/bench/micro.txt | grep -E '^(Benchmark|ok|FAIL)'
+	GO=$(GO) bin/bench/driver -nuthatch $(BIN) -profile-bin bin/bench/nuthatch-profile \
+	  -profile-dir bin/bench -out bin/bench/report.md $(BENCH_FLAGS)
 
 # dist/nuthatch_<version>_<arch>.{deb,rpm} for amd64 and arm64, built by
 # packaging/build.sh with nfpm (a Go tool pinned in go.mod). The version comes

@@ -83,6 +83,7 @@ type rawPool struct {
 	RedisAuth          *string `hcl:"redis_auth,optional"`
 	RedisDB            *int    `hcl:"redis_db,optional"`
 	ClientIdleTimeout  *string `hcl:"client_idle_timeout,optional"`
+	ClientWriteTimeout *string `hcl:"client_write_timeout,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 
@@ -101,6 +102,7 @@ type rawPool struct {
 	ServerRetryTimeoutRange hcl.Range `hcl:"server_retry_timeout,attr_value_range"`
 	ServerFailureLimitRange hcl.Range `hcl:"server_failure_limit,attr_value_range"`
 	ClientIdleTimeoutRange  hcl.Range `hcl:"client_idle_timeout,attr_value_range"`
+	ClientWriteTimeoutRange hcl.Range `hcl:"client_write_timeout,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	// Only the names of the redis_* attributes are ever pointed at, so a
 	// diagnostic cannot underline the password.
@@ -524,6 +526,9 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		deref(rp.ServerRetryTimeout, DefaultServerRetryTimeout), rp.ServerRetryTimeoutRange, 0)
 	if rp.ClientIdleTimeout != nil {
 		p.ClientIdleTimeout = c.duration("client_idle_timeout", *rp.ClientIdleTimeout, rp.ClientIdleTimeoutRange, 0)
+	}
+	if rp.ClientWriteTimeout != nil {
+		p.ClientWriteTimeout = c.duration("client_write_timeout", *rp.ClientWriteTimeout, rp.ClientWriteTimeoutRange, 0)
 	}
 	if rp.SlowlogSlowerThan != nil {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)

@@ -86,6 +86,10 @@ type Pool struct {
 	// ClientIdleTimeout closes a client that sent nothing for that long
 	// while waiting for nothing; 0 keeps idle clients forever (twemproxy).
 	ClientIdleTimeout time.Duration
+	// ClientWriteTimeout closes a client that has not taken a reply the
+	// proxy is writing for that long (it stopped reading); 0 waits
+	// forever (twemproxy).
+	ClientWriteTimeout time.Duration
 	// SlowlogSlowerThan logs requests slower than this (0 = off);
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration

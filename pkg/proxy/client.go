@@ -202,7 +202,7 @@ func (c *clientConn) flush() {
 		c.wbuf = c.wbuf[:0]
 		return
 	}
-	_, err := c.conn.Write(c.wbuf)
+	err := c.write(c.wbuf)
 	if cap(c.wbuf) > maxKeptWriteBuf {
 		c.wbuf = nil
 	} else {
@@ -212,6 +212,42 @@ func (c *clientConn) flush() {
 		c.dead = true
 		c.pool.stats.ClientErr.Add(1)
 	}
+}
+
+// write writes b to the client. With client_write_timeout, a client that
+// takes none of it for that long is given up: it stopped reading, and
+// would otherwise hold its goroutine, connection and replies for ever. A
+// slow client that keeps taking bytes is not cut off.
+func (c *clientConn) write(b []byte) error {
+	wt := c.pool.cfg.ClientWriteTimeout
+	if wt <= 0 {
+		_, err := c.conn.Write(b)
+		return err
+	}
+	for {
+		c.conn.SetWriteDeadline(time.Now().Add(wt))
+		n, err := c.conn.Write(b)
+		if err == nil || !isTimeout(err) {
+			return err
+		}
+		if n == 0 {
+			p := c.pool
+			if p.limitLog.allow(time.Now().UnixNano()) {
+				p.log.WithField("client", remoteAddr(c.conn)).WithField("client_write_timeout", wt).
+					WithField("unsent_bytes", len(b)).Warn("closing a client that does not read its replies")
+			}
+			return err
+		}
+		b = b[n:]
+	}
+}
+
+// remoteAddr names a client for logs; a unix peer may have no address.
+func remoteAddr(conn net.Conn) string {
+	if a := conn.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 // drainPoll is how often a draining client is checked for idleness.

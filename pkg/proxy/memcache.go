@@ -172,29 +172,15 @@ func (mp *memcacheProto) forward(c *clientConn, req *memcache.Request, raw []byt
 // the hits back in request order under one END.
 func (mp *memcacheProto) split(c *clientConn, req *memcache.Request, raw []byte) {
 	p := mp.pool
-	if len(c.groups) < len(p.servers) {
-		c.groups = make([][]int32, len(p.servers))
-	}
-	groups := c.groups[:len(p.servers)]
-	for i := range groups {
-		groups[i] = groups[i][:0]
-	}
-	nserv := 0
-	for i := range req.Keys {
-		s := p.serverFor(req.RoutingKey(i))
-		if s == nil {
-			m := newMsg(c)
-			m.op = uint8(req.Cmd)
-			c.enqueue(m)
-			p.fail(m, ErrNoServer)
-			return
-		}
-		if len(groups[s.idx]) == 0 {
-			nserv++
-		}
-		groups[s.idx] = append(groups[s.idx], int32(i))
-	}
-	if nserv == 1 {
+	nserv := p.groupKeys(c, 0, len(req.Keys), 1, req.RoutingKey)
+	switch nserv {
+	case 0:
+		m := newMsg(c)
+		m.op = uint8(req.Cmd)
+		c.enqueue(m)
+		p.fail(m, ErrNoServer)
+		return
+	case 1:
 		mp.forward(c, req, raw, p.serverFor(req.RoutingKey(0)))
 		return
 	}
@@ -206,33 +192,14 @@ func (mp *memcacheProto) split(c *clientConn, req *memcache.Request, raw []byte)
 		parent.keys = append(parent.keys, k...)
 	}
 	parent.keyOff = append(parent.keyOff, int32(len(parent.keys)))
-	parent.pending.Store(int32(nserv))
-	p.stats.Fragments.Add(uint64(nserv))
 	var keys [][]byte
-	for _, g := range groups {
-		if len(g) == 0 {
-			continue
-		}
-		f := newMsg(nil)
-		f.parent = parent
-		f.op = parent.op
-		f.keyIdx = append(f.keyIdx[:0], g...)
-		parent.frags = append(parent.frags, f)
-	}
-	c.enqueue(parent)
-	fi := 0
-	for si, g := range groups {
-		if len(g) == 0 {
-			continue
-		}
-		f := parent.frags[fi]
-		fi++
+	p.fragment(c, parent, nserv, func(dst []byte, idx []int32) []byte {
 		keys = keys[:0]
-		for _, ki := range g {
+		for _, ki := range idx {
 			keys = append(keys, req.Keys[ki])
 		}
-		p.forward(f, p.servers[si], func(dst []byte) []byte { return memcache.AppendRetrieval(dst, req, keys) })
-	}
+		return memcache.AppendRetrieval(dst, req, keys)
+	})
 }
 
 // merge interleaves the VALUE blocks of every fragment in the order the

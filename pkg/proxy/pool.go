@@ -51,6 +51,7 @@ type pool struct {
 	latency  histogram // request latency as clients see it
 	slowlog  int64     // slowlog_slower_than in microseconds, 0 = off
 	slowLim  rateLimiter
+	limitLog rateLimiter // log lines of clients closed by a limit
 	authLim  rateLimiter // AUTH attempts checked per second
 
 	mu        sync.Mutex
@@ -84,6 +85,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 	p.maxReply = 1 << 30
 	p.slowlog = cfg.SlowlogSlowerThan.Microseconds()
 	p.slowLim.limit = slowLogPerSecond
+	p.limitLog.limit = slowLogPerSecond
 	p.authLim.limit = authChecksPerSecond
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
@@ -220,6 +222,61 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	}
 	p.stats.ForwardError.Add(1)
 	p.fail(m, ErrClosed)
+}
+
+// groupKeys places the keys of a multi-key request: key(i) for i in
+// first, first+step, … below n. c.groups[s] collects the positions of server
+// s's keys. It returns how many servers hold keys, or 0 when some key has
+// no live server.
+func (p *pool) groupKeys(c *clientConn, first, n, step int, key func(i int) []byte) int {
+	if len(c.groups) < len(p.servers) {
+		c.groups = make([][]int32, len(p.servers))
+	}
+	groups := c.groups[:len(p.servers)]
+	for i := range groups {
+		groups[i] = groups[i][:0]
+	}
+	nserv := 0
+	for i := first; i < n; i += step {
+		s := p.serverFor(key(i))
+		if s == nil {
+			return 0
+		}
+		if len(groups[s.idx]) == 0 {
+			nserv++
+		}
+		groups[s.idx] = append(groups[s.idx], int32(i))
+	}
+	return nserv
+}
+
+// fragment sends parent as one fragment per server of c.groups (nserv of
+// them hold keys); build encodes a fragment from its key positions. The
+// last fragment to finish merges the replies into parent.
+func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []byte, keys []int32) []byte) {
+	groups := c.groups[:len(p.servers)]
+	parent.pending.Store(int32(nserv))
+	p.stats.Fragments.Add(uint64(nserv))
+	for _, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		f := newMsg(nil)
+		f.parent = parent
+		f.op = parent.op
+		f.keyIdx = append(f.keyIdx[:0], g...)
+		parent.frags = append(parent.frags, f)
+	}
+	c.enqueue(parent)
+	fi := 0
+	for si, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		f := parent.frags[fi]
+		fi++
+		p.forward(f, p.servers[si], func(dst []byte) []byte { return build(dst, g) })
+	}
 }
 
 // complete records a server's reply to m.

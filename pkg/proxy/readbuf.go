@@ -38,17 +38,32 @@ func (b *readBuf) consume(n int) {
 }
 
 // want makes room for a message of need bytes (0 = unknown) at the read
-// position, refusing sizes above limit before allocating.
+// position, refusing sizes above limit. need is what the peer declared, not
+// what it sent: the buffer grows towards it by at most doubling the bytes
+// that arrived, so a header promising 500 MB costs nothing until the bytes
+// come (fill keeps doubling as they do).
 func (b *readBuf) want(need, limit int) error {
 	if need > limit {
 		return errTooLarge
 	}
-	if need > len(b.buf)-b.r {
-		nb := make([]byte, max(need, 2*b.len(), readBufInitial))
-		b.w = copy(nb, b.bytes())
-		b.r = 0
-		b.buf = nb
+	if need <= len(b.buf)-b.r {
+		return nil
 	}
+	// Geometric growth: a parser's need is often only a lower bound (one
+	// more byte of an unterminated line), and growing to it exactly would
+	// read a long line one byte at a time.
+	size := min(max(2*b.len(), readBufInitial), limit)
+	if size <= len(b.buf) {
+		if b.r > 0 {
+			b.w = copy(b.buf, b.bytes())
+			b.r = 0
+		}
+		return nil
+	}
+	nb := make([]byte, size)
+	b.w = copy(nb, b.bytes())
+	b.r = 0
+	b.buf = nb
 	return nil
 }
 
@@ -62,10 +77,10 @@ func (b *readBuf) fill(conn net.Conn) error {
 			b.w = copy(b.buf, b.bytes())
 			b.r = 0
 		} else {
-			if 2*len(b.buf) > b.limit+readBufInitial {
+			if len(b.buf) >= b.limit {
 				return errTooLarge
 			}
-			nb := make([]byte, 2*len(b.buf))
+			nb := make([]byte, min(2*len(b.buf), b.limit))
 			copy(nb, b.buf[:b.w])
 			b.buf = nb
 		}

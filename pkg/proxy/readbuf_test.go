@@ -19,7 +19,7 @@ func TestReadBufWantGrowsWithData(t *testing.T) {
 		maxCap   int
 	}{
 		{"huge declared bulk", 20, 500 << 20, readBufInitial},
-		{"declared just over the buffer", readBufInitial, readBufInitial + 10, readBufInitial + 10},
+		{"declared just over the buffer", readBufInitial, readBufInitial + 10, 2 * readBufInitial},
 		{"large buffered data", 1 << 20, 400 << 20, 2 << 20},
 		{"need below the buffer", 100, 200, readBufInitial},
 	} {
@@ -76,5 +76,31 @@ func TestReadBufReadsLargeMessage(t *testing.T) {
 	}
 	if cap(rb.buf) > 2*len(msg) {
 		t.Fatalf("buffer of %d bytes for a %d-byte message", cap(rb.buf), len(msg))
+	}
+}
+
+// A parser that only knows "one more byte" (an unterminated line) must not
+// make the buffer grow byte by byte: reading a 100 KiB line took thousands
+// of one-byte reads before this was geometric.
+func TestReadBufWantGrowsGeometrically(t *testing.T) {
+	b := newReadBuf(1 << 20)
+	b.buf = make([]byte, readBufInitial)
+	b.w = len(b.buf) // full of one unterminated line
+	grows := 0
+	for b.len() < 200<<10 {
+		before := len(b.buf)
+		if err := b.want(b.len()+1, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.buf) <= b.len() {
+			t.Fatalf("no room made: buf %d, data %d", len(b.buf), b.len())
+		}
+		if len(b.buf) != before {
+			grows++
+		}
+		b.w = len(b.buf) // the next read fills it
+	}
+	if grows > 6 {
+		t.Fatalf("%d reallocations to reach 200 KiB", grows)
 	}
 }

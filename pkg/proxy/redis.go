@@ -192,26 +192,18 @@ const (
 func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) {
 	p := r.pool
 	step := max(cmd.Step, 1)
-	if len(c.groups) < len(p.servers) {
-		c.groups = make([][]int32, len(p.servers))
-	}
-	groups := c.groups[:len(p.servers)]
-	for i := range groups {
-		groups[i] = groups[i][:0]
-	}
-	nserv := 0
-	for i := 1; i < len(args); i += step {
-		s := p.serverFor(args[i])
-		if s == nil {
-			m := newMsg(c)
-			c.enqueue(m)
-			p.fail(m, ErrNoServer)
-			return
-		}
-		if len(groups[s.idx]) == 0 {
-			nserv++
-		}
-		groups[s.idx] = append(groups[s.idx], int32(i))
+	nserv := p.groupKeys(c, 1, len(args), step, func(i int) []byte { return args[i] })
+	switch nserv {
+	case 0:
+		m := newMsg(c)
+		c.enqueue(m)
+		p.fail(m, ErrNoServer)
+		return
+	case 1:
+		// Every key on one server: forward the command unchanged.
+		c.keys = append(c.keys[:0], 1)
+		r.single(c, args, raw, c.keys)
+		return
 	}
 	parent := newMsg(c)
 	switch cmd.Name {
@@ -222,47 +214,18 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 	default:
 		parent.op = opSum
 	}
-	if nserv == 1 {
-		// Every key on one server: forward the command unchanged.
-		c.keys = append(c.keys[:0], 1)
-		r.single(c, args, raw, c.keys)
-		parent.free()
-		return
-	}
 	parent.keyIdx = append(parent.keyIdx[:0], int32((len(args)-1)/step))
-	parent.pending.Store(int32(nserv))
-	p.stats.Fragments.Add(uint64(nserv))
-	for si, g := range groups {
-		if len(g) == 0 {
-			continue
-		}
-		f := newMsg(nil)
-		f.parent = parent
-		f.op = parent.op
-		f.keyIdx = append(f.keyIdx[:0], g...)
-		parent.frags = append(parent.frags, f)
-		_ = si
-	}
-	c.enqueue(parent)
-	fi := 0
-	for si, g := range groups {
-		if len(g) == 0 {
-			continue
-		}
-		f := parent.frags[fi]
-		fi++
-		name := cmd.Name
-		p.forward(f, p.servers[si], func(dst []byte) []byte {
-			dst = resp.AppendArrayHeader(dst, 1+len(g)*step)
-			dst = resp.AppendBulk(dst, []byte(name))
-			for _, ki := range g {
-				for j := 0; j < step; j++ {
-					dst = resp.AppendBulk(dst, args[int(ki)+j])
-				}
+	name := []byte(cmd.Name)
+	p.fragment(c, parent, nserv, func(dst []byte, keys []int32) []byte {
+		dst = resp.AppendArrayHeader(dst, 1+len(keys)*step)
+		dst = resp.AppendBulk(dst, name)
+		for _, ki := range keys {
+			for j := 0; j < step; j++ {
+				dst = resp.AppendBulk(dst, args[int(ki)+j])
 			}
-			return dst
-		})
-	}
+		}
+		return dst
+	})
 }
 
 // merge combines fragment replies. A failed fragment fails the whole

@@ -47,10 +47,12 @@ const cacheVersion = "1"
 const Suite = "bookworm"
 
 // BasePackages are installed in every root (debootstrap --include): systemd
-// as init, and the real servers nuthatch proxies, with their clients.
+// as init, the real servers nuthatch proxies, with their clients, and rpm
+// (to run the .rpm's scriptlets too).
 var BasePackages = []string{
 	"systemd", "systemd-sysv", "dbus", "procps", "iproute2",
 	"redis-server", "memcached", "redis-tools", "libmemcached-tools",
+	"rpm",
 }
 
 // Timeouts; a cold debootstrap is the slow part (about 1.5-3 minutes).
@@ -141,10 +143,13 @@ func (c *Container) waitBooted() string {
 	defer cancel()
 	for {
 		// Until systemd has set up its private socket, systemctl cannot
-		// connect; --wait then covers the rest of the boot.
+		// connect ("offline", "Failed to connect to bus"); --wait then
+		// covers the rest of the boot. Anything else (maintenance,
+		// stopping) does not change by waiting, but is retried all the
+		// same until BootTimeout.
 		out, _ := c.ExecContext(ctx, "systemctl", "is-system-running", "--wait")
 		state := strings.TrimSpace(out)
-		if !strings.Contains(state, "Failed to connect to bus") || ctx.Err() != nil {
+		if state == "running" || state == "degraded" || ctx.Err() != nil {
 			return state
 		}
 		select {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +92,24 @@ func runningVersion(t *testing.T, c *nspawn.Container) (pid, version string) {
 	}
 	out := c.MustExec("/proc/"+pid+"/exe", "-V")
 	return pid, strings.TrimPrefix(strings.TrimSpace(out), "nuthatch ")
+}
+
+// checkGracefulStop fails the test if systemd had to SIGKILL anything of
+// nuthatch.service: a stop must let the master drain its workers.
+func checkGracefulStop(t *testing.T, c *nspawn.Container, when string) {
+	t.Helper()
+	var killed []string
+	for _, l := range strings.Split(c.Journal("nuthatch.service"), "\n") {
+		if strings.Contains(l, "with signal SIGKILL") || strings.Contains(l, "status=9/KILL") {
+			killed = append(killed, l)
+		}
+	}
+	if len(killed) > 0 {
+		t.Errorf("%s: systemd killed nuthatch instead of letting it drain. After a binary upgrade the main "+
+			"process is not systemd's child; systemd 252 then does not wait after KillSignal= (KillMode=mixed) "+
+			"and SIGKILLs the whole unit at once, unless an ExecStop= waits for the master to exit:\n%s",
+			when, strings.Join(killed, "\n"))
+	}
 }
 
 func probe(c *nspawn.Container, loadgen string, args ...string) (string, int) {
@@ -206,8 +223,10 @@ pool "extra" {
 		t.Errorf("nuthatch.socket was restarted (active since %s, now %s)", socketSince, got)
 	}
 
-	// Remove: stopped, disabled, binary and units gone, configuration kept.
-	t.Log(c.MustExec("apt-get", "remove", "-y", "nuthatch"))
+	// Remove: stopped (gracefully), disabled, binary and units gone,
+	// configuration kept.
+	t.Log(c.MustExec("apt-get", "remove", "-y", "-q", "-o", "Dpkg::Use-Pty=0", "nuthatch"))
+	checkGracefulStop(t, c, "apt-get remove")
 	for _, unit := range []string{"nuthatch.socket", "nuthatch.service"} {
 		if got := prop(t, c, unit, "ActiveState"); got != "inactive" {
 			t.Errorf("after remove %s is %s", unit, got)
@@ -228,7 +247,7 @@ pool "extra" {
 
 	// Purge: nothing of the package is left; the account stays (Debian
 	// leaves system users in place, files owned by them may remain).
-	t.Log(c.MustExec("apt-get", "purge", "-y", "nuthatch"))
+	t.Log(c.MustExec("apt-get", "purge", "-y", "-q", "-o", "Dpkg::Use-Pty=0", "nuthatch"))
 	var left []string
 	for _, f := range append(debFiles(t, debA), "/etc/nuthatch", "/run/nuthatch") {
 		if f == "/" || !strings.Contains(f, "nuthatch") {
@@ -251,7 +270,79 @@ pool "extra" {
 	if _, code := c.Exec("getent", "passwd", "nuthatch"); code != 0 {
 		t.Error("purge removed the nuthatch account; docs/packaging.md says it stays")
 	}
-	if t.Failed() {
-		fmt.Fprintln(os.Stderr, c.Journal("nuthatch.service"))
+}
+
+// TestRPMLifecycle runs the .rpm's scriptlets under systemd: rpm on Debian
+// (with --nodeps: the dependencies are Debian packages) keeps its own
+// database, and the scriptlets only use systemctl and systemd-sysusers.
+// It checks what is RPM-specific: $1 in %post/%preun/%postun, the upgrade
+// done in %posttrans after the old package's %postun, and erase.
+func TestRPMLifecycle(t *testing.T) {
+	need(t, "rpm")
+	rpmA, rpmB := packages(t, versionA)["rpm"], packages(t, versionB)["rpm"]
+	loadgen := buildLoadgen(t)
+	c := nspawn.Boot(t, nspawn.Options{})
+	for _, f := range []string{rpmA, rpmB} {
+		if err := c.CopyIn(f, "/root/"+filepath.Base(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rpm := func(args ...string) (string, int) {
+		return c.Exec(append([]string{"rpm", "--nodeps", "--force-debian"}, args...)...)
+	}
+	both := []string{"-redis", "127.0.0.1:22121", "-memcache", "127.0.0.1:22122"}
+
+	if out, code := rpm("-i", "/root/"+filepath.Base(rpmA)); code != 0 {
+		t.Fatalf("rpm -i: exit %d\n%s", code, out)
+	}
+	c.MustExec("getent", "passwd", "nuthatch")
+	if got := prop(t, c, "nuthatch.socket", "ActiveState") + "/" + prop(t, c, "nuthatch.socket", "UnitFileState"); got != "active/enabled" {
+		t.Errorf("after rpm -i nuthatch.socket is %s, want active/enabled", got)
+	}
+	if out, code := probe(c, loadgen, both...); code != 0 {
+		t.Fatalf("probe: %s\n%s", out, c.Journal("nuthatch.service"))
+	}
+	pidA, v := runningVersion(t, c)
+	if v != versionA {
+		t.Errorf("running %q, want %s", v, versionA)
+	}
+	socketSince := prop(t, c, "nuthatch.socket", "ActiveEnterTimestampMonotonic")
+
+	l := startLoad(t, c, loadgen, both...)
+	out, code := rpm("-U", "/root/"+filepath.Base(rpmB))
+	t.Logf("rpm -U (exit %d):\n%s", code, out)
+	if code != 0 {
+		t.Error("rpm -U failed")
+	}
+	l.finish(t, "rpm -U")
+	if !strings.Contains(out, "binary upgrade done") {
+		t.Errorf("%%posttrans did not hand the service over:\n%s", out)
+	}
+	pidB, v := runningVersion(t, c)
+	if v != versionB || pidB == pidA {
+		t.Errorf("after rpm -U the main process is %s running %q; want a new one (was %s) running %s", pidB, v, pidA, versionB)
+	}
+	if got := prop(t, c, "nuthatch.socket", "ActiveEnterTimestampMonotonic"); got != socketSince {
+		t.Error("rpm -U restarted nuthatch.socket")
+	}
+	if got := prop(t, c, "nuthatch.socket", "UnitFileState"); got != "enabled" {
+		t.Errorf("rpm -U left nuthatch.socket %s (the old %%preun/%%postun must not disable it)", got)
+	}
+	if _, code := c.Exec("test", "-e", "/var/lib/rpm-state/nuthatch"); code == 0 {
+		t.Error("posttrans left its marker /var/lib/rpm-state/nuthatch behind")
+	}
+
+	if out, code := rpm("-e", "nuthatch"); code != 0 {
+		t.Fatalf("rpm -e: exit %d\n%s", code, out)
+	}
+	checkGracefulStop(t, c, "rpm -e")
+	for _, unit := range []string{"nuthatch.socket", "nuthatch.service"} {
+		if got := prop(t, c, unit, "ActiveState") + "/" + prop(t, c, unit, "LoadState"); got != "inactive/not-found" {
+			t.Errorf("after rpm -e %s is %s", unit, got)
+		}
+	}
+	found := strings.TrimSpace(c.MustExec("find", "/etc", "/usr", "/var/lib/systemd", "/var/lib/rpm-state", "-name", "*nuthatch*"))
+	if found != "" {
+		t.Errorf("left behind after rpm -e:\n%s", found)
 	}
 }

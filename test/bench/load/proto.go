@@ -113,6 +113,9 @@ func parseRedis(b []byte) (int, reply, error) {
 	if eol < 0 {
 		return 0, 0, errIncomplete
 	}
+	if eol == 0 {
+		return 0, 0, fmt.Errorf("%w: empty reply line", ErrProtocol)
+	}
 	line := b[1:eol]
 	switch b[0] {
 	case '+', ':':

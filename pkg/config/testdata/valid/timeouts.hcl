@@ -11,6 +11,7 @@ pool "long" {
   protocol             = "redis"
   timeout              = "1m30s"
   server_retry_timeout = "1h"
+  client_write_timeout = "10s"
   server "127.0.0.1:6380" {}
 }
 

@@ -1,0 +1,238 @@
+// Command driver is nuthatch's benchmark (`make bench`): it starts two
+// redis-servers and two memcacheds, nutcracker (-v 4), predixy when a
+// binary is available, and nuthatch with one worker and with
+// worker_processes = "auto", then runs each scenario in alternating rounds
+// over all of them (A B C D A B C D …) and prints the medians as a table.
+//
+// It measures; it asserts nothing. Results go to stdout and, with -out, to
+// a Markdown file.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/test/bench/load"
+)
+
+type env struct {
+	dir           string
+	procs         *procSet
+	nuthatchBin   string
+	nutcrackerBin string
+	predixyBin    string
+	profileBin    string
+	profileDir    string
+	clkTck        int64
+}
+
+type options struct {
+	duration, warmup, rateDuration time.Duration
+	rounds, clients, keys, idle    int
+	only                           *regexp.Regexp
+	rb, syscalls                   bool
+	profile                        time.Duration
+	out                            string
+}
+
+func main() {
+	e := &env{}
+	o := options{}
+	defPredixy := os.Getenv("PREDIXY_BIN")
+	if defPredixy == "" {
+		defPredixy = "/usr/local/bin/predixy"
+	}
+	flag.StringVar(&e.nuthatchBin, "nuthatch", "bin/nuthatch", "nuthatch binary")
+	flag.StringVar(&e.nutcrackerBin, "nutcracker", "nutcracker", "nutcracker binary")
+	flag.StringVar(&e.predixyBin, "predixy", defPredixy, "predixy binary ($PREDIXY_BIN); skipped when absent")
+	flag.StringVar(&e.profileBin, "profile-bin", "bin/nuthatch-profile", "test/bench/profile binary; the profile is skipped when absent")
+	flag.DurationVar(&o.duration, "duration", 1500*time.Millisecond, "measured window of each run")
+	flag.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "warm-up before each window")
+	flag.DurationVar(&o.rateDuration, "rate-duration", 3*time.Second, "window of each fixed-rate run")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per scenario")
+	flag.IntVar(&o.clients, "clients", 50, "clients per run")
+	flag.IntVar(&o.keys, "keys", 10000, "key space")
+	flag.IntVar(&o.idle, "idle", 10000, "idle clients (0 skips)")
+	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
+	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
+	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
+	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
+	only := flag.String("only", "", "run only scenarios whose name matches this regexp")
+	flag.StringVar(&o.out, "out", "", "also write the report to this Markdown file")
+	keep := flag.Bool("keep", false, "keep the work directory (configs, logs, profiles)")
+	flag.Parse()
+	// Programs run in the work directory: make relative paths absolute.
+	for _, p := range []*string{&e.nuthatchBin, &e.predixyBin, &e.profileBin} {
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
+		}
+	}
+	if *only != "" {
+		o.only = regexp.MustCompile(*only)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "nuthatch-bench-")
+	if err != nil {
+		fatal(err)
+	}
+	e.dir = dir
+	e.procs = &procSet{dir: dir}
+	e.clkTck = clockTicks()
+	raiseNoFile()
+
+	var out io.Writer = os.Stdout
+	var file *os.File
+	if o.out != "" {
+		if file, err = os.Create(o.out); err != nil {
+			fatal(err)
+		}
+		out = io.MultiWriter(os.Stdout, file)
+	}
+	err = run(ctx, e, o, out)
+	e.procs.stopAll()
+	if file != nil {
+		file.Close()
+	}
+	if *keep {
+		fmt.Fprintf(os.Stderr, "bench: work directory kept: %s\n", dir)
+	} else {
+		os.RemoveAll(dir)
+	}
+	if err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	os.Exit(1)
+}
+
+// raiseNoFile lifts the descriptor limit to its hard maximum so that the
+// idle-client run can hold 10,000 connections; children inherit it.
+func raiseNoFile() {
+	var r syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r) == nil && r.Cur < r.Max {
+		r.Cur = r.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, e *env, o options, out io.Writer) error {
+	start := time.Now()
+	startLoad := loadAvg()
+	logf("work directory %s, load average %s", e.dir, startLoad)
+	for _, p := range []string{"redis-server", "memcached"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("%s is not installed (make deps installs it)", p)
+		}
+	}
+	if _, err := os.Stat(e.nuthatchBin); err != nil {
+		return fmt.Errorf("nuthatch binary: %w (make build)", err)
+	}
+	b, err := e.startBackends(ctx, 2)
+	if err != nil {
+		return err
+	}
+	logf("preloading %d keys of 100 B and 4 KB into every backend", o.keys)
+	for _, a := range b.redis {
+		for _, pl := range []struct {
+			prefix string
+			size   int
+		}{{"k100:", 100}, {"k4k:", 4096}, {"key:", 100}} {
+			if err := load.Preload(ctx, load.Redis, a, pl.prefix, o.keys, pl.size); err != nil {
+				return err
+			}
+		}
+	}
+	for _, a := range b.mc {
+		if err := load.Preload(ctx, load.Memcache, a, "m100:", o.keys, 100); err != nil {
+			return err
+		}
+	}
+
+	targets := []*target{{name: "direct", redis: b.redis, mc: b.mc, note: "clients spread over the 2 backends"}}
+	var notes []string
+	nc, err := e.nutcracker(ctx, b)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, nc)
+	if px, note := e.predixy(ctx, b); px != nil {
+		targets = append(targets, px)
+	} else {
+		notes = append(notes, note)
+		logf("%s", note)
+	}
+	for _, v := range []struct{ name, workers string }{{"nuthatch-1", "1"}, {"nuthatch-auto", `"auto"`}} {
+		t, err := e.nuthatch(ctx, b, v.name, v.workers)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, t)
+	}
+
+	rep := &report{targets: targets, notes: notes, clkTck: e.clkTck}
+	for _, sc := range scenarios() {
+		if o.only != nil && !o.only.MatchString(sc.name) {
+			continue
+		}
+		if sc.rate {
+			sc.rateRPS = rep.fixedRate()
+		}
+		if err := e.runScenario(ctx, o, rep, sc); err != nil {
+			return err
+		}
+	}
+	if o.idle > 0 && (o.only == nil || o.only.MatchString("idle")) {
+		if err := e.idle(ctx, o, rep); err != nil {
+			return err
+		}
+	}
+	if o.rb && (o.only == nil || o.only.MatchString("redis-benchmark")) {
+		if err := e.redisBenchmark(ctx, o, rep); err != nil {
+			return err
+		}
+	}
+	if o.syscalls && (o.only == nil || o.only.MatchString("syscalls")) {
+		if err := e.syscalls(ctx, o, rep); err != nil {
+			return err
+		}
+	}
+	var prof string
+	if o.profile > 0 && (o.only == nil || o.only.MatchString("profile")) {
+		if prof, err = e.profileRun(ctx, o, b); err != nil {
+			logf("profile: %v", err)
+			rep.notes = append(rep.notes, "profile failed: "+err.Error())
+		}
+	}
+	for _, t := range targets {
+		if t.proc != nil && t.proc.exited() {
+			return fmt.Errorf("%s died during the benchmark:\n%s", t.name, tail(t.proc.log, 20))
+		}
+	}
+	rep.header = fmt.Sprintf("nuthatch benchmark, %s; %d CPUs; load average %s at start, %s at end; %d rounds of %v (+%v warm-up) per target, %d clients, %d keys; took %v",
+		time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), startLoad, loadAvg(), o.rounds, o.duration, o.warmup, o.clients, o.keys,
+		time.Since(start).Round(time.Second))
+	rep.write(out)
+	if prof != "" {
+		fmt.Fprintf(out, "\n## CPU profile of nuthatch (in-process, one proxy as in one worker)\n\n%s\n", prof)
+	}
+	return nil
+}

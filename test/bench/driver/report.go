@@ -1,0 +1,383 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// sample is what one run of one target measured.
+type sample struct {
+	rps            float64
+	p50, p99, p999 time.Duration
+	cpuUS          float64 // proxy CPU µs per request; -1: not a proxy
+	rssKB          int64   // peak RSS of the proxy's processes in the window
+	errors, misses uint64
+	lag99          time.Duration // fixed rate: the generator's schedule lag
+}
+
+type scenarioResult struct {
+	sc      scenario
+	samples map[string][]sample
+	errs    map[string]string
+	loadAvg string
+}
+
+func (r *scenarioResult) record(target string, m sample) {
+	r.samples[target] = append(r.samples[target], m)
+}
+
+func (r *scenarioResult) failed(target string, err error) { r.errs[target] = err.Error() }
+
+func median[T int64 | float64 | time.Duration](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// median is the per-field median of a target's rounds, and the spread of
+// their throughput ((max-min)/median).
+func (r *scenarioResult) median(target string) (sample, float64, bool) {
+	ss := r.samples[target]
+	if len(ss) == 0 {
+		return sample{}, 0, false
+	}
+	field := func(f func(sample) float64) []float64 {
+		out := make([]float64, len(ss))
+		for i, s := range ss {
+			out[i] = f(s)
+		}
+		return out
+	}
+	dur := func(f func(sample) time.Duration) time.Duration {
+		out := make([]time.Duration, len(ss))
+		for i, s := range ss {
+			out[i] = f(s)
+		}
+		return median(out)
+	}
+	rps := field(func(s sample) float64 { return s.rps })
+	m := sample{
+		rps:   median(rps),
+		p50:   dur(func(s sample) time.Duration { return s.p50 }),
+		p99:   dur(func(s sample) time.Duration { return s.p99 }),
+		p999:  dur(func(s sample) time.Duration { return s.p999 }),
+		lag99: dur(func(s sample) time.Duration { return s.lag99 }),
+		cpuUS: median(field(func(s sample) float64 { return s.cpuUS })),
+		rssKB: int64(median(field(func(s sample) float64 { return float64(s.rssKB) }))),
+	}
+	for _, s := range ss {
+		m.errors += s.errors
+		m.misses += s.misses
+	}
+	spread := 0.0
+	if m.rps > 0 {
+		spread = (slices.Max(rps) - slices.Min(rps)) / m.rps
+	}
+	return m, spread, true
+}
+
+func (r *scenarioResult) summary(targets []*target) string {
+	var b strings.Builder
+	for _, t := range targets {
+		if m, _, ok := r.median(t.name); ok {
+			fmt.Fprintf(&b, " %s %.0f", t.name, m.rps)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+type idleResult struct {
+	clients   int
+	perClient [2]float64 // bytes per client: connected; after one GET
+	rssKB     [2]int64
+	err       error
+}
+
+type idleRow struct {
+	target string
+	res    idleResult
+}
+
+type report struct {
+	header   string
+	targets  []*target
+	notes    []string
+	clkTck   int64
+	results  []*scenarioResult
+	idle     []idleRow
+	rb       []rbRow
+	rbFailed []string
+	sys      []syscallResult
+}
+
+func (r *report) add(sc scenario) *scenarioResult {
+	rs := &scenarioResult{sc: sc, samples: map[string][]sample{}, errs: map[string]string{}}
+	r.results = append(r.results, rs)
+	return rs
+}
+
+func (r *report) find(name string) *scenarioResult {
+	for _, rs := range r.results {
+		if rs.sc.name == name {
+			return rs
+		}
+	}
+	return nil
+}
+
+// fixedRate is half the slowest proxy's unpipelined GET 100 B throughput:
+// a load every proxy sustains, so that the tail reflects the proxy and
+// not a queue that grows without bound.
+func (r *report) fixedRate() float64 {
+	rate := 0.0
+	if rs := r.find("redis GET 100B"); rs != nil {
+		for _, t := range r.targets {
+			if t.proc == nil {
+				continue
+			}
+			if m, _, ok := rs.median(t.name); ok && (rate == 0 || m.rps < rate) {
+				rate = m.rps
+			}
+		}
+	}
+	if rate == 0 {
+		return 20000
+	}
+	return float64(int(rate/2/1000) * 1000)
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/1e3) }
+
+func ratio(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func (r *report) write(w io.Writer) {
+	fmt.Fprintf(w, "# nuthatch benchmark results\n\n%s\n\n", r.header)
+	fmt.Fprintln(w, "Targets:")
+	for _, t := range r.targets {
+		note := ""
+		if t.note != "" {
+			note = " (" + t.note + ")"
+		}
+		fmt.Fprintf(w, "- %s%s\n", t.name, note)
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(w, "- note: %s\n", n)
+	}
+	fmt.Fprintln(w, "\nMedians over the rounds. spread = (max-min)/median of the rounds' throughput. CPU = utime+stime of all the proxy's processes over the window, per completed request. RSS = peak summed RSS of the proxy's processes during the window. × columns are throughput ratios.")
+	var groups []string
+	for _, rs := range r.results {
+		if !slices.Contains(groups, rs.sc.group) {
+			groups = append(groups, rs.sc.group)
+		}
+	}
+	for _, g := range groups {
+		fmt.Fprintf(w, "\n## %s\n\n", g)
+		fmt.Fprintln(w, "| scenario | target | req/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MB | × nutcracker | × predixy | × direct |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, rs := range r.results {
+			if rs.sc.group != g {
+				continue
+			}
+			nc, _, _ := rs.median("nutcracker")
+			pd, _, _ := rs.median("predixy")
+			dr, _, _ := rs.median("direct")
+			for _, t := range r.targets {
+				name := t.name
+				m, spread, ok := rs.median(t.name)
+				if !ok {
+					if e, failed := rs.errs[t.name]; failed {
+						fmt.Fprintf(w, "| %s | %s | failed: %s |||||||||\n", rs.sc.name, name, e)
+					}
+					continue
+				}
+				if m.errors > 0 {
+					name += fmt.Sprintf(" (%d error replies)", m.errors)
+				}
+				if m.misses > 0 && rs.sc.op != "set" {
+					name += fmt.Sprintf(" (%d misses)", m.misses)
+				}
+				cpu, rss := "—", "—"
+				if m.cpuUS >= 0 {
+					cpu = fmt.Sprintf("%.2f", m.cpuUS)
+					rss = fmt.Sprintf("%.1f", float64(m.rssKB)/1024)
+				}
+				fmt.Fprintf(w, "| %s | %s | %.0f | %.0f%% | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+					rs.sc.name, name, m.rps, spread*100, us(m.p50), us(m.p99), us(m.p999), cpu, rss,
+					ratio(m.rps, nc.rps), ratio(m.rps, pd.rps), ratio(m.rps, dr.rps))
+			}
+			if rs.sc.rate {
+				if dr, _, ok := rs.median("direct"); ok {
+					fmt.Fprintf(w, "\nRate %.0f req/s (half the slowest proxy's unpipelined GET). The generator's own schedule lag p99: %s µs (direct run).\n", rs.sc.rateRPS, us(dr.lag99))
+				}
+			}
+		}
+		for _, rs := range r.results {
+			if rs.sc.group == g && rs.loadAvg != "" {
+				fmt.Fprintf(w, "\nLoad average after the group's last scenario: %s\n", rs.loadAvg)
+				break
+			}
+		}
+	}
+	if len(r.idle) > 0 {
+		fmt.Fprintf(w, "\n## Idle clients (Redis pool)\n\n| target | clients | RSS after, MB | bytes per client (connected) | bytes per client (after one GET) |\n|---|---:|---:|---:|---:|\n")
+		for _, row := range r.idle {
+			if row.res.err != nil {
+				fmt.Fprintf(w, "| %s | failed: %v ||||\n", row.target, row.res.err)
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %d | %.1f | %.0f | %.0f |\n", row.target, row.res.clients,
+				float64(row.res.rssKB[1])/1024, row.res.perClient[0], row.res.perClient[1])
+		}
+		fmt.Fprintln(w, "\n(direct: the two redis-servers' own RSS per client.)")
+	}
+	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
+		fmt.Fprintf(w, "\n## redis-benchmark cross-check (GET/SET 100 B, 50 clients, one round)\n\n| test | target | req/s | p50 ms | p99 ms | CPU µs/req (GET+SET) | × nutcracker |\n|---|---|---:|---:|---:|---:|---:|\n")
+		for _, row := range r.rb {
+			base := 0.0
+			for _, o := range r.rb {
+				if o.target == "nutcracker" && o.test == row.test && o.depth == row.depth {
+					base = o.rps
+				}
+			}
+			cpu := "—"
+			if row.cpuUS >= 0 {
+				cpu = fmt.Sprintf("%.2f", row.cpuUS)
+			}
+			fmt.Fprintf(w, "| %s P%d | %s | %.0f | %.3f | %.3f | %s | %s |\n", row.test, row.depth, row.target, row.rps, row.p50, row.p99, cpu, ratio(row.rps, base))
+		}
+		for _, f := range r.rbFailed {
+			fmt.Fprintf(w, "\nfailed: %s\n", f)
+		}
+	}
+	if len(r.sys) > 0 {
+		fmt.Fprintf(w, "\n## System calls and context switches per request (perf stat, Redis GET 100 B, 50 clients, unpipelined)\n\n")
+		fmt.Fprintf(w, "| target | syscalls per request | per request |\n|---|---:|---|\n")
+		for _, s := range r.sys {
+			if s.err != nil {
+				fmt.Fprintf(w, "| %s | failed: %v | |\n", s.target, s.err)
+				continue
+			}
+			var parts []string
+			for _, row := range s.rows {
+				if row.count >= 0.005 {
+					parts = append(parts, fmt.Sprintf("%s %.2f", row.name, row.count))
+				}
+			}
+			fmt.Fprintf(w, "| %s | %.2f | %s |\n", s.target, s.total, strings.Join(parts, ", "))
+		}
+	}
+	r.writeGoals(w)
+}
+
+// writeGoals compares each nuthatch variant with the targets.
+func (r *report) writeGoals(w io.Writer) {
+	var variants []string
+	for _, t := range r.targets {
+		if strings.HasPrefix(t.name, "nuthatch") {
+			variants = append(variants, t.name)
+		}
+	}
+	if len(variants) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Against the targets (informational)\n\n| target | %s |\n|---|%s\n", strings.Join(variants, " | "), strings.Repeat("---|", len(variants)))
+	row := func(label string, cell func(v string) (string, bool, bool)) {
+		var cells []string
+		any := false
+		for _, v := range variants {
+			s, ok, have := cell(v)
+			if !have {
+				cells = append(cells, "—")
+				continue
+			}
+			any = true
+			mark := "✗"
+			if ok {
+				mark = "✓"
+			}
+			cells = append(cells, s+" "+mark)
+		}
+		if any {
+			fmt.Fprintf(w, "| %s | %s |\n", label, strings.Join(cells, " | "))
+		}
+	}
+	vsNC := func(name string, min float64) func(string) (string, bool, bool) {
+		return func(v string) (string, bool, bool) {
+			rs := r.find(name)
+			if rs == nil {
+				return "", false, false
+			}
+			m, _, ok1 := rs.median(v)
+			nc, _, ok2 := rs.median("nutcracker")
+			if !ok1 || !ok2 {
+				return "", false, false
+			}
+			return fmt.Sprintf("%.2f×", m.rps/nc.rps), m.rps >= min*nc.rps, true
+		}
+	}
+	for _, rs := range r.results {
+		var min float64
+		switch {
+		case rs.sc.group == groupUnpipelined:
+			min = 1.15
+		case rs.sc.group == groupPipelined:
+			min = 1.5
+		case rs.sc.op == "mget":
+			min = 1.3
+		default:
+			continue
+		}
+		row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
+	}
+	for _, rs := range r.results {
+		if rs.sc.group != groupUnpipelined && !rs.sc.rate {
+			continue
+		}
+		row(fmt.Sprintf("%s p99 ≤ nutcracker's", rs.sc.name), func(v string) (string, bool, bool) {
+			m, _, ok1 := rs.median(v)
+			nc, _, ok2 := rs.median("nutcracker")
+			if !ok1 || !ok2 {
+				return "", false, false
+			}
+			return fmt.Sprintf("%s vs %s µs", us(m.p99), us(nc.p99)), m.p99 <= nc.p99, true
+		})
+	}
+	for _, rs := range r.results {
+		limit := 0.0
+		switch rs.sc.group {
+		case groupUnpipelined:
+			limit = 17
+		case groupPipelined:
+			limit = 1.7
+		default:
+			continue
+		}
+		row(fmt.Sprintf("%s CPU ≤ %.1f µs/req", rs.sc.name, limit), func(v string) (string, bool, bool) {
+			m, _, ok := rs.median(v)
+			if !ok {
+				return "", false, false
+			}
+			return fmt.Sprintf("%.2f", m.cpuUS), m.cpuUS <= limit, true
+		})
+	}
+	row("idle client ≤ 4 KB RSS (after one GET)", func(v string) (string, bool, bool) {
+		for _, i := range r.idle {
+			if i.target == v && i.res.err == nil {
+				return fmt.Sprintf("%.0f B", i.res.perClient[1]), i.res.perClient[1] <= 4096, true
+			}
+		}
+		return "", false, false
+	})
+}

@@ -1,0 +1,525 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/test/bench/load"
+)
+
+type scenario struct {
+	name     string
+	group    string
+	proto    load.Protocol
+	op       load.Op
+	size     int
+	prefix   string
+	pipeline int
+	multi    int
+	rate     bool
+	rateRPS  float64
+}
+
+// Scenario groups, in report order.
+const (
+	groupUnpipelined = "Redis, unpipelined (50 clients)"
+	groupPipelined   = "Redis, pipelined 16 deep (50 clients)"
+	groupMulti       = "Redis MGET of 10 keys over both servers (50 clients, unpipelined)"
+	groupMemcache    = "memcached (50 clients, unpipelined)"
+	groupRate        = "Fixed rate, Redis GET 100 B (50 clients, open loop; latency from the intended send time)"
+)
+
+func scenarios() []scenario {
+	var s []scenario
+	for _, depth := range []int{1, 16} {
+		group, suffix := groupUnpipelined, ""
+		if depth > 1 {
+			group, suffix = groupPipelined, " P16"
+		}
+		for _, v := range []struct {
+			size   int
+			label  string
+			prefix string
+		}{{100, "100B", "k100:"}, {4096, "4KB", "k4k:"}} {
+			for _, op := range []load.Op{load.Get, load.Set} {
+				s = append(s, scenario{
+					name:  fmt.Sprintf("redis %s %s%s", strings.ToUpper(string(op)), v.label, suffix),
+					group: group, proto: load.Redis, op: op, size: v.size, prefix: v.prefix, pipeline: depth,
+				})
+			}
+		}
+	}
+	s = append(s,
+		scenario{name: "redis MGET 10x100B", group: groupMulti, proto: load.Redis, op: load.MGet, size: 100, prefix: "k100:", pipeline: 1, multi: 10},
+		scenario{name: "mc get 100B", group: groupMemcache, proto: load.Memcache, op: load.Get, size: 100, prefix: "m100:", pipeline: 1},
+		scenario{name: "mc set 100B", group: groupMemcache, proto: load.Memcache, op: load.Set, size: 100, prefix: "m100:", pipeline: 1},
+		scenario{name: "mc get 10 keys", group: groupMemcache, proto: load.Memcache, op: load.MGet, size: 100, prefix: "m100:", pipeline: 1, multi: 10},
+		scenario{name: "redis GET 100B fixed-rate", group: groupRate, proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", rate: true},
+	)
+	return s
+}
+
+func (e *env) runScenario(ctx context.Context, o options, rep *report, sc scenario) error {
+	rs := rep.add(sc)
+	for round := range o.rounds {
+		for _, t := range rep.targets {
+			addrs := t.addrs(sc.proto == load.Redis)
+			if addrs == nil {
+				continue
+			}
+			m, err := e.measure(ctx, o, t, sc, addrs)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				logf("%s round %d on %s: %v", sc.name, round+1, t.name, err)
+				rs.failed(t.name, err)
+				continue
+			}
+			rs.record(t.name, m)
+		}
+	}
+	rs.loadAvg = loadAvg()
+	logf("%-26s %s (load %s)", sc.name, rs.summary(rep.targets), rs.loadAvg)
+	return nil
+}
+
+func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, addrs []string) (sample, error) {
+	pids := tree(t.pid())
+	var (
+		c0, c1 int64
+		rss    *rssSampler
+		peak   int64
+	)
+	spec := load.Spec{
+		Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
+		Rate: sc.rateRPS, ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi,
+		Warmup: o.warmup, Duration: o.duration,
+		OnStart: func() { c0 = cpuTicks(pids); rss = sampleRSS(t.pid()) },
+		OnStop:  func() { c1 = cpuTicks(pids); peak = rss.finish() },
+	}
+	if sc.rate {
+		spec.Duration = o.rateDuration
+	}
+	res, err := load.Run(ctx, spec)
+	if err != nil {
+		return sample{}, err
+	}
+	m := sample{
+		rps: res.Throughput(), p50: res.Latency.Quantile(0.5), p99: res.Latency.Quantile(0.99),
+		p999: res.Latency.Quantile(0.999), errors: res.Errors, misses: res.Misses, cpuUS: -1, rssKB: peak,
+	}
+	if t.proc != nil && res.Requests > 0 {
+		m.cpuUS = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(res.Requests)
+	}
+	if res.Lag != nil {
+		m.lag99 = res.Lag.Quantile(0.99)
+	}
+	return m, nil
+}
+
+// idle opens o.idle client connections to each target and reports the
+// growth of the target's RSS per client: once only connected, once after
+// each client sent one GET. Each measure starts from a freshly started
+// proxy, so that memory kept from earlier runs does not hide the cost.
+func (e *env) idle(ctx context.Context, o options, rep *report) error {
+	for _, t := range rep.targets {
+		if t.redis == nil {
+			continue
+		}
+		var r idleResult
+		for i, warm := range []bool{false, true} {
+			if err := e.restart(ctx, t); err != nil {
+				return fmt.Errorf("restart %s: %w", t.name, err)
+			}
+			time.Sleep(300 * time.Millisecond) // let a master start its workers' runtimes
+			pids := tree(t.pid())
+			if t.proc == nil {
+				pids = e.backendPids()
+			}
+			before := rssKB(pids)
+			var sets []*load.IdleSet
+			var err error
+			per := o.idle / len(t.redis)
+			for _, a := range t.redis {
+				var s *load.IdleSet
+				if s, err = load.OpenIdle(ctx, load.Redis, a, "k100:", per, warm); err != nil {
+					break
+				}
+				sets = append(sets, s)
+			}
+			if err == nil {
+				time.Sleep(time.Second) // let the proxy settle (lazy buffers, GC)
+				after := rssKB(pids)
+				r.perClient[i] = float64(after-before) * 1024 / float64(per*len(t.redis))
+				r.rssKB[i] = after
+			}
+			for _, s := range sets {
+				s.Close()
+			}
+			time.Sleep(500 * time.Millisecond) // let it close them
+			if err != nil {
+				logf("idle on %s: %v", t.name, err)
+				r.err = err
+				break
+			}
+		}
+		r.clients = o.idle
+		rep.idle = append(rep.idle, idleRow{target: t.name, res: r})
+		logf("idle %-14s %6.0f B/client connected, %6.0f B/client after one GET", t.name, r.perClient[0], r.perClient[1])
+	}
+	return nil
+}
+
+func (e *env) backendPids() []int {
+	var pids []int
+	e.procs.mu.Lock()
+	defer e.procs.mu.Unlock()
+	for _, p := range e.procs.procs {
+		if strings.HasPrefix(p.name, "redis-") {
+			pids = append(pids, p.pid())
+		}
+	}
+	return pids
+}
+
+// redisBenchmark runs redis-benchmark GET/SET 100 B against every Redis
+// target, unpipelined and 16 deep, as a cross-check of the Go generator.
+func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error {
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		rep.notes = append(rep.notes, "redis-benchmark cross-check skipped: not installed")
+		return nil
+	}
+	for _, depth := range []int{1, 16} {
+		n := 60000
+		if depth > 1 {
+			n = 300000
+		}
+		for _, t := range rep.targets {
+			if t.redis == nil {
+				continue
+			}
+			pids := tree(t.pid())
+			c0 := cpuTicks(pids)
+			rows, err := runRedisBenchmark(ctx, t.redis, o.clients, n, depth, o.keys)
+			c1 := cpuTicks(pids)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				logf("redis-benchmark on %s: %v", t.name, err)
+				rep.rbFailed = append(rep.rbFailed, fmt.Sprintf("%s P%d: %v", t.name, depth, err))
+				continue
+			}
+			cpu := -1.0
+			if t.proc != nil {
+				cpu = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(2*n)
+			}
+			for _, r := range rows {
+				r.target, r.depth, r.cpuUS = t.name, depth, cpu
+				rep.rb = append(rep.rb, r)
+			}
+		}
+	}
+	logf("redis-benchmark cross-check done (load %s)", loadAvg())
+	return nil
+}
+
+type rbRow struct {
+	target    string
+	test      string
+	depth     int
+	rps       float64
+	p50, p99  float64 // ms
+	cpuUS     float64 // for the whole invocation (GET and SET)
+	instances int
+}
+
+// runRedisBenchmark runs one redis-benchmark per address (clients split
+// between them) at once and sums their throughput.
+func runRedisBenchmark(ctx context.Context, addrs []string, clients, n, depth, keys int) ([]rbRow, error) {
+	type out struct {
+		rows []rbRow
+		err  error
+	}
+	outs := make([]out, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		host, port, _ := strings.Cut(a, ":")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", host, "-p", port,
+				"-c", strconv.Itoa(clients/len(addrs)), "-n", strconv.Itoa(n/len(addrs)), "-P", strconv.Itoa(depth),
+				"-r", strconv.Itoa(keys), "-d", "100", "-t", "get,set", "--csv")
+			b, err := cmd.Output()
+			if err != nil {
+				outs[i].err = fmt.Errorf("redis-benchmark: %w", err)
+				return
+			}
+			outs[i].rows, outs[i].err = parseRBCSV(string(b))
+		}()
+	}
+	wg.Wait()
+	var rows []rbRow
+	for i, o := range outs {
+		if o.err != nil {
+			return nil, o.err
+		}
+		for _, r := range o.rows {
+			if i == 0 {
+				r.instances = 1
+				rows = append(rows, r)
+				continue
+			}
+			for j := range rows {
+				if rows[j].test == r.test {
+					rows[j].rps += r.rps
+					rows[j].p50 = max(rows[j].p50, r.p50)
+					rows[j].p99 = max(rows[j].p99, r.p99)
+					rows[j].instances++
+				}
+			}
+		}
+	}
+	return rows, nil
+}
+
+// parseRBCSV reads redis-benchmark --csv: a header
+// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
+// "p95_latency_ms","p99_latency_ms","max_latency_ms", then one row a test.
+func parseRBCSV(s string) ([]rbRow, error) {
+	recs, err := csv.NewReader(strings.NewReader(s)).ReadAll()
+	if err != nil || len(recs) < 2 {
+		return nil, fmt.Errorf("redis-benchmark: unexpected output %q", s)
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"test", "rps", "p50_latency_ms", "p99_latency_ms"} {
+		if _, ok := col[h]; !ok {
+			return nil, fmt.Errorf("redis-benchmark: no %q column in %q", h, recs[0])
+		}
+	}
+	var rows []rbRow
+	for _, r := range recs[1:] {
+		rps, _ := strconv.ParseFloat(r[col["rps"]], 64)
+		p50, _ := strconv.ParseFloat(r[col["p50_latency_ms"]], 64)
+		p99, _ := strconv.ParseFloat(r[col["p99_latency_ms"]], 64)
+		rows = append(rows, rbRow{test: r[col["test"]], rps: rps, p50: p50, p99: p99})
+	}
+	return rows, nil
+}
+
+// profileRun starts test/bench/profile (nuthatch's engine in-process with
+// a CPU profile) and loads it: GET then SET 100 B unpipelined, and GET
+// 100 B 16 deep. It returns `go tool pprof -top` of each.
+func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, error) {
+	if _, err := os.Stat(e.profileBin); err != nil {
+		return "", fmt.Errorf("no profile binary at %s (go build -o %s ./test/bench/profile)", e.profileBin, e.profileBin)
+	}
+	var report strings.Builder
+	for _, pr := range []struct {
+		name  string
+		title string
+		runs  []scenario
+	}{
+		{"cpu-unpipelined", "GET then SET, 100 B, 50 clients, unpipelined", []scenario{
+			{name: "GET", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1},
+			{name: "SET", proto: load.Redis, op: load.Set, size: 100, prefix: "k100:", pipeline: 1},
+		}},
+		{"cpu-pipelined", "GET 100 B, 50 clients, 16 deep", []scenario{
+			{name: "GET P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
+		}},
+	} {
+		rp, mp, _, err := freePorts3()
+		if err != nil {
+			return "", err
+		}
+		conf := filepath.Join(e.dir, pr.name+".hcl")
+		if err := os.WriteFile(conf, []byte(nuthatchConfig("1", rp, mp, b)), 0o644); err != nil {
+			return "", err
+		}
+		profPath := filepath.Join(e.dir, pr.name+".pprof")
+		p, err := e.procs.start(pr.name, e.profileBin, "-c", conf, "-cpuprofile", profPath)
+		if err != nil {
+			return "", err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", rp)
+		if err := waitPort(ctx, p, addr); err != nil {
+			return "", err
+		}
+		t := &target{name: pr.name, proc: p, redis: []string{addr}}
+		var lines []string
+		for _, sc := range pr.runs {
+			oo := o
+			oo.duration = o.profile
+			m, err := e.measure(ctx, oo, t, sc, t.redis)
+			if err != nil {
+				return "", err
+			}
+			lines = append(lines, fmt.Sprintf("%s: %.0f req/s, %.1f µs CPU/req", sc.name, m.rps, m.cpuUS))
+		}
+		_ = syscall.Kill(p.pid(), syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			return "", fmt.Errorf("%s did not exit", pr.name)
+		}
+		top, err := exec.CommandContext(ctx, goTool(), "tool", "pprof", "-top", "-nodecount=30", e.profileBin, profPath).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go tool pprof: %w: %s", err, top)
+		}
+		cum, _ := exec.CommandContext(ctx, goTool(), "tool", "pprof", "-top", "-cum", "-nodecount=30", e.profileBin, profPath).CombinedOutput()
+		if e.profileDir != "" {
+			_ = copyFile(profPath, filepath.Join(e.profileDir, "bench-"+pr.name+".pprof"))
+		}
+		fmt.Fprintf(&report, "### %s\n\n%s\n\n```\n%s```\n\nBy cumulative time:\n\n```\n%s```\n\n", pr.title, strings.Join(lines, "; "), top, cum)
+		logf("profile %s written", pr.name)
+	}
+	return report.String(), nil
+}
+
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+// syscallRow is one counted event per request.
+type syscallRow struct {
+	name  string
+	count float64 // per request
+}
+
+type syscallResult struct {
+	target   string
+	requests uint64
+	total    float64 // system calls per request
+	rows     []syscallRow
+	err      error
+}
+
+// syscallEvents are counted with perf stat's syscall tracepoints, which
+// cost little (counting, no sampling) and do not change the batching the
+// way ptrace would.
+var syscallEvents = []string{
+	"raw_syscalls:sys_enter", "context-switches",
+	"syscalls:sys_enter_read", "syscalls:sys_enter_write", "syscalls:sys_enter_writev",
+	"syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_epoll_ctl",
+	"syscalls:sys_enter_futex", "syscalls:sys_enter_nanosleep", "syscalls:sys_enter_sched_yield",
+	"syscalls:sys_enter_getpeername",
+}
+
+// syscalls counts each proxy's system calls and context switches per
+// request with perf stat during an unpipelined GET 100 B run.
+func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
+	if err := exec.Command("perf", "stat", "-e", "raw_syscalls:sys_enter", "true").Run(); err != nil {
+		rep.notes = append(rep.notes, "syscall counts skipped: perf stat with syscall tracepoints is not available")
+		return nil
+	}
+	sc := scenario{proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1}
+	for _, t := range rep.targets {
+		if t.proc == nil || t.redis == nil {
+			continue
+		}
+		r := syscallResult{target: t.name}
+		out := filepath.Join(e.dir, "perf-stat-"+t.name+".csv")
+		var pids []string
+		for _, pid := range tree(t.pid()) {
+			pids = append(pids, strconv.Itoa(pid))
+		}
+		var cmd *exec.Cmd
+		res, err := load.Run(ctx, load.Spec{
+			Protocol: sc.proto, Op: sc.op, Addrs: t.redis, Clients: o.clients, Pipeline: 1,
+			ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, Warmup: o.warmup, Duration: 2 * time.Second,
+			OnStart: func() {
+				cmd = exec.Command("perf", "stat", "-x", ",", "-o", out, "-e", strings.Join(syscallEvents, ","),
+					"-p", strings.Join(pids, ","))
+				if cmd.Start() != nil {
+					cmd = nil
+				}
+			},
+			OnStop: func() {
+				if cmd != nil {
+					_ = cmd.Process.Signal(syscall.SIGINT)
+					_ = cmd.Wait()
+				}
+			},
+		})
+		if err == nil && cmd == nil {
+			err = fmt.Errorf("perf stat did not start")
+		}
+		if err == nil {
+			r.requests = res.Requests
+			r.rows, r.total, err = parsePerfStat(out, res.Requests)
+		}
+		r.err = err
+		rep.sys = append(rep.sys, r)
+		logf("syscalls %-14s %.2f per request", t.name, r.total)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// parsePerfStat reads perf stat -x, output: "value,unit,event,…" lines.
+func parsePerfStat(path string, requests uint64) ([]syscallRow, float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	if requests == 0 {
+		return nil, 0, fmt.Errorf("perf stat: no requests completed")
+	}
+	var rows []syscallRow
+	total := -1.0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue // "<not counted>", comments
+		}
+		name := f[2]
+		per := v / float64(requests)
+		switch name {
+		case "raw_syscalls:sys_enter":
+			total = per
+		default:
+			name = strings.TrimPrefix(name, "syscalls:sys_enter_")
+			if per > 0 {
+				rows = append(rows, syscallRow{name: name, count: per})
+			}
+		}
+	}
+	if total < 0 {
+		return nil, 0, fmt.Errorf("perf stat: no syscall count in %s", path)
+	}
+	slices.SortFunc(rows, func(a, b syscallRow) int { return cmp.Compare(b.count, a.count) })
+	return rows, total, nil
+}

@@ -1,0 +1,478 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/test/harness"
+)
+
+// chaos is the real binary (two workers) with a Redis pool over two
+// redis-servers and a memcached pool over two memcacheds, under a mixed
+// write-then-read load whose every acknowledged write is remembered.
+type chaos struct {
+	t       *testing.T
+	dir     string
+	conf    string
+	pidFile string
+	proc    *harness.Proc
+	redisL  string
+	mcL     string
+	redis   []*backendProc
+	mc      []*backendProc
+	owner   map[string]func(key string) int // pool -> key owner
+	// restarted[pool][i]: backend i lost its data at some point.
+	restarted map[string][]bool
+	mu        sync.Mutex
+
+	ok, failed, wrong atomic.Int64
+	errs              sync.Map
+	wrongs            []string
+	stop              chan struct{}
+	wg                sync.WaitGroup
+	acked             []map[string]string // per load goroutine: key -> last acknowledged value
+	uncertain         []map[string]bool   // a write failed: outcome unknown
+}
+
+// backendProc is a redis-server or memcached that can be killed and
+// restarted on the same port.
+type backendProc struct {
+	kind string
+	port int
+	proc *harness.Proc
+	dir  string
+}
+
+func (b *backendProc) start(t testing.TB) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", b.port)
+	if b.kind == "redis" {
+		b.proc = harness.Start(t, "redis-server", "--port", strconv.Itoa(b.port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", b.dir)
+	} else {
+		args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(b.port), "-U", "0"}
+		if os.Getuid() == 0 {
+			args = append(args, "-u", "root")
+		}
+		b.proc = harness.Start(t, "memcached", args...)
+	}
+	harness.WaitPort(t, "tcp", addr, 10*time.Second)
+}
+
+func (b *backendProc) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
+
+func newChaos(t *testing.T, workers int) *chaos {
+	harness.Need(t, "redis-server", "memcached")
+	// Masters started by an upgrade are re-parented to this process.
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	ch := &chaos{t: t, dir: t.TempDir(), stop: make(chan struct{}),
+		restarted: map[string][]bool{"r": make([]bool, 2), "m": make([]bool, 2)}}
+	for i := 0; i < 2; i++ {
+		r := &backendProc{kind: "redis", port: harness.FreePort(t), dir: t.TempDir()}
+		r.start(t)
+		ch.redis = append(ch.redis, r)
+		m := &backendProc{kind: "memcache", port: harness.FreePort(t)}
+		m.start(t)
+		ch.mc = append(ch.mc, m)
+	}
+	ch.redisL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	ch.mcL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	ch.conf = filepath.Join(ch.dir, "nuthatch.hcl")
+	ch.pidFile = filepath.Join(ch.dir, "nuthatch.pid")
+	ch.writeConf(workers, "2s")
+	cfg, err := config.Load(ch.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.owner = map[string]func(string) int{}
+	for _, p := range cfg.Pools {
+		var nodes []hashkit.Node
+		for _, s := range p.Servers {
+			nodes = append(nodes, hashkit.Node{Name: s.PlacementName(), Weight: s.Weight})
+		}
+		ring, err := hashkit.Build(p.Distribution, nodes, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := hashkit.Hash(p.Hash)
+		ch.owner[p.Name] = func(k string) int { return ring.Pick(h([]byte(k))) }
+	}
+	ch.proc = harness.Start(t, harness.Binary(t), "-c", ch.conf)
+	t.Cleanup(ch.killAll)
+	harness.WaitPort(t, "tcp", ch.redisL, 10*time.Second)
+	harness.WaitPort(t, "tcp", ch.mcL, 10*time.Second)
+	ch.waitWorkers(workers)
+	return ch
+}
+
+// writeConf writes the configuration; timeout varies so that a reload
+// really changes something.
+func (ch *chaos) writeConf(workers int, timeout string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker_processes = %d\nworker_shutdown_timeout = \"5s\"\npid_file = %q\nstats {\n  listen = \"\"\n}\n", workers, ch.pidFile)
+	for _, p := range []struct {
+		name, listen, proto string
+		be                  []*backendProc
+	}{{"r", ch.redisL, "redis", ch.redis}, {"m", ch.mcL, "memcache", ch.mc}} {
+		fmt.Fprintf(&b, "pool %q {\n  listen = %q\n  protocol = %q\n  timeout = %q\n", p.name, p.listen, p.proto, timeout)
+		for _, be := range p.be {
+			fmt.Fprintf(&b, "  server %q {}\n", be.addr())
+		}
+		b.WriteString("}\n")
+	}
+	if err := os.WriteFile(ch.conf, []byte(b.String()), 0o644); err != nil {
+		ch.t.Fatal(err)
+	}
+}
+
+// master is the current master's pid (it changes with an upgrade).
+func (ch *chaos) master() int {
+	if b, err := os.ReadFile(ch.pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, 0) == nil {
+			return pid
+		}
+	}
+	return ch.proc.Cmd.Process.Pid
+}
+
+func (ch *chaos) waitWorkers(n int) []int {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		w := children(ch.master())
+		if len(w) == n {
+			return w
+		}
+		if time.Now().After(deadline) {
+			ch.t.Fatalf("master %d has workers %v, want %d", ch.master(), w, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (ch *chaos) killAll() {
+	if pid := ch.master(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	syscall.Kill(-ch.proc.Cmd.Process.Pid, syscall.SIGKILL)
+	for {
+		var ws syscall.WaitStatus
+		if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// startLoad runs n Redis and n memcached writers; each owns its keys,
+// writes a new value and reads it back.
+func (ch *chaos) startLoad(n int) {
+	for i := 0; i < 2*n; i++ {
+		ch.acked = append(ch.acked, map[string]string{})
+		ch.uncertain = append(ch.uncertain, map[string]bool{})
+	}
+	rc := redis.NewClient(&redis.Options{Addr: ch.redisL, PoolSize: n, MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second})
+	mc := memcache.New(ch.mcL)
+	mc.Timeout = 3 * time.Second
+	mc.MaxIdleConns = n
+	for i := 0; i < 2*n; i++ {
+		ch.wg.Add(1)
+		go func(g int) {
+			defer ch.wg.Done()
+			acked, unc := ch.acked[g], ch.uncertain[g]
+			for j := 0; ; j++ {
+				select {
+				case <-ch.stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("chaos:%d:%d", g, j%200)
+				val := fmt.Sprintf("%d-%d", g, j)
+				var werr, rerr error
+				var got string
+				if g < n {
+					werr = rc.Set(context.Background(), key, val, 0).Err()
+					if werr == nil {
+						got, rerr = rc.Get(context.Background(), key).Result()
+					}
+				} else {
+					werr = mc.Set(&memcache.Item{Key: key, Value: []byte(val)})
+					if werr == nil {
+						var it *memcache.Item
+						it, rerr = mc.Get(key)
+						if rerr == nil {
+							got = string(it.Value)
+						}
+					}
+				}
+				pool := "r"
+				if g >= n {
+					pool = "m"
+				}
+				switch {
+				case werr != nil:
+					ch.fail(werr)
+					unc[key] = true
+				case rerr != nil:
+					acked[key], unc[key] = val, false
+					ch.fail(rerr)
+				case got != val:
+					acked[key], unc[key] = val, false
+					// A concurrent restart of the owner may lose the write.
+					if !ch.wasRestarted(pool, ch.owner[pool](key)) {
+						ch.wrong.Add(1)
+						ch.mu.Lock()
+						ch.wrongs = append(ch.wrongs, fmt.Sprintf("%s: wrote %q, read %q", key, val, got))
+						ch.mu.Unlock()
+					}
+				default:
+					acked[key], unc[key] = val, false
+					ch.ok.Add(1)
+				}
+			}
+		}(i)
+	}
+	ch.t.Cleanup(func() { rc.Close() })
+}
+
+func (ch *chaos) fail(err error) {
+	ch.failed.Add(1)
+	ch.errs.Store(portRE.ReplaceAllString(err.Error(), ":N"), true)
+}
+
+var portRE = regexp.MustCompile(`:\d+`)
+
+func (ch *chaos) wasRestarted(pool string, i int) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.restarted[pool][i]
+}
+
+func (ch *chaos) stopLoad() {
+	close(ch.stop)
+	ch.wg.Wait()
+}
+
+// verify reads back every acknowledged write to a backend that never lost
+// its data.
+func (ch *chaos) verify(n int) (checked int) {
+	t := ch.t
+	rc := redis.NewClient(&redis.Options{Addr: ch.redisL})
+	defer rc.Close()
+	mc := memcache.New(ch.mcL)
+	lost := 0
+	for g, acked := range ch.acked {
+		pool := "r"
+		if g >= n {
+			pool = "m"
+		}
+		for key, val := range acked {
+			if ch.uncertain[g][key] || ch.wasRestarted(pool, ch.owner[pool](key)) {
+				continue
+			}
+			var got string
+			var err error
+			if pool == "r" {
+				got, err = rc.Get(context.Background(), key).Result()
+			} else {
+				var it *memcache.Item
+				if it, err = mc.Get(key); err == nil {
+					got = string(it.Value)
+				}
+			}
+			checked++
+			if err != nil || got != val {
+				lost++
+				if lost <= 5 {
+					t.Errorf("acknowledged write lost: %s = %q, read %q (%v)", key, val, got, err)
+				}
+			}
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, checked)
+	}
+	return checked
+}
+
+// restartBackend kills a backend with SIGKILL and starts it again on the
+// same port (empty: no persistence).
+func (ch *chaos) restartBackend(pool string, i int) {
+	be := ch.redis[i]
+	if pool == "m" {
+		be = ch.mc[i]
+	}
+	ch.mu.Lock()
+	ch.restarted[pool][i] = true
+	ch.mu.Unlock()
+	be.proc.Kill()
+	time.Sleep(300 * time.Millisecond)
+	be.start(ch.t)
+}
+
+func (ch *chaos) killWorker(workers int) {
+	w := ch.waitWorkers(workers)
+	syscall.Kill(w[0], syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now := children(ch.master())
+		if len(now) == workers && !containsPid(now, w[0]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ch.t.Fatalf("worker %d not replaced: %v", w[0], now)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (ch *chaos) reload(workers int, timeout string) {
+	before := ch.waitWorkers(workers)
+	ch.writeConf(workers, timeout)
+	syscall.Kill(ch.master(), syscall.SIGHUP)
+	ch.waitReplaced(before, workers)
+}
+
+func (ch *chaos) upgrade(workers int) {
+	old := ch.master()
+	before := ch.waitWorkers(workers)
+	syscall.Kill(old, syscall.SIGUSR2)
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(old, 0) == nil || ch.master() == old {
+		var ws syscall.WaitStatus
+		syscall.Wait4(old, &ws, syscall.WNOHANG, nil)
+		if time.Now().After(deadline) {
+			ch.t.Fatalf("upgrade: old master %d still in charge", old)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ch.waitReplaced(before, workers)
+}
+
+func (ch *chaos) waitReplaced(before []int, workers int) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		now := children(ch.master())
+		fresh := 0
+		for _, p := range now {
+			if !containsPid(before, p) {
+				fresh++
+			}
+		}
+		if fresh == workers && len(now) == workers {
+			return
+		}
+		if time.Now().After(deadline) {
+			ch.t.Fatalf("workers %v not replaced (before %v)", now, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func containsPid(s []int, p int) bool {
+	for _, x := range s {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// unexpectedLogs returns error-level or panic lines the faults the test
+// caused do not explain.
+func (ch *chaos) unexpectedLogs() []string {
+	var out []string
+	for _, l := range strings.Split(ch.proc.Output(), "\n") {
+		low := strings.ToLower(l)
+		if !strings.Contains(low, "level=error") && !strings.Contains(low, "panic") && !strings.Contains(low, "level=fatal") {
+			continue
+		}
+		if strings.Contains(l, "worker died, respawning") || strings.Contains(l, "worker keeps dying") {
+			continue // the test kills workers
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (ch *chaos) errSummary() []string {
+	var msgs []string
+	ch.errs.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
+	return msgs
+}
+
+// Worker SIGKILL, reload and binary upgrade, repeatedly, under mixed load,
+// combined with backend kills: no reply is ever wrong, every acknowledged
+// write to a backend that kept its data is readable, the service is clean
+// once the faults stop, and the master keeps its fds.
+func TestProcessFaultsUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary and backends under load")
+	}
+	const workers, writers = 2, 6
+	ch := newChaos(t, workers)
+	defer func() {
+		if t.Failed() {
+			t.Logf("nuthatch output:\n%s", ch.proc.Output())
+		}
+	}()
+	baseFds := fdCount(ch.master())
+	ch.startLoad(writers)
+	time.Sleep(300 * time.Millisecond)
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"kill a worker", func() { ch.killWorker(workers) }},
+		{"reload", func() { ch.reload(workers, "3s") }},
+		{"restart redis backend 1", func() { ch.restartBackend("r", 1) }},
+		{"kill a worker", func() { ch.killWorker(workers) }},
+		{"binary upgrade", func() { ch.upgrade(workers) }},
+		{"restart memcached backend 1 during a reload", func() {
+			go ch.restartBackend("m", 1)
+			ch.reload(workers, "2s")
+		}},
+		{"kill a worker", func() { ch.killWorker(workers) }},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		s.do()
+		t.Logf("%s: %v", s.name, time.Since(start).Round(time.Millisecond))
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	// A clean window: no fault, no error.
+	f0 := ch.failed.Load()
+	time.Sleep(time.Second)
+	if n := ch.failed.Load() - f0; n > 0 {
+		t.Errorf("%d requests failed after the faults stopped", n)
+	}
+	ch.stopLoad()
+	checked := ch.verify(writers)
+	t.Logf("%d requests ok, %d failed during faults (%v), %d wrong; %d acknowledged writes verified",
+		ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), checked)
+	if ch.wrong.Load() > 0 {
+		t.Errorf("%d wrong replies: %v", ch.wrong.Load(), ch.wrongs[:min(5, len(ch.wrongs))])
+	}
+	if got := fdCount(ch.master()); got != baseFds {
+		t.Errorf("master fds %d after the faults, %d before", got, baseFds)
+	}
+	if l := ch.unexpectedLogs(); len(l) > 0 {
+		t.Errorf("unexpected error lines: %q", l)
+	}
+}

@@ -1,0 +1,269 @@
+package reliability
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const mb = 1 << 20
+
+// Declared lengths far beyond the limits are refused before anything is
+// allocated, and lengths under the limit whose bytes never come cost only
+// what arrived (readbuf.want used to allocate the declared size at once:
+// eight clients promising 500 MB took 4 GB of heap).
+func TestOversizedDeclaredLengths(t *testing.T) {
+	for _, tc := range []struct {
+		proto string
+		// refused: sent, answered with this error, then the connection closes.
+		refused map[string]string
+		// stalled: sent by each of 8 clients that then stall.
+		stalled string
+	}{
+		{
+			proto: "redis",
+			refused: map[string]string{
+				"*2000000000\r\n":       "-ERR Protocol error: invalid multibulk length\r\n",
+				"*1\r\n$2000000000\r\n": "-ERR Protocol error: invalid bulk length\r\n",
+				"*1\r\n$-10\r\n":        "-ERR Protocol error: invalid bulk length\r\n",
+			},
+			stalled: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n" + strings.Repeat("x", 1000),
+		},
+		{
+			proto: "memcache",
+			refused: map[string]string{
+				// memcached swallows the value and keeps the connection; the
+				// client here closes after the reply.
+				"set k 0 0 2000000000\r\n": "SERVER_ERROR object too large for cache\r\n",
+			},
+			stalled: "set k 0 0 1000000\r\n" + strings.Repeat("x", 1000),
+		},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			r := newRig(t, tc.proto, 2, "")
+			before := heap()
+			for req, want := range tc.refused {
+				c := r.dial(t)
+				c.send(t, req)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(c.r, got); err != nil || string(got) != want {
+					t.Errorf("%q: got %q, %v; want %q", req, got, err, want)
+				}
+				c.Close()
+			}
+			var conns []*client
+			for i := 0; i < 8; i++ {
+				c := r.dial(t)
+				c.send(t, tc.stalled)
+				conns = append(conns, c)
+			}
+			// Let the proxy read everything that was sent.
+			time.Sleep(200 * time.Millisecond)
+			during := heap()
+			growth := int64(during) - int64(before)
+			t.Logf("%s: heap %d MB before, %d MB with 8 stalled oversized requests (%+d KB)",
+				tc.proto, before/mb, during/mb, growth/1024)
+			if growth > 8*mb {
+				t.Errorf("heap grew by %d MB for requests whose bytes never came", growth/mb)
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			r.waitIdle(t)
+		})
+	}
+}
+
+// A client that pipelines without ever reading is stopped by back-pressure
+// (the proxy does not read it while its replies are unwritten): memory stays
+// bounded by one batch, and other clients keep their latency. With
+// client_write_timeout the proxy gives the client up, counts and logs it.
+func TestPipelineWithoutReading(t *testing.T) {
+	for _, wt := range []string{"", "500ms"} {
+		name := "no_write_timeout"
+		attrs := ""
+		if wt != "" {
+			name, attrs = "client_write_timeout", `  client_write_timeout = "`+wt+`"`
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, "redis", 2, attrs)
+			_, base99 := r.latency(t, 300)
+			before := heap()
+
+			c := r.dial(t)
+			chunk := []byte(strings.Repeat(redisCmd("GET", "echo:pipelined-without-reading"), 2000))
+			const offer = 1 << 30
+			var sent atomic.Int64
+			done := make(chan error, 1)
+			go func() {
+				for sent.Load() < offer {
+					// Blocked for 2 s: back-pressure reached this client.
+					c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+					n, err := c.Write(chunk)
+					sent.Add(int64(n))
+					if err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("writer neither blocked nor finished")
+			}
+			if err == nil {
+				t.Fatalf("the proxy took all of %d bytes from a client that never reads", offer)
+			}
+			_, during99 := r.latency(t, 300)
+			during := heap()
+			t.Logf("offered 1 GiB, the proxy took %d KB before back-pressure; heap %+d KB; p99 %v before, %v during",
+				sent.Load()/1024, (int64(during)-int64(before))/1024, base99, during99)
+			if sent.Load() > 64*mb {
+				t.Errorf("the proxy read %d MB from a client that never reads", sent.Load()/mb)
+			}
+			if g := int64(during) - int64(before); g > 16*mb {
+				t.Errorf("heap grew by %d MB", g/mb)
+			}
+			if during99 > 10*base99+20*time.Millisecond {
+				t.Errorf("p99 of a well-behaved client went from %v to %v", base99, during99)
+			}
+			if wt != "" {
+				// The proxy closes the client: its writes fail with a reset.
+				errBefore := r.px.Snapshot().Pools[0].ClientErr
+				deadline := time.Now().Add(5 * time.Second)
+				for r.px.Clients() > 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n := r.px.Clients(); n != 0 {
+					t.Fatalf("client_write_timeout: %d clients still connected", n)
+				}
+				if r.logs.grep("does not read its replies") == 0 {
+					t.Error("closing the client was not logged")
+				}
+				if r.px.Snapshot().Pools[0].ClientErr == 0 && errBefore == 0 {
+					t.Error("closing the client was not counted in client_err")
+				}
+			}
+			c.Close()
+			r.waitIdle(t)
+		})
+	}
+}
+
+// 1,000 slowloris clients, each holding a partial request, cost a bounded
+// amount of memory and do not slow a well-behaved client.
+func TestSlowloris(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 200
+	}
+	partial := map[string][]string{
+		"redis":    {"*3\r\n$3\r\nSET\r\n", "*1\r\n$400000000\r\nab", "GET echo:incomplete"},
+		"memcache": {"set foo 0 0 2\r\n", "set foo 0 0 1000000\r\nab", "get echo:incomp"},
+	}
+	for _, proto := range []string{"redis", "memcache"} {
+		t.Run(proto, func(t *testing.T) {
+			r := newRig(t, proto, 2, "")
+			_, base99 := r.latency(t, 300)
+			before := heap()
+			var conns []net.Conn
+			for i := 0; i < n; i++ {
+				c, err := net.Dial("tcp", r.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				c.Write([]byte(partial[proto][i%len(partial[proto])]))
+			}
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for r.px.Clients() < int64(n) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+			_, during99 := r.latency(t, 300)
+			during := heap()
+			per := (int64(during) - int64(before)) / int64(n)
+			t.Logf("%d slowloris clients: heap %+d KB (%d bytes each, both ends of the connections in this process); p99 %v before, %v during",
+				n, (int64(during)-int64(before))/1024, per, base99, during99)
+			if per > 64<<10 {
+				t.Errorf("%d bytes of heap per stalled client", per)
+			}
+			if during99 > 10*base99+20*time.Millisecond {
+				t.Errorf("p99 of a well-behaved client went from %v to %v", base99, during99)
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			r.waitIdle(t)
+		})
+	}
+}
+
+// The worker process: RSS of a real nuthatch worker does not move when
+// clients declare huge lengths (the in-process tests above measure the
+// heap; this one measures what the kernel charges).
+func TestWorkerRSSOversized(t *testing.T) {
+	w := startBinaryRig(t)
+	rss := func() int64 { return vmRSS(t, w.worker(t)) }
+	// Warm up the connections and buffers the worker keeps anyway.
+	for i := 0; i < 50; i++ {
+		c := w.dial(t, w.redisAddr)
+		c.send(t, redisCmd("SET", fmt.Sprint("warm", i), "v"))
+		c.redisReply()
+		c.Close()
+	}
+	before := rss()
+	var conns []*client
+	for i := 0; i < 50; i++ {
+		c := w.dial(t, w.redisAddr)
+		c.send(t, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n"+strings.Repeat("x", 4000))
+		conns = append(conns, c)
+		m := w.dial(t, w.mcAddr)
+		m.send(t, "set k 0 0 1000000\r\n"+strings.Repeat("x", 4000))
+		conns = append(conns, m)
+		big := w.dial(t, w.redisAddr)
+		big.send(t, "*2000000000\r\n*1\r\n$2000000000\r\n")
+		big.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	after := rss()
+	t.Logf("worker VmRSS %d KB before, %d KB with 100 stalled oversized requests", before, after)
+	if after-before > 16*1024 {
+		t.Errorf("worker RSS grew by %d KB", after-before)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// vmRSS reads VmRSS (KB) from /proc/<pid>/status.
+func vmRSS(t testing.TB, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:")), "%d", &kb)
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}

@@ -1,0 +1,116 @@
+package reliability
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestSoak runs mixed Redis and memcached load through the real binary for
+// SOAK_DURATION (default 30m) with periodic reloads, worker kills and
+// backend restarts, then checks that every acknowledged write to a backend
+// that was never restarted is readable, and that the master's fds, threads
+// and RSS stayed flat. Only with NUTHATCH_SOAK=1 (make soak).
+func TestSoak(t *testing.T) {
+	if os.Getenv("NUTHATCH_SOAK") == "" {
+		t.Skip("soak test: run with NUTHATCH_SOAK=1 (make soak)")
+	}
+	dur := 30 * time.Minute
+	if s := os.Getenv("SOAK_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("SOAK_DURATION: %v", err)
+		}
+		dur = d
+	}
+	const workers, writers = 2, 8
+	ch := newChaos(t, workers)
+	defer func() {
+		if t.Failed() {
+			out := ch.proc.Output()
+			t.Logf("nuthatch output (last 8 KB):\n%s", out[max(0, len(out)-8192):])
+		}
+	}()
+	ch.startLoad(writers)
+
+	type sample struct {
+		fds, threads int
+		rss, wrss    int64 // KB: master, sum of workers
+	}
+	take := func() sample {
+		m := ch.master()
+		s := sample{fds: fdCount(m), threads: threadCount(m), rss: vmRSS(t, m)}
+		for _, w := range children(m) {
+			if b, err := os.ReadFile("/proc/" + itoa(w) + "/status"); err == nil && len(b) > 0 {
+				s.wrss += vmRSS(t, w)
+			}
+		}
+		return s
+	}
+	warm := min(time.Minute, dur/10)
+	time.Sleep(warm)
+	base := take()
+	t.Logf("after %v warm-up: master fds %d, threads %d, RSS %d KB; workers RSS %d KB", warm, base.fds, base.threads, base.rss, base.wrss)
+
+	start := time.Now()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	var reloads, kills, restarts int
+	maxW := base.wrss
+	timeouts := []string{"2s", "3s"}
+	for n := 1; time.Since(start) < dur-warm; n++ {
+		<-tick.C
+		switch {
+		case n%12 == 0: // every minute
+			pool := []string{"r", "m"}[restarts%2]
+			ch.restartBackend(pool, 1)
+			restarts++
+		case n%6 == 0: // every 30 s
+			ch.killWorker(workers)
+			kills++
+		case n%4 == 0: // every 20 s
+			ch.reload(workers, timeouts[reloads%2])
+			reloads++
+		}
+		if n%12 == 6 {
+			s := take()
+			maxW = max(maxW, s.wrss)
+			t.Logf("%v: %d ok, %d failed, %d wrong; master fds %d threads %d RSS %d KB; workers RSS %d KB",
+				time.Since(start).Round(time.Second), ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), s.fds, s.threads, s.rss, s.wrss)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	f0 := ch.failed.Load()
+	time.Sleep(2 * time.Second)
+	if n := ch.failed.Load() - f0; n > 0 {
+		t.Errorf("%d requests failed after the last fault", n)
+	}
+	ch.stopLoad()
+	end := take()
+	checked := ch.verify(writers)
+	t.Logf("soak %v: %d requests ok, %d failed during faults, %d wrong; %d reloads, %d worker kills, %d backend restarts; %d acknowledged writes verified",
+		dur, ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), reloads, kills, restarts, checked)
+	t.Logf("master fds %d -> %d, threads %d -> %d, RSS %d -> %d KB; workers RSS %d KB at start, %d max, %d at end",
+		base.fds, end.fds, base.threads, end.threads, base.rss, end.rss, base.wrss, maxW, end.wrss)
+	if ch.wrong.Load() > 0 {
+		t.Errorf("%d wrong replies: %v", ch.wrong.Load(), ch.wrongs[:min(5, len(ch.wrongs))])
+	}
+	if end.fds != base.fds {
+		t.Errorf("master fds %d -> %d", base.fds, end.fds)
+	}
+	if end.threads > base.threads+4 {
+		t.Errorf("master threads %d -> %d", base.threads, end.threads)
+	}
+	if end.rss > base.rss*3/2+10*1024 {
+		t.Errorf("master RSS %d -> %d KB", base.rss, end.rss)
+	}
+	if end.wrss > base.wrss*2+32*1024 {
+		t.Errorf("workers RSS %d -> %d KB", base.wrss, end.wrss)
+	}
+	if l := ch.unexpectedLogs(); len(l) > 0 {
+		t.Errorf("unexpected error lines: %q", l[:min(10, len(l))])
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
