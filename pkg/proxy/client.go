@@ -95,42 +95,55 @@ func (c *clientConn) run() {
 	defer p.removeClient(c)
 	defer c.conn.Close()
 	rb := newReadBuf(p.proto.maxRequest())
+	// more: complete requests may still be buffered (a batch was cut at
+	// maxBatch), so parse before reading again.
+	more := false
 	for {
-		if c.draining.Load() {
-			// Close at a moment when the client waits for nothing: every
-			// request read has been answered and no partial one is
-			// buffered. Clients that pool connections see a clean EOF.
-			if rb.len() == 0 {
+		if !more {
+			if c.draining.Load() {
+				// Close at a moment when the client waits for nothing:
+				// every request read has been answered and no partial one
+				// is buffered. Clients that pool connections see a clean EOF.
+				if rb.len() == 0 {
+					return
+				}
+				c.conn.SetReadDeadline(time.Now().Add(drainPoll))
+			} else if idle := p.cfg.ClientIdleTimeout; idle > 0 {
+				// Also ends a client stalled in the middle of a request.
+				c.conn.SetReadDeadline(time.Now().Add(idle))
+			}
+			err := rb.fill(c.conn)
+			if err != nil {
+				if isTimeout(err) && c.draining.Load() {
+					continue
+				}
+				if isTimeout(err) && p.cfg.ClientIdleTimeout > 0 {
+					p.stats.ClientIdleClosed.Add(1)
+					p.log.WithField("partial_bytes", rb.len()).Debug("closing an idle client")
+					return
+				}
+				if isEOF(err) {
+					p.stats.ClientEOF.Add(1)
+				} else {
+					p.stats.ClientErr.Add(1)
+				}
+				// A client that half-closed still gets the replies to what
+				// it sent before.
+				c.writeReplies()
 				return
 			}
-			c.conn.SetReadDeadline(time.Now().Add(drainPoll))
-		} else if idle := p.cfg.ClientIdleTimeout; idle > 0 {
-			// Also ends a client stalled in the middle of a request.
-			c.conn.SetReadDeadline(time.Now().Add(idle))
-		}
-		err := rb.fill(c.conn)
-		if err != nil {
-			if isTimeout(err) && c.draining.Load() {
-				continue
-			}
-			if isTimeout(err) && p.cfg.ClientIdleTimeout > 0 {
-				p.stats.ClientIdleClosed.Add(1)
-				p.log.WithField("partial_bytes", rb.len()).Debug("closing an idle client")
-				return
-			}
-			if isEOF(err) {
-				p.stats.ClientEOF.Add(1)
-			} else {
-				p.stats.ClientErr.Add(1)
-			}
-			// A client that half-closed still gets the replies to what it
-			// sent before.
-			c.writeReplies()
-			return
 		}
 		c.now = time.Now().UnixNano()
 		stop := false
+		more = false
 		for rb.len() > 0 && !stop {
+			if len(c.queue) >= maxBatch {
+				// Bound what one client holds in flight: the replies of a
+				// batch are written (the client must read them) before more
+				// of its requests are routed.
+				more = true
+				break
+			}
 			n, need, err := p.proto.parse(c, rb.bytes())
 			if err != nil {
 				p.stats.ClientErr.Add(1)
@@ -249,6 +262,11 @@ func remoteAddr(conn net.Conn) string {
 	}
 	return ""
 }
+
+// maxBatch bounds the requests of one client in flight at once, and so
+// the replies the proxy holds for a client that pipelines without reading
+// (twemproxy #203). Deeper pipelines are served in batches of this size.
+const maxBatch = 256
 
 // drainPoll is how often a draining client is checked for idleness.
 const drainPoll = 20 * time.Millisecond

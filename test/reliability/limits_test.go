@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -266,4 +267,47 @@ func vmRSS(t testing.TB, pid int) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// A client pipelining GETs of a large value without reading its replies:
+// the proxy holds at most one batch (maxBatch requests) of replies for it,
+// not every request it managed to read (twemproxy #203).
+func TestBigRepliesToAClientThatNeverReads(t *testing.T) {
+	r := newRig(t, "redis", 1, "")
+	big := strings.Repeat("v", 100<<10)
+	c := r.dial(t)
+	c.send(t, redisCmd("SET", "big", big))
+	if rep, err := c.redisReply(); err != nil || rep != "+OK\r\n" {
+		t.Fatalf("set: %q %v", rep, err)
+	}
+	before := heap()
+	chunk := []byte(strings.Repeat(redisCmd("GET", "big"), 1000))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(3 * time.Second)
+	grew := int64(heap()) - int64(before)
+	close(stop)
+	wg.Wait()
+	t.Logf("heap grew %d MB while a client pipelined GETs of a 100 KB value without reading", grew>>20)
+	// One batch is 256 replies of 100 KB (25 MB), plus socket buffers.
+	if grew > 64<<20 {
+		t.Errorf("heap grew by %d MB", grew>>20)
+	}
+	c.Close()
+	r.waitIdle(t)
 }
