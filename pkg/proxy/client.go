@@ -30,6 +30,8 @@ type clientConn struct {
 	now     int64         // when the current batch was read
 
 	draining atomic.Bool
+	accepted time.Time
+	served   bool // something was read from the client
 	dead     bool // writing to the client failed
 	closing  bool // a reply asked to close the connection
 
@@ -51,7 +53,7 @@ type clientConn struct {
 }
 
 func newClientConn(p *pool, conn net.Conn) *clientConn {
-	return &clientConn{pool: p, conn: conn, notify: make(chan struct{}, 1)}
+	return &clientConn{pool: p, conn: conn, notify: make(chan struct{}, 1), accepted: time.Now()}
 }
 
 // wakeWriter tells the client goroutine that one of its msgs finished.
@@ -103,8 +105,10 @@ func (c *clientConn) run() {
 			if c.draining.Load() {
 				// Close at a moment when the client waits for nothing:
 				// every request read has been answered and no partial one
-				// is buffered. Clients that pool connections see a clean EOF.
-				if rb.len() == 0 {
+				// is buffered. Clients that pool connections see a clean
+				// EOF. A client that connected just now gets a moment to
+				// send its first request, which is surely on its way.
+				if rb.len() == 0 && (c.served || time.Since(c.accepted) > firstRequestGrace) {
 					return
 				}
 				c.conn.SetReadDeadline(time.Now().Add(drainPoll))
@@ -134,6 +138,7 @@ func (c *clientConn) run() {
 			}
 		}
 		c.now = time.Now().UnixNano()
+		c.served = true
 		stop := false
 		more = false
 		for rb.len() > 0 && !stop {
@@ -267,6 +272,10 @@ func remoteAddr(conn net.Conn) string {
 // the replies the proxy holds for a client that pipelines without reading
 // (twemproxy #203). Deeper pipelines are served in batches of this size.
 const maxBatch = 256
+
+// firstRequestGrace is how long a draining worker waits for the first
+// request of a client it accepted just before it stopped accepting.
+const firstRequestGrace = 500 * time.Millisecond
 
 // drainPoll is how often a draining client is checked for idleness.
 const drainPoll = 20 * time.Millisecond

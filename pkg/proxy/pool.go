@@ -59,6 +59,7 @@ type pool struct {
 	clients   map[*clientConn]struct{}
 	draining  bool
 	wg        sync.WaitGroup // clients
+	accepting sync.WaitGroup // accept loops
 	done      chan struct{}
 }
 
@@ -338,7 +339,9 @@ func (p *pool) serve(ln net.Listener) {
 		return
 	}
 	p.listeners = append(p.listeners, ln)
+	p.accepting.Add(1)
 	p.mu.Unlock()
+	defer p.accepting.Done()
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -375,11 +378,9 @@ func (p *pool) accept(conn net.Conn) {
 	}
 	c := newClientConn(p, conn)
 	p.mu.Lock()
-	if p.draining {
-		p.mu.Unlock()
-		conn.Close()
-		return
-	}
+	// Even while draining: the client connected before the listener
+	// closed and has likely sent a request already. drain waits for the
+	// accept loops, so it sees this client and drains it too.
 	p.clients[c] = struct{}{}
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -401,14 +402,19 @@ func (p *pool) drain() {
 	p.draining = true
 	lns := p.listeners
 	p.listeners = nil
+	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	// Every connection accepted so far is registered once the accept
+	// loops have returned.
+	p.accepting.Wait()
+	p.mu.Lock()
 	clients := make([]*clientConn, 0, len(p.clients))
 	for c := range p.clients {
 		clients = append(clients, c)
 	}
 	p.mu.Unlock()
-	for _, ln := range lns {
-		ln.Close()
-	}
 	for _, c := range clients {
 		c.drain()
 	}

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +46,7 @@ type options struct {
 	rb, syscalls                   bool
 	profile                        time.Duration
 	out                            string
+	compare                        []string // NAME=BINARY
 }
 
 func main() {
@@ -56,9 +60,9 @@ func main() {
 	flag.StringVar(&e.nutcrackerBin, "nutcracker", "nutcracker", "nutcracker binary")
 	flag.StringVar(&e.predixyBin, "predixy", defPredixy, "predixy binary ($PREDIXY_BIN); skipped when absent")
 	flag.StringVar(&e.profileBin, "profile-bin", "bin/nuthatch-profile", "test/bench/profile binary; the profile is skipped when absent")
-	flag.DurationVar(&o.duration, "duration", 1500*time.Millisecond, "measured window of each run")
-	flag.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "warm-up before each window")
-	flag.DurationVar(&o.rateDuration, "rate-duration", 3*time.Second, "window of each fixed-rate run")
+	flag.DurationVar(&o.duration, "duration", 1200*time.Millisecond, "measured window of each run")
+	flag.DurationVar(&o.warmup, "warmup", 200*time.Millisecond, "warm-up before each window")
+	flag.DurationVar(&o.rateDuration, "rate-duration", 2*time.Second, "window of each fixed-rate run")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per scenario")
 	flag.IntVar(&o.clients, "clients", 50, "clients per run")
 	flag.IntVar(&o.keys, "keys", 10000, "key space")
@@ -67,6 +71,17 @@ func main() {
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
+	flag.Func("compare", "NAME=BINARY: also run another nuthatch build with 1 worker, as target NAME (repeatable; for A/B of an optimisation)", func(v string) error {
+		name, bin, ok := strings.Cut(v, "=")
+		if !ok || name == "" || bin == "" {
+			return errors.New("want NAME=BINARY")
+		}
+		if abs, err := filepath.Abs(bin); err == nil {
+			bin = abs
+		}
+		o.compare = append(o.compare, name+"="+bin)
+		return nil
+	})
 	only := flag.String("only", "", "run only scenarios whose name matches this regexp")
 	flag.StringVar(&o.out, "out", "", "also write the report to this Markdown file")
 	keep := flag.Bool("keep", false, "keep the work directory (configs, logs, profiles)")
@@ -115,6 +130,35 @@ func main() {
 	}
 }
 
+// preload stores every key the scenarios read on every backend, so that
+// every GET hits whatever the proxy's placement.
+func preload(ctx context.Context, b *backends, keys int) error {
+	type job struct {
+		p      load.Protocol
+		addr   string
+		prefix string
+		size   int
+	}
+	var jobs []job
+	for _, a := range b.redis {
+		jobs = append(jobs, job{load.Redis, a, "k100:", 100}, job{load.Redis, a, "k4k:", 4096}, job{load.Redis, a, "key:", 100})
+	}
+	for _, a := range b.mc {
+		jobs = append(jobs, job{load.Memcache, a, "m100:", 100})
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = load.Preload(ctx, j.p, j.addr, j.prefix, keys, j.size)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 func fatal(err error) {
 	fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 	os.Exit(1)
@@ -151,20 +195,8 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		return err
 	}
 	logf("preloading %d keys of 100 B and 4 KB into every backend", o.keys)
-	for _, a := range b.redis {
-		for _, pl := range []struct {
-			prefix string
-			size   int
-		}{{"k100:", 100}, {"k4k:", 4096}, {"key:", 100}} {
-			if err := load.Preload(ctx, load.Redis, a, pl.prefix, o.keys, pl.size); err != nil {
-				return err
-			}
-		}
-	}
-	for _, a := range b.mc {
-		if err := load.Preload(ctx, load.Memcache, a, "m100:", o.keys, 100); err != nil {
-			return err
-		}
+	if err := preload(ctx, b, o.keys); err != nil {
+		return err
 	}
 
 	targets := []*target{{name: "direct", redis: b.redis, mc: b.mc, note: "clients spread over the 2 backends"}}
@@ -180,10 +212,18 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		notes = append(notes, note)
 		logf("%s", note)
 	}
-	for _, v := range []struct{ name, workers string }{{"nuthatch-1", "1"}, {"nuthatch-auto", `"auto"`}} {
-		t, err := e.nuthatch(ctx, b, v.name, v.workers)
+	variants := []struct{ name, bin, workers string }{{"nuthatch-1", e.nuthatchBin, "1"}, {"nuthatch-auto", e.nuthatchBin, `"auto"`}}
+	for _, c := range o.compare {
+		name, bin, _ := strings.Cut(c, "=")
+		variants = append(variants, struct{ name, bin, workers string }{name, bin, "1"})
+	}
+	for _, v := range variants {
+		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers)
 		if err != nil {
 			return err
+		}
+		if v.bin != e.nuthatchBin {
+			t.note = "1 worker, " + v.bin
 		}
 		targets = append(targets, t)
 	}

@@ -150,6 +150,9 @@ func (r *report) fixedRate() float64 {
 	if rate == 0 {
 		return 20000
 	}
+	if half := rate / 2; half < 2000 {
+		return half
+	}
 	return float64(int(rate/2/1000) * 1000)
 }
 

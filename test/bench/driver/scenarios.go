@@ -160,7 +160,7 @@ func (e *env) idle(ctx context.Context, o options, rep *report) error {
 				sets = append(sets, s)
 			}
 			if err == nil {
-				time.Sleep(time.Second) // let the proxy settle (lazy buffers, GC)
+				time.Sleep(500 * time.Millisecond) // let the proxy settle (lazy buffers)
 				after := rssKB(pids)
 				r.perClient[i] = float64(after-before) * 1024 / float64(per*len(t.redis))
 				r.rssKB[i] = after
@@ -202,9 +202,9 @@ func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error 
 		return nil
 	}
 	for _, depth := range []int{1, 16} {
-		n := 60000
+		n := 40000
 		if depth > 1 {
-			n = 300000
+			n = 200000
 		}
 		for _, t := range rep.targets {
 			if t.redis == nil {

@@ -189,7 +189,7 @@ func nuthatchConfig(workers string, rp, mp int, b *backends) string {
 	return c.String()
 }
 
-func (e *env) nuthatch(ctx context.Context, b *backends, name, workers string) (*target, error) {
+func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers string) (*target, error) {
 	rp, mp, _, err := freePorts3()
 	if err != nil {
 		return nil, err
@@ -198,7 +198,7 @@ func (e *env) nuthatch(ctx context.Context, b *backends, name, workers string) (
 	if err := os.WriteFile(conf, []byte(nuthatchConfig(workers, rp, mp, b)), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{e.nuthatchBin, "-c", conf}
+	args := []string{bin, "-c", conf}
 	p, err := e.procs.start(name, args...)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,10 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -68,32 +70,54 @@ func (s *IdleSet) Len() int { return len(s.conns) }
 // one get of key 0 under prefix and reads the reply, as a pooled client
 // connection would have done before going idle.
 func OpenIdle(ctx context.Context, p Protocol, addr, prefix string, n int, warm bool) (*IdleSet, error) {
+	conns := make([]net.Conn, n)
+	const dialers = 32
+	errs := make([]error, dialers)
+	var wg sync.WaitGroup
+	for w := range dialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n && errs[w] == nil; i += dialers {
+				conns[i], errs[w] = openOne(ctx, p, addr, prefix, warm)
+				if errs[w] != nil {
+					errs[w] = fmt.Errorf("load: idle client %d: %w", i, errs[w])
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	s := &IdleSet{}
-	spec := &Spec{Protocol: p, Op: Get, KeyPrefix: prefix, Keys: 1}
-	var d net.Dialer
-	for i := 0; i < n; i++ {
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("load: idle client %d: %w", i, err)
+	for _, c := range conns {
+		if c != nil {
+			s.conns = append(s.conns, c)
 		}
-		s.conns = append(s.conns, conn)
-		if !warm {
-			continue
-		}
-		c := newClient(spec, conn, 1, nil)
-		c.rbuf = make([]byte, 8<<10)
-		c.wbuf = c.appendRequest(nil)
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := conn.Write(c.wbuf); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("load: idle client %d: %w", i, err)
-		}
-		if _, err := c.next(); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("load: idle client %d: %w", i, err)
-		}
-		_ = conn.SetDeadline(time.Time{})
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+func openOne(ctx context.Context, p Protocol, addr, prefix string, warm bool) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || !warm {
+		return conn, err
+	}
+	c := newClient(&Spec{Protocol: p, Op: Get, KeyPrefix: prefix, Keys: 1}, conn, 1, nil)
+	c.rbuf = make([]byte, 4<<10)
+	c.wbuf = c.appendRequest(nil)
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(c.wbuf); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if _, err := c.next(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
 }

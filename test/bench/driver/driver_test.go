@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+)
+
+// The generated nuthatch configuration must be one nuthatch accepts, with
+// the pools where the driver points its load.
+func TestNuthatchConfigParses(t *testing.T) {
+	b := &backends{redis: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, mc: []string{"127.0.0.1:7101", "127.0.0.1:7102"}}
+	for _, workers := range []string{"1", `"auto"`} {
+		src := nuthatchConfig(workers, 6001, 6002, b)
+		cfg, err := config.Parse([]byte(src), "bench.hcl")
+		if err != nil {
+			t.Fatalf("workers %s: %v\n%s", workers, err, src)
+		}
+		if len(cfg.Pools) != 2 || cfg.Pools[0].Listen.Addr != "127.0.0.1:6001" || cfg.Pools[1].Listen.Addr != "127.0.0.1:6002" {
+			t.Fatalf("pools: %+v", cfg.Pools)
+		}
+		if len(cfg.Pools[0].Servers) != 2 || cfg.Pools[1].Protocol == cfg.Pools[0].Protocol {
+			t.Errorf("servers or protocols wrong: %+v", cfg.Pools)
+		}
+		if cfg.Stats.Listen != "" {
+			t.Errorf("stats listener on: %q", cfg.Stats.Listen)
+		}
+	}
+}
+
+func TestParseRBCSV(t *testing.T) {
+	out := `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"SET","55555.56","0.623","0.208","0.567","0.903","2.903","3.087"
+"GET","58823.53","0.548","0.032","0.543","0.791","0.927","1.055"
+`
+	rows, err := parseRBCSV(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[1].test != "GET" || rows[1].rps != 58823.53 || rows[0].p99 != 2.903 || rows[1].p50 != 0.543 {
+		t.Errorf("rows = %+v", rows)
+	}
+	if _, err := parseRBCSV("ERROR: connection refused\n"); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestParsePerfStat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "perf.csv")
+	os.WriteFile(path, []byte(`# started on Wed Nov 25 18:57:45 2026
+
+4000,,raw_syscalls:sys_enter,1161759,100.00,,
+300,,context-switches,1161759,100.00,,
+2000,,syscalls:sys_enter_read,1161759,100.00,,
+1500,,syscalls:sys_enter_write,1161759,100.00,,
+0,,syscalls:sys_enter_getpeername,1161759,100.00,,
+<not counted>,,syscalls:sys_enter_futex,0,100.00,,
+`), 0o644)
+	rows, total, err := parsePerfStat(path, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 4 {
+		t.Errorf("total = %v, want 4", total)
+	}
+	want := []syscallRow{{"read", 2}, {"write", 1.5}, {"context-switches", 0.3}}
+	if len(rows) != len(want) {
+		t.Fatalf("rows = %+v, want %+v", rows, want)
+	}
+	for i := range want {
+		if rows[i] != want[i] {
+			t.Errorf("row %d = %+v, want %+v", i, rows[i], want[i])
+		}
+	}
+	if _, _, err := parsePerfStat(path, 0); err == nil {
+		t.Error("no requests accepted")
+	}
+}
+
+func TestMedianAndSpread(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median odd = %v", m)
+	}
+	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 {
+		t.Errorf("median even = %v", m) // (2+3)/2 in integer durations
+	}
+	rs := &scenarioResult{samples: map[string][]sample{}, errs: map[string]string{}}
+	for _, rps := range []float64{100, 120, 80} {
+		rs.record("x", sample{rps: rps, p99: time.Duration(rps) * time.Microsecond, cpuUS: rps / 10})
+	}
+	m, spread, ok := rs.median("x")
+	if !ok || m.rps != 100 || m.p99 != 100*time.Microsecond || m.cpuUS != 10 {
+		t.Errorf("median = %+v", m)
+	}
+	if math.Abs(spread-0.4) > 1e-9 {
+		t.Errorf("spread = %v, want 0.4", spread)
+	}
+	if _, _, ok := rs.median("absent"); ok {
+		t.Error("median of a target without samples")
+	}
+}
+
+func TestReportRatiosAndGoals(t *testing.T) {
+	rep := &report{targets: []*target{{name: "direct"}, {name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}}}}
+	rs := rep.add(scenario{name: "redis GET 100B", group: groupUnpipelined, op: "get"})
+	rs.record("direct", sample{rps: 400, cpuUS: -1})
+	rs.record("nutcracker", sample{rps: 100, p99: 2 * time.Millisecond, cpuUS: 10})
+	rs.record("nuthatch-1", sample{rps: 200, p99: time.Millisecond, cpuUS: 20})
+	rep.idle = []idleRow{{target: "nuthatch-1", res: idleResult{clients: 10, perClient: [2]float64{1000, 5000}}}}
+	var b bytes.Buffer
+	rep.write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| redis GET 100B | nuthatch-1 | 200 | 0% | 0 | 1000 | 0 | 20.00 |",
+		"| 2.00 | — | 0.50 |", // × nutcracker, × predixy (absent), × direct
+		"| redis GET 100B ≥ 1.15× nutcracker | 2.00× ✓ |",
+		"| redis GET 100B p99 ≤ nutcracker's | 1000 vs 2000 µs ✓ |",
+		"| redis GET 100B CPU ≤ 17.0 µs/req | 20.00 ✗ |",
+		"| idle client ≤ 4 KB RSS (after one GET) | 5000 B ✗ |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if got := rep.fixedRate(); got != 50 {
+		t.Errorf("fixedRate = %v, want half the slowest proxy's 100", got)
+	}
+}
