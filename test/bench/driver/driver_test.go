@@ -107,7 +107,7 @@ func TestMedianAndSpread(t *testing.T) {
 }
 
 func TestReportRatiosAndGoals(t *testing.T) {
-	rep := &report{targets: []*target{{name: "direct"}, {name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}}}}
+	rep := &report{targets: []*target{{name: "direct"}, {name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}, nuthatch: true}}}
 	rs := rep.add(scenario{name: "redis GET 100B", group: groupUnpipelined, op: "get"})
 	rs.record("direct", sample{rps: 400, cpuUS: -1})
 	rs.record("nutcracker", sample{rps: 100, p99: 2 * time.Millisecond, cpuUS: 10})

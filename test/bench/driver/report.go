@@ -288,7 +288,7 @@ func (r *report) write(w io.Writer) {
 func (r *report) writeGoals(w io.Writer) {
 	var variants []string
 	for _, t := range r.targets {
-		if strings.HasPrefix(t.name, "nuthatch") {
+		if t.nuthatch {
 			variants = append(variants, t.name)
 		}
 	}

@@ -20,6 +20,8 @@ type target struct {
 	proc  *proc    // nil for direct
 	note  string
 	args  []string // how proc was started, for restart
+	// nuthatch marks nuthatch builds, compared with the targets.
+	nuthatch bool
 }
 
 // restart stops the target's program and starts it again, fresh, on the
@@ -203,7 +205,7 @@ func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers stri
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: name, proc: p, args: args,
+	t := &target{name: name, proc: p, args: args, nuthatch: true,
 		redis: []string{fmt.Sprintf("127.0.0.1:%d", rp)}, mc: []string{fmt.Sprintf("127.0.0.1:%d", mp)}}
 	for _, a := range append(t.redis, t.mc...) {
 		if err := waitPort(ctx, p, a); err != nil {
