@@ -18,6 +18,10 @@ declare -A want=(
   [debootstrap]=debootstrap
   [lintian]=lintian
   [rpm]=rpm
+  # pkg/stats checks /metrics with promtool; test/process activates
+  # sockets with systemd-socket-activate.
+  [promtool]=prometheus
+  [systemd-socket-activate]=systemd
 )
 missing=()
 for prog in "${!want[@]}"; do
@@ -40,7 +44,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; the tests run their own instances.
-for svc in redis-server memcached nutcracker; do
+for svc in redis-server memcached nutcracker prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi
