@@ -45,9 +45,13 @@ type clientConn struct {
 	keys   []int     // key positions of the request being routed
 	skip   int       // bytes of an oversized value still to discard
 
-	// The request being routed, for the slow log: set by the protocol.
+	// The request being routed, for the slow log and the per-command
+	// counts: set by the protocol before it queues anything.
 	cmdName string
 	cmdKey  []byte
+	// The counter of the last command seen: clients mostly repeat one.
+	cmdCountName string
+	cmdCount     *atomic.Uint64
 
 	wbuf []byte
 }
@@ -67,6 +71,10 @@ func (c *clientConn) wakeWriter() {
 // enqueue puts m in the client's reply order.
 func (c *clientConn) enqueue(m *msg) {
 	m.start = c.now
+	if c.cmdName != c.cmdCountName || c.cmdCount == nil {
+		c.cmdCountName, c.cmdCount = c.cmdName, c.pool.countCommand(c.cmdName)
+	}
+	c.cmdCount.Add(1)
 	if c.pool.slowlog > 0 {
 		m.cmd = c.cmdName
 		if c.pool.cfg.SlowlogLogKeys {

@@ -53,6 +53,7 @@ type pool struct {
 	slowLim  rateLimiter
 	limitLog rateLimiter // log lines of clients closed by a limit
 	authLim  rateLimiter // AUTH attempts checked per second
+	commands sync.Map    // command name -> *atomic.Uint64
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -223,6 +224,15 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	}
 	p.stats.ForwardError.Add(1)
 	p.fail(m, ErrClosed)
+}
+
+// countCommand counts one request of the named command.
+func (p *pool) countCommand(name string) *atomic.Uint64 {
+	if v, ok := p.commands.Load(name); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := p.commands.LoadOrStore(name, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
 }
 
 // groupKeys places the keys of a multi-key request: key(i) for i in

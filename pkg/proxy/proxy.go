@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -126,7 +127,12 @@ func (px *Proxy) Snapshot() Snapshot {
 			ClientIdleClosed:  p.stats.ClientIdleClosed.Load(),
 			SlowRequests:      p.stats.SlowRequests.Load(),
 			RequestLatency:    p.latency.snapshot(),
+			Commands:          map[string]uint64{},
 		}
+		p.commands.Range(func(k, v any) bool {
+			ps.Commands[k.(string)] = v.(*atomic.Uint64).Load()
+			return true
+		})
 		for _, sv := range p.servers {
 			st := &sv.stats
 			ps.Servers = append(ps.Servers, ServerSnapshot{

@@ -70,6 +70,7 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 	}
 	n, args, need, err := c.rp.Parse(buf)
 	if err != nil {
+		c.cmdName, c.cmdKey = "protocol_error", nil
 		var perr *resp.ProtocolError
 		text := "ERR Protocol error"
 		if errors.As(err, &perr) {
@@ -99,6 +100,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	p := r.pool
 	cmd, ok := resp.Lookup(args[0])
 	if !ok {
+		c.cmdName, c.cmdKey = "unknown", nil
 		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
 		return
 	}

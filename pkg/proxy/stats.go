@@ -58,7 +58,9 @@ type PoolSnapshot struct {
 	ClientIdleClosed  uint64            `json:"client_idle_closed"`
 	SlowRequests      uint64            `json:"slow_requests"`
 	RequestLatency    HistogramSnapshot `json:"request_latency"`
-	Servers           []ServerSnapshot  `json:"servers"`
+	// Commands counts requests by command name (lowercase).
+	Commands map[string]uint64 `json:"commands,omitempty"`
+	Servers  []ServerSnapshot  `json:"servers"`
 }
 
 // ServerSnapshot is one backend's counters.

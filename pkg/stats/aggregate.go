@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -310,7 +311,16 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.ClientAccepted += s.ClientAccepted
 	d.ClientRejected += s.ClientRejected
 	d.AuthAttempts += s.AuthAttempts
+	d.AuthFailures += s.AuthFailures
+	d.ClientIdleClosed += s.ClientIdleClosed
+	d.SlowRequests += s.SlowRequests
 	d.RequestLatency.Add(s.RequestLatency)
+	if len(s.Commands) > 0 && d.Commands == nil {
+		d.Commands = make(map[string]uint64, len(s.Commands))
+	}
+	for k, v := range s.Commands {
+		d.Commands[k] += v
+	}
 	if gauges {
 		d.ClientConnections += s.ClientConnections
 	}
@@ -384,6 +394,7 @@ func cloneSnapshot(s proxy.Snapshot) proxy.Snapshot {
 	for i := range out.Pools {
 		p := &out.Pools[i]
 		p.RequestLatency.Counts = slices.Clone(p.RequestLatency.Counts)
+		p.Commands = maps.Clone(p.Commands)
 		p.Servers = slices.Clone(p.Servers)
 		for j := range p.Servers {
 			p.Servers[j].ServerLatency.Counts = slices.Clone(p.Servers[j].ServerLatency.Counts)

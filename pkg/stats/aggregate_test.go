@@ -50,7 +50,7 @@ func workerSnap(n uint64, pools ...string) proxy.Snapshot {
 		p := proxy.PoolSnapshot{
 			Name: name, ClientEOF: n, ClientErr: n, ClientConnections: 1, ServerEjects: n,
 			ForwardError: n, Fragments: n, ClientAccepted: n, ClientRejected: n, AuthAttempts: n,
-			RequestLatency: hist(n),
+			RequestLatency: hist(n), Commands: map[string]uint64{"get": 2 * n, "set": n},
 		}
 		for _, sv := range servers[name] {
 			p.Servers = append(p.Servers, proxy.ServerSnapshot{

@@ -1,7 +1,9 @@
 package stats
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,7 @@ type collector struct {
 	pool          []poolMetric
 	server        []serverMetric
 	proc          []procMetric
+	commands      *prometheus.Desc
 	poolLatency   *prometheus.Desc
 	serverLatency *prometheus.Desc
 	workers       *prometheus.Desc
@@ -95,6 +98,12 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.ForwardError) }},
 		{desc("pool_fragments_total", "Fragments created from multi-key requests (twemproxy fragments).", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.Fragments) }},
+		{desc("pool_auth_failures_total", "AUTH attempts refused: wrong password or rate-limited.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.AuthFailures) }},
+		{desc("pool_client_idle_closed_total", "Clients closed by client_idle_timeout.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ClientIdleClosed) }},
+		{desc("pool_slow_requests_total", "Requests slower than slowlog_slower_than.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.SlowRequests) }},
 	}
 	c.server = []serverMetric{
 		{desc("server_eof_total", "Server connections closed by the server (twemproxy server_eof).", sl...), counter,
@@ -143,6 +152,7 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 				return float64(p.StartTime.Unix()) + float64(p.StartTime.Nanosecond())/1e9, true
 			}},
 	}
+	c.commands = desc("pool_commands_total", "Requests by command.", "pool", "command")
 	c.poolLatency = desc("pool_request_duration_seconds", "Time from reading a request to having its whole reply, per pool.", pl...)
 	c.serverLatency = desc("server_request_duration_seconds", "Time from sending a request to a server to receiving its reply.", sl...)
 	c.workers = desc("workers", "Live worker processes.")
@@ -163,7 +173,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.proc {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.poolLatency, c.serverLatency, c.workers, c.workerInfo, c.workerClients, c.workerGorout} {
+	for _, d := range []*prometheus.Desc{c.commands, c.poolLatency, c.serverLatency, c.workers, c.workerInfo, c.workerClients, c.workerGorout} {
 		ch <- d
 	}
 }
@@ -175,6 +185,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		p := &snap.Pools[pi]
 		for _, m := range c.pool {
 			ch <- constMetric(m.desc, m.typ, m.val(p), p.Name)
+		}
+		for _, name := range slices.Sorted(maps.Keys(p.Commands)) {
+			ch <- constMetric(c.commands, prometheus.CounterValue, float64(p.Commands[name]), p.Name, name)
 		}
 		ch <- histogram(c.poolLatency, p.RequestLatency, p.Name)
 		for si := range p.Servers {

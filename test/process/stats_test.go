@@ -157,7 +157,8 @@ func TestStatsAcrossWorkersReloadAndUpgrade(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"nuthatch_server_requests_total", "nuthatch_pool_request_duration_seconds_bucket", `pool="alpha"`} {
+	for _, want := range []string{"nuthatch_server_requests_total", "nuthatch_pool_request_duration_seconds_bucket", `pool="alpha"`,
+		`nuthatch_pool_commands_total{command="set",pool="alpha"} 11`, `nuthatch_pool_commands_total{command="mget",pool="alpha"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
 	"github.com/nuthatch-proxy/nuthatch/test/fakeserver"
 )
 
@@ -236,5 +237,40 @@ func TestAllBackendsDown(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// The latency histograms match a load with a known delay injected at the
+// backend: every request lands in the bucket that holds the delay.
+func TestLatencyHistogramsMatchInjectedDelay(t *testing.T) {
+	r := newRig(t, "redis", 1, `timeout = "2s"`)
+	r.backends[0].SetDelay(30 * time.Millisecond)
+	r.backends[0].SetMode(fakeserver.Slow)
+	c := r.dial(t)
+	for i := 0; i < 20; i++ {
+		req, want := echoGet("redis", fmt.Sprintf("echo:delay-%d", i))
+		c.send(t, req)
+		if got, err := c.redisReply(); err != nil || got != want {
+			t.Fatalf("reply %q %v, want %q", got, err, want)
+		}
+	}
+	p := r.px.Snapshot().Pools[0]
+	s := p.Servers[0]
+	for name, h := range map[string]proxy.HistogramSnapshot{"pool": p.RequestLatency, "server": s.ServerLatency} {
+		if h.Count() != 20 {
+			t.Errorf("%s histogram counted %d requests, want 20", name, h.Count())
+		}
+		// 30 ms falls in the (25 ms, 50 ms] bucket: p50 and p99 read 50 ms.
+		for _, q := range []float64{0.5, 0.99} {
+			if got := h.Quantile(q); got != 50_000 {
+				t.Errorf("%s p%v = %d µs, want the 50 ms bucket", name, q*100, got)
+			}
+		}
+		if mean := h.SumUs / h.Count(); mean < 30_000 || mean > 45_000 {
+			t.Errorf("%s mean %d µs for a 30 ms delay", name, mean)
+		}
+	}
+	if got := p.Commands["get"]; got != 20 {
+		t.Errorf("commands[get] = %d, want 20", got)
 	}
 }
