@@ -20,7 +20,10 @@ deps:
 # short fuzz budget per parser, and the integration suites against real
 # redis-server, memcached and nutcracker.
 test: deps lint build
-	NUTHATCH_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
+	NUTHATCH_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 10m ./cmd/... ./pkg/...
+	@# The suites under test/ measure latency and memory of real processes:
+	@# one package at a time, so that they do not disturb each other.
+	NUTHATCH_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -p 1 -timeout 20m ./test/...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 # FUZZTIME per target; `make fuzz FUZZTIME=10m` for a longer run.

@@ -265,11 +265,11 @@ func (r *report) write(w io.Writer) {
 		}
 	}
 	if len(r.sys) > 0 {
-		fmt.Fprintf(w, "\n## System calls and context switches per request (perf stat, Redis GET 100 B, 50 clients, unpipelined)\n\n")
-		fmt.Fprintf(w, "| target | syscalls per request | per request |\n|---|---:|---|\n")
+		fmt.Fprintf(w, "\n## System calls and context switches per request (perf stat, Redis, 50 clients)\n\n")
+		fmt.Fprintf(w, "| scenario | target | syscalls per request | per request |\n|---|---|---:|---|\n")
 		for _, s := range r.sys {
 			if s.err != nil {
-				fmt.Fprintf(w, "| %s | failed: %v | |\n", s.target, s.err)
+				fmt.Fprintf(w, "| %s | %s | failed: %v | |\n", s.scenario, s.target, s.err)
 				continue
 			}
 			var parts []string
@@ -278,7 +278,7 @@ func (r *report) write(w io.Writer) {
 					parts = append(parts, fmt.Sprintf("%s %.2f", row.name, row.count))
 				}
 			}
-			fmt.Fprintf(w, "| %s | %.2f | %s |\n", s.target, s.total, strings.Join(parts, ", "))
+			fmt.Fprintf(w, "| %s | %s | %.2f | %s |\n", s.scenario, s.target, s.total, strings.Join(parts, ", "))
 		}
 	}
 	r.writeGoals(w)

@@ -343,6 +343,9 @@ func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, e
 		{"cpu-pipelined", "GET 100 B, 50 clients, 16 deep", []scenario{
 			{name: "GET P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
 		}},
+		{"cpu-set4k-pipelined", "SET 4 KB, 50 clients, 16 deep", []scenario{
+			{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
+		}},
 	} {
 		rp, mp, _, err := freePorts3()
 		if err != nil {
@@ -414,6 +417,7 @@ type syscallRow struct {
 }
 
 type syscallResult struct {
+	scenario string
 	target   string
 	requests uint64
 	total    float64 // system calls per request
@@ -433,27 +437,39 @@ var syscallEvents = []string{
 }
 
 // syscalls counts each proxy's system calls and context switches per
-// request with perf stat during an unpipelined GET 100 B run.
+// request with perf stat: unpipelined GET 100 B, and 16 deep.
 func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 	if err := exec.Command("perf", "stat", "-e", "raw_syscalls:sys_enter", "true").Run(); err != nil {
 		rep.notes = append(rep.notes, "syscall counts skipped: perf stat with syscall tracepoints is not available")
 		return nil
 	}
-	sc := scenario{proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1}
+	for _, sc := range []scenario{
+		{name: "GET 100B", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1},
+		{name: "GET 100B P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
+		{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
+	} {
+		if err := e.syscallsOf(ctx, o, rep, sc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) syscallsOf(ctx context.Context, o options, rep *report, sc scenario) error {
 	for _, t := range rep.targets {
 		if t.proc == nil || t.redis == nil {
 			continue
 		}
-		r := syscallResult{target: t.name}
-		out := filepath.Join(e.dir, "perf-stat-"+t.name+".csv")
+		r := syscallResult{scenario: sc.name, target: t.name}
+		out := filepath.Join(e.dir, "perf-stat-"+t.name+"-"+strings.ReplaceAll(sc.name, " ", "-")+".csv")
 		var pids []string
 		for _, pid := range tree(t.pid()) {
 			pids = append(pids, strconv.Itoa(pid))
 		}
 		var cmd *exec.Cmd
 		res, err := load.Run(ctx, load.Spec{
-			Protocol: sc.proto, Op: sc.op, Addrs: t.redis, Clients: o.clients, Pipeline: 1,
-			ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, Warmup: o.warmup, Duration: 2 * time.Second,
+			Protocol: sc.proto, Op: sc.op, Addrs: t.redis, Clients: o.clients, Pipeline: sc.pipeline,
+			ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, Warmup: o.warmup, Duration: 1500 * time.Millisecond,
 			OnStart: func() {
 				cmd = exec.Command("perf", "stat", "-x", ",", "-o", out, "-e", strings.Join(syscallEvents, ","),
 					"-p", strings.Join(pids, ","))
@@ -477,7 +493,7 @@ func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 		}
 		r.err = err
 		rep.sys = append(rep.sys, r)
-		logf("syscalls %-14s %.2f per request", t.name, r.total)
+		logf("syscalls %-12s %-14s %.2f per request", sc.name, t.name, r.total)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
