@@ -81,3 +81,11 @@ func (m *msg) free() {
 }
 
 func (m *msg) keyAt(i int) []byte { return m.keys[m.keyOff[i]:m.keyOff[i+1]] }
+
+// owner is the client m (or its parent) answers, nil for internal requests.
+func (m *msg) owner() *clientConn {
+	if m.parent != nil {
+		return m.parent.client
+	}
+	return m.client
+}

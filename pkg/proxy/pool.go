@@ -207,10 +207,7 @@ func (p *pool) serverFor(key []byte) *server {
 func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	m.server = s
 	s.stats.Requests.Add(1)
-	c := m.client
-	if m.parent != nil {
-		c = m.parent.client
-	}
+	c := m.owner()
 	for range 2 {
 		l := s.conn().link()
 		if l.enqueueFunc(m, build) {
@@ -290,14 +287,30 @@ func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []
 	}
 }
 
+// replyBatch carries what the replies of one server read share: the time
+// they were read, and the clients to wake once all of them are framed, so
+// that a client gets all its replies of that read in one write.
+type replyBatch struct {
+	now     int64
+	clients []*clientConn
+}
+
+func (b *replyBatch) wake() {
+	for i, c := range b.clients {
+		c.wakeWriter()
+		b.clients[i] = nil
+	}
+	b.clients = b.clients[:0]
+}
+
 // complete records a server's reply to m.
-func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+func (p *pool) complete(m *msg, reply []byte, isErr bool, b *replyBatch) {
 	if m.sentAt != 0 && m.server != nil {
-		m.server.latency.observe((time.Now().UnixNano() - m.sentAt) / 1e3)
+		m.server.latency.observe((b.now - m.sentAt) / 1e3)
 	}
 	m.reply = append(m.reply[:0], reply...)
 	m.isErr = isErr
-	p.finish(m)
+	p.finish(m, b)
 }
 
 // fail answers m with the protocol's error for err.
@@ -306,11 +319,12 @@ func (p *pool) fail(m *msg, err error) {
 	if m.client != nil || m.parent != nil {
 		m.reply = p.proto.errorReply(m.reply[:0], err)
 	}
-	p.finish(m)
+	p.finish(m, nil)
 }
 
-// finish hands a done msg to its client, or to its parent.
-func (p *pool) finish(m *msg) {
+// finish hands a done msg to its client, or to its parent. With a batch,
+// the client is woken when the batch ends; without, at once.
+func (p *pool) finish(m *msg, b *replyBatch) {
 	if parent := m.parent; parent != nil {
 		if parent.pending.Add(-1) == 0 {
 			p.proto.merge(parent)
@@ -318,7 +332,7 @@ func (p *pool) finish(m *msg) {
 				f.free()
 			}
 			parent.frags = parent.frags[:0]
-			p.finish(parent)
+			p.finish(parent, b)
 		}
 		return
 	}
@@ -331,14 +345,24 @@ func (p *pool) finish(m *msg) {
 		return
 	}
 	if m.server != nil || m.frags != nil {
-		us := (time.Now().UnixNano() - m.start) / 1e3
+		now := time.Now().UnixNano()
+		if b != nil {
+			now = b.now
+		}
+		us := (now - m.start) / 1e3
 		p.latency.observe(us)
 		if p.slowlog > 0 && us > p.slowlog {
 			p.slow(m, us)
 		}
 	}
 	m.done.Store(true)
-	c.wakeWriter()
+	if b == nil {
+		c.wakeWriter()
+		return
+	}
+	if n := len(b.clients); n == 0 || b.clients[n-1] != c {
+		b.clients = append(b.clients, c)
+	}
 }
 
 // serve accepts clients on ln until it is closed.
