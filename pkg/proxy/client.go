@@ -104,7 +104,7 @@ func (c *clientConn) run() {
 	p := c.pool
 	defer p.removeClient(c)
 	defer c.conn.Close()
-	rb := newReadBuf(p.proto.maxRequest())
+	rb := newClientReadBuf(p.proto.maxRequest())
 	// more: complete requests may still be buffered (a batch was cut at
 	// maxBatch), so parse before reading again.
 	more := false

@@ -10,19 +10,37 @@ const (
 	readBufInitial = 16 << 10
 	// readBufKeep is the largest buffer kept after a big message has been
 	// consumed; larger ones go back to the garbage collector.
-	readBufKeep = 64 << 10
+	readBufKeep = 256 << 10
+	// clientReadBuf is where a client's buffer starts, and what it shrinks
+	// back to when the client calms down: most clients send small requests
+	// and sit idle in Read, where only this much is held for them.
+	clientReadBuf = 4 << 10
+	// hotReadBuf bounds the growth of a buffer whose reads keep filling it
+	// (a client pipelining large requests), so that it reads bigger chunks.
+	hotReadBuf = 256 << 10
+	// calmReads small reads in a row shrink a big buffer back.
+	calmReads = 8
 )
 
 var errTooLarge = errors.New("proxy: message exceeds the size limit")
 
 // readBuf is a connection's read buffer: data lives in buf[r:w].
 type readBuf struct {
-	buf   []byte
-	r, w  int
-	limit int // largest buffer allowed
+	buf      []byte
+	r, w     int
+	limit    int  // largest buffer allowed
+	small    int  // initial size, and what a cold buffer shrinks to
+	lastFull bool // the last read filled all the room it had
+	calm     int  // consecutive small reads while the buffer is big
 }
 
-func newReadBuf(limit int) *readBuf { return &readBuf{limit: limit} }
+func newReadBuf(limit int) *readBuf { return &readBuf{limit: limit, small: readBufInitial} }
+
+// newClientReadBuf starts small and adapts: it doubles while reads keep
+// filling it and shrinks back once they do not.
+func newClientReadBuf(limit int) *readBuf {
+	return &readBuf{limit: limit, small: clientReadBuf}
+}
 
 func (b *readBuf) bytes() []byte { return b.buf[b.r:b.w] }
 func (b *readBuf) len() int      { return b.w - b.r }
@@ -52,7 +70,7 @@ func (b *readBuf) want(need, limit int) error {
 	// Geometric growth: a parser's need is often only a lower bound (one
 	// more byte of an unterminated line), and growing to it exactly would
 	// read a long line one byte at a time.
-	size := min(max(2*b.len(), readBufInitial), limit)
+	size := min(max(2*b.len(), b.small), limit)
 	if size <= len(b.buf) {
 		if b.r > 0 {
 			b.w = copy(b.buf, b.bytes())
@@ -70,30 +88,53 @@ func (b *readBuf) want(need, limit int) error {
 // fill reads once from conn, compacting or growing the buffer first.
 func (b *readBuf) fill(conn net.Conn) error {
 	if b.buf == nil {
-		b.buf = make([]byte, readBufInitial)
+		b.buf = make([]byte, b.small)
 	}
-	if b.w == len(b.buf) {
-		if b.r > 0 {
-			b.w = copy(b.buf, b.bytes())
-			b.r = 0
-		} else {
-			if len(b.buf) >= b.limit {
-				return errTooLarge
-			}
-			nb := make([]byte, min(2*len(b.buf), b.limit))
-			copy(nb, b.buf[:b.w])
-			b.buf = nb
+	switch {
+	case b.lastFull && len(b.buf) < hotReadBuf && len(b.buf) < b.limit:
+		// The peer sends faster than we take it: read bigger chunks.
+		b.grow(min(2*len(b.buf), b.limit))
+	case b.w == len(b.buf) && b.r > 0:
+		b.w = copy(b.buf, b.bytes())
+		b.r = 0
+	case b.w == len(b.buf):
+		if len(b.buf) >= b.limit {
+			return errTooLarge
 		}
+		b.grow(min(2*len(b.buf), b.limit))
 	}
+	room := len(b.buf) - b.w
 	n, err := conn.Read(b.buf[b.w:])
 	b.w += n
+	b.lastFull = n == room
 	if n > 0 {
+		if len(b.buf) > b.small && n < b.small/4 {
+			b.calm++
+		} else {
+			b.calm = 0
+		}
+		if b.calm >= calmReads && b.len() <= b.small/2 {
+			// Calm again for a while: give the big buffer back.
+			b.calm = 0
+			nb := make([]byte, b.small)
+			b.w = copy(nb, b.bytes())
+			b.r = 0
+			b.buf = nb
+		}
 		return nil
 	}
 	if err == nil {
 		err = io.ErrNoProgress
 	}
 	return err
+}
+
+// grow moves the unread bytes into a buffer of size.
+func (b *readBuf) grow(size int) {
+	nb := make([]byte, size)
+	b.w = copy(nb, b.bytes())
+	b.r = 0
+	b.buf = nb
 }
 
 func isEOF(err error) bool {

@@ -104,3 +104,55 @@ func TestReadBufWantGrowsGeometrically(t *testing.T) {
 		t.Fatalf("%d reallocations to reach 200 KiB", grows)
 	}
 }
+
+// A client's buffer starts small, doubles while reads keep filling it (a
+// pipelining client is read in bigger chunks), and shrinks back after a run
+// of small reads, so that an idle client holds little.
+func TestClientReadBufAdapts(t *testing.T) {
+	srv, cli := net.Pipe()
+	defer srv.Close()
+	defer cli.Close()
+	b := newClientReadBuf(1 << 20)
+	// send writes n bytes (n < 0: exactly the room the next read has) and
+	// lets the buffer read and consume them in one read.
+	send := func(n int) {
+		if n < 0 {
+			n = nextRoom(b)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cli.Write(make([]byte, n))
+		}()
+		if err := b.fill(srv); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		b.consume(b.len())
+	}
+	send(1) // allocates the small buffer
+	if len(b.buf) != clientReadBuf {
+		t.Fatalf("starts at %d bytes", len(b.buf))
+	}
+	for i := 0; i < 6; i++ {
+		send(-1) // fills all the room: the peer sends faster than we read
+	}
+	if len(b.buf) < 64<<10 {
+		t.Fatalf("busy client still reads into %d bytes", len(b.buf))
+	}
+	for i := 0; i < calmReads; i++ {
+		send(10)
+	}
+	if len(b.buf) != clientReadBuf {
+		t.Fatalf("calm client keeps %d bytes", len(b.buf))
+	}
+}
+
+// nextRoom is the room the next fill of b will read into.
+func nextRoom(b *readBuf) int {
+	size := len(b.buf)
+	if b.lastFull && size < hotReadBuf {
+		size *= 2
+	}
+	return size - b.len()
+}
