@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -236,4 +237,34 @@ func Nuthatch(t testing.TB, hcl string, wait ...string) *Proc {
 		p.Addr = wait[0]
 	}
 	return p
+}
+
+// Children returns the live (not zombie) child processes of pid, read from
+// /proc: a nuthatch master's workers.
+func Children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 > len(s) {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 2 {
+			continue
+		}
+		if pp, _ := strconv.Atoi(f[1]); pp == pid && f[0] != "Z" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

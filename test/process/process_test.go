@@ -24,27 +24,8 @@ import (
 
 var ctx = context.Background()
 
-// children returns the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if pp, _ := strconv.Atoi(fields[1]); pp == pid && fields[0] != "Z" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+// children returns the live child pids of pid.
+func children(pid int) []int { return harness.Children(pid) }
 
 func waitWorkers(t *testing.T, master, n int, timeout time.Duration) []int {
 	t.Helper()

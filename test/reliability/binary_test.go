@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,26 +80,7 @@ func (w *binaryRig) dial(t testing.TB, addr string) *client {
 }
 
 // children returns the live child pids of pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if pp, _ := strconv.Atoi(f[1]); pp == pid && f[0] != "Z" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func children(pid int) []int { return harness.Children(pid) }
 
 // fdCount is the number of open fds of pid.
 func fdCount(pid int) int {
