@@ -72,7 +72,8 @@ func (w *worker) run(files []*os.File) int {
 			w.entry.WithError(err).WithField("cpu", m.CPU).Warn("cannot pin worker to its CPU")
 		}
 	}
-	if m.GoMaxProcs > 0 {
+	if m.GoMaxProcs > 0 && os.Getenv("GOMAXPROCS") == "" {
+		// An operator's GOMAXPROCS in the environment wins.
 		runtime.GOMAXPROCS(m.GoMaxProcs)
 	}
 	px, err := proxy.New(w.cfg, w.entry)
