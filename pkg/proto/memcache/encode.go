@@ -85,5 +85,15 @@ func StripEnd(reply []byte) []byte {
 	if bytes.HasSuffix(reply, endLine) {
 		return reply[:len(reply)-len(endLine)]
 	}
+	// ReplyLen also accepts an END line with trailing spaces or a bare LF:
+	// the END line is what follows the last line break before the final
+	// one (a data block ends with CRLF, so its bytes never reach past it).
+	if len(reply) == 0 || reply[len(reply)-1] != '\n' {
+		return reply
+	}
+	start := bytes.LastIndexByte(reply[:len(reply)-1], '\n') + 1
+	if bytes.HasPrefix(reply[start:], endLine[:3]) {
+		return reply[:start]
+	}
 	return reply
 }
