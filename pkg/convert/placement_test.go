@@ -14,6 +14,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit/hashkittest"
 )
 
 // This file checks placement end to end without processes: a pool built
@@ -130,7 +131,7 @@ func configNodes(p *config.Pool) []hashkit.Node {
 // TestPlacementMatchesReference checks 2000 keys per pool of every valid
 // corpus file: converted HCL against the reference derivation.
 func TestPlacementMatchesReference(t *testing.T) {
-	keys := goldenKeys(2000)
+	keys := hashkittest.GoldenKeys(2000)
 	for _, file := range corpus(t, "testdata") {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			src := readFile(t, file)
@@ -207,7 +208,7 @@ func TestPlacementMatchesNutcracker(t *testing.T) {
 	}
 	for i, c := range cases {
 		cp := cfg.Pools[i]
-		keys := goldenKeys(len(c.servers))
+		keys := hashkittest.GoldenKeys(len(c.servers))
 		got := placement(t, cp.Hash, cp.HashTag, cp.Distribution, configNodes(cp), c.live, keys)
 		for k := range keys {
 			if want := int(c.servers[k] - '0'); got[k] != want {
@@ -276,51 +277,4 @@ func readNutcrackerGolden(t *testing.T, path string) ([]goldenServer, []goldenCa
 		t.Fatalf("%s: only %d servers and %d cases", path, len(servers), len(cases))
 	}
 	return servers, cases
-}
-
-// goldenKeys is pkg/hashkit's key generator for its recorded placements
-// (golden_test.go); it must stay identical to that one.
-func goldenKeys(n int) [][]byte {
-	s := uint64(0x6e75746861746368) // splitmix64 state
-	next := func() uint64 {
-		s += 0x9e3779b97f4a7c15
-		z := s
-		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-		z = (z ^ z>>27) * 0x94d049bb133111eb
-		return z ^ z>>31
-	}
-	randBytes := func(n int, lo, span uint64) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(lo + next()%span)
-		}
-		return b
-	}
-	tagShapes := []string{"{}%d", "%d{", "}%d{x", "a{b}c%d", "{%d}", "x{y}z{%d}", "{{%d}}", "%d}{", "{%d", "k{}{%d}", "{%d}{z}"}
-	keys := make([][]byte, n)
-	for i := range keys {
-		if i == 0 {
-			keys[i] = []byte{}
-			continue
-		}
-		switch i % 8 {
-		case 0:
-			keys[i] = fmt.Appendf(nil, "key:%d", i)
-		case 1:
-			keys[i] = fmt.Appendf(nil, "user:{%d}:field", next()%97)
-		case 2:
-			keys[i] = randBytes(1+int(next()%32), 0, 256)
-		case 3:
-			keys[i] = randBytes(1+int(next()%64), 33, 94)
-		case 4:
-			keys[i] = fmt.Appendf(nil, tagShapes[next()%uint64(len(tagShapes))], next()%1000)
-		case 5:
-			keys[i] = randBytes(100+int(next()%200), 33, 94)
-		case 6:
-			keys[i] = fmt.Appendf(nil, "object:%d:%d", next()%100000, i)
-		case 7:
-			keys[i] = randBytes(1+int(next()%7), 0x80, 0x80)
-		}
-	}
-	return keys
 }

@@ -7,58 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit/hashkittest"
 )
 
 const goldenFile = "testdata/nutcracker_placement.txt"
-
-// goldenKeys returns n deterministic keys mixing the shapes that stress
-// placement: an empty key, plain and tagged ASCII keys, binary and
-// high-byte keys (signed-char paths), every tail length, long keys and
-// malformed hash tags. It must never change, or the golden file goes stale.
-func goldenKeys(n int) [][]byte {
-	s := uint64(0x6e75746861746368) // splitmix64 state
-	next := func() uint64 {
-		s += 0x9e3779b97f4a7c15
-		z := s
-		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-		z = (z ^ z>>27) * 0x94d049bb133111eb
-		return z ^ z>>31
-	}
-	randBytes := func(n int, lo, span uint64) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(lo + next()%span)
-		}
-		return b
-	}
-	tagShapes := []string{"{}%d", "%d{", "}%d{x", "a{b}c%d", "{%d}", "x{y}z{%d}", "{{%d}}", "%d}{", "{%d", "k{}{%d}", "{%d}{z}"}
-	keys := make([][]byte, n)
-	for i := range keys {
-		if i == 0 {
-			keys[i] = []byte{}
-			continue
-		}
-		switch i % 8 {
-		case 0:
-			keys[i] = fmt.Appendf(nil, "key:%d", i)
-		case 1:
-			keys[i] = fmt.Appendf(nil, "user:{%d}:field", next()%97)
-		case 2:
-			keys[i] = randBytes(1+int(next()%32), 0, 256)
-		case 3:
-			keys[i] = randBytes(1+int(next()%64), 33, 94)
-		case 4:
-			keys[i] = fmt.Appendf(nil, tagShapes[next()%uint64(len(tagShapes))], next()%1000)
-		case 5:
-			keys[i] = randBytes(100+int(next()%200), 33, 94)
-		case 6:
-			keys[i] = fmt.Appendf(nil, "object:%d:%d", next()%100000, i)
-		case 7:
-			keys[i] = randBytes(1+int(next()%7), 0x80, 0x80)
-		}
-	}
-	return keys
-}
 
 // goldenServer is one "servers:" entry of the recorded configuration.
 type goldenServer struct {
@@ -136,7 +89,7 @@ func writeGolden(path string, servers []goldenServer, cases []goldenCase) error 
 	var b strings.Builder
 	b.WriteString("# Key placement recorded from a real nutcracker 0.5.0 (Debian) with redis\n")
 	b.WriteString("# backends: go test ./pkg/hashkit -run TestNutcrackerPlacement -update\n")
-	b.WriteString("# Keys are goldenKeys(len(servers string)) from golden_test.go.\n")
+	b.WriteString("# Keys are hashkittest.GoldenKeys(len(servers string)).\n")
 	b.WriteString("# server <label> <named|unnamed> <weight>, in configuration order\n")
 	b.WriteString("# case <hash> <distribution> <hash_tag or -> <live mask> <server index per key>\n")
 	for _, s := range servers {
@@ -182,7 +135,7 @@ func TestGoldenPlacement(t *testing.T) {
 		name := fmt.Sprintf("%s/%s/tag=%q/live=%s", c.hash, c.dist, c.tag, c.liveString())
 		seen[c.hash+"/"+c.dist] = true
 		t.Run(name, func(t *testing.T) {
-			keys := goldenKeys(len(c.servers))
+			keys := hashkittest.GoldenKeys(len(c.servers))
 			got := predict(t, servers, c, keys)
 			for i := range got {
 				if got[i] != c.servers[i] {

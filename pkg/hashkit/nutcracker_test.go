@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit/hashkittest"
 )
 
 var update = flag.Bool("update", false, "rewrite "+goldenFile+" from a live nutcracker")
@@ -140,7 +142,7 @@ func TestNutcrackerPlacement(t *testing.T) {
 	var cases []goldenCase
 	killed := false
 	for _, p := range pools {
-		keys := goldenKeys(p.keys)
+		keys := hashkittest.GoldenKeys(p.keys)
 		if !p.c.live[ejected] && !killed {
 			stopProc(redis[ejected])
 			killed = true
