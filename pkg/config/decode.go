@@ -80,6 +80,7 @@ type rawPool struct {
 	ServerRetryTimeout *string `hcl:"server_retry_timeout,optional"`
 	ServerFailureLimit *int    `hcl:"server_failure_limit,optional"`
 	TCPKeepalive       *bool   `hcl:"tcpkeepalive,optional"`
+	TCPQuickack        *bool   `hcl:"tcp_quickack,optional"`
 	RedisAuth          *string `hcl:"redis_auth,optional"`
 	RedisDB            *int    `hcl:"redis_db,optional"`
 	ClientIdleTimeout  *string `hcl:"client_idle_timeout,optional"`
@@ -451,6 +452,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		Preconnect:         deref(rp.Preconnect, false),
 		AutoEjectHosts:     deref(rp.AutoEjectHosts, false),
 		TCPKeepalive:       deref(rp.TCPKeepalive, false),
+		TCPQuickack:        deref(rp.TCPQuickack, false),
 		RedisAuth:          deref(rp.RedisAuth, ""),
 		ServerConnections:  deref(rp.ServerConnections, DefaultServerConnections),
 		ServerFailureLimit: c.nonNegative("server_failure_limit", rp.ServerFailureLimit, DefaultServerFailureLimit, rp.ServerFailureLimitRange),

@@ -83,6 +83,9 @@ type Pool struct {
 	ServerRetryTimeout time.Duration
 	ServerFailureLimit int
 	TCPKeepalive       bool
+	// TCPQuickack re-arms TCP_QUICKACK on client sockets after every read,
+	// so the kernel acknowledges at once instead of delaying the ACK.
+	TCPQuickack bool
 	// ClientIdleTimeout closes a client that sent nothing for that long
 	// while waiting for nothing; 0 keeps idle clients forever (twemproxy).
 	ClientIdleTimeout time.Duration
