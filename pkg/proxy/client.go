@@ -2,9 +2,10 @@ package proxy
 
 import (
 	"errors"
-	"net"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/memcache"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
@@ -12,28 +13,42 @@ import (
 
 var errLinkShutdown = errors.New("proxy: shutting down")
 
-// clientConn is one client connection, served by one goroutine: it reads
-// what the client sent, routes every request, sends each touched server
-// its share in one write, then writes the replies back in request order
-// as they arrive, and reads again. One goroutine and no hand-off per
-// request keeps the unpipelined path as short as twemproxy's event loop;
-// a client that sends more than it reads is simply not read (back-pressure)
-// until its replies are written.
+// clientConn is one client connection, owned by the event loop. A read
+// event reads what the client sent (into the loop's shared buffer) and
+// routes every complete request; the replies are written back in request
+// order, in one write per round, as they arrive. A client that has
+// maxBatch requests in flight, or whose socket will not take its replies,
+// is not read (back-pressure) until that changes. Between requests a
+// client holds no buffer: a partial request is the only thing copied out
+// of the shared buffer.
 type clientConn struct {
 	pool *pool
-	conn net.Conn
+	lp   *loop
+	fd   int
+	peer unix.Sockaddr
+	tcp  bool
 
-	queue   []*msg // read, reply not written yet, in request order
+	rb      readBuf // a partial request, or a batch cut at maxBatch
+	queue   []*msg  // read, reply not written yet, in request order
 	qhead   int
-	notify  chan struct{} // a msg of this client finished
-	touched []*link       // links holding requests of this batch
-	now     int64         // when the current batch was read
+	out     []byte // reply bytes the socket did not take yet
+	outOff  int
+	outSince int64 // when out last made progress, for client_write_timeout
 
-	draining atomic.Bool
-	accepted time.Time
+	now      int64 // when the current batch was read
+	lastRead int64
+	accepted int64
+
+	readable bool // an edge said there is data, not yet read to the end
+	hup      bool // the peer closed or failed: read until EOF, not a short read
+	needMore bool // rb holds an incomplete request: parse only after a read
+	eof      bool // the client sent EOF (or failed): no more reads
+	noMore   bool // a request asked to close: route nothing after it
+	closing  bool // a reply asked to close the connection once written
+	ready    bool // on the loop's ready list
+	closed   bool
 	served   bool // something was read from the client
-	dead     bool // writing to the client failed
-	closing  bool // a reply asked to close the connection
+	draining bool
 
 	// proto-specific per-client state
 	authed bool
@@ -52,20 +67,14 @@ type clientConn struct {
 	// The counter of the last command seen: clients mostly repeat one.
 	cmdCountName string
 	cmdCount     *atomic.Uint64
-
-	wbuf []byte
+	need         int // size hint of the incomplete request in rb
 }
 
-func newClientConn(p *pool, conn net.Conn) *clientConn {
-	return &clientConn{pool: p, conn: conn, notify: make(chan struct{}, 1), accepted: time.Now()}
-}
-
-// wakeWriter tells the client goroutine that one of its msgs finished.
-func (c *clientConn) wakeWriter() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
+func newClientConn(p *pool, fd int, peer unix.Sockaddr, tcp bool) *clientConn {
+	c := &clientConn{pool: p, lp: p.lp, fd: fd, peer: peer, tcp: tcp, accepted: p.lp.now}
+	c.rb.limit, c.rb.small = p.proto.maxRequest(), clientReadBuf
+	c.lastRead = c.accepted
+	return c
 }
 
 // enqueue puts m in the client's reply order.
@@ -88,192 +97,358 @@ func (c *clientConn) enqueue(m *msg) {
 func (c *clientConn) reply(m *msg) {
 	c.enqueue(m)
 	m.done.Store(true)
+	c.lp.markReady(c)
 }
 
-// touch records that l holds requests of this batch, to flush after it.
-func (c *clientConn) touch(l *link) {
-	for _, t := range c.touched {
-		if t == l {
-			return
-		}
+func (c *clientConn) inFlight() int { return len(c.queue) - c.qhead }
+
+// event handles epoll's news about the client socket.
+func (c *clientConn) event(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.readable = true
 	}
-	c.touched = append(c.touched, l)
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		// The FIN came with this edge: no edge will follow it, so read on
+		// until read says EOF.
+		c.hup = true
+	}
+	if ev&unix.EPOLLOUT != 0 && c.outOff < len(c.out) {
+		c.lp.markReady(c)
+	}
+	c.serve()
 }
 
-func (c *clientConn) run() {
+// serve routes what the client sent, reading while it may: until the
+// socket is drained, maxBatch requests are in flight, or its replies back
+// up.
+func (c *clientConn) serve() {
 	p := c.pool
-	defer p.removeClient(c)
-	defer c.conn.Close()
-	rb := newClientReadBuf(p.proto.maxRequest())
-	// more: complete requests may still be buffered (a batch was cut at
-	// maxBatch), so parse before reading again.
-	more := false
-	for {
-		if !more {
-			if c.draining.Load() {
-				// Close at a moment when the client waits for nothing:
-				// every request read has been answered and no partial one
-				// is buffered. Clients that pool connections see a clean
-				// EOF. A client that connected just now gets a moment to
-				// send its first request, which is surely on its way.
-				if rb.len() == 0 && (c.served || time.Since(c.accepted) > firstRequestGrace) {
-					return
-				}
-				c.conn.SetReadDeadline(time.Now().Add(drainPoll))
-			} else if idle := p.cfg.ClientIdleTimeout; idle > 0 {
-				// Also ends a client stalled in the middle of a request.
-				c.conn.SetReadDeadline(time.Now().Add(idle))
-			}
-			err := rb.fill(c.conn)
-			if err != nil {
-				if isTimeout(err) && c.draining.Load() {
-					continue
-				}
-				if isTimeout(err) && p.cfg.ClientIdleTimeout > 0 {
-					p.stats.ClientIdleClosed.Add(1)
-					p.log.WithField("partial_bytes", rb.len()).Debug("closing an idle client")
-					return
-				}
-				if isEOF(err) {
-					p.stats.ClientEOF.Add(1)
-				} else {
-					p.stats.ClientErr.Add(1)
-				}
-				// A client that half-closed still gets the replies to what
-				// it sent before.
-				c.writeReplies()
-				return
-			}
-		}
-		c.now = time.Now().UnixNano()
-		c.served = true
-		stop := false
-		more = false
-		for rb.len() > 0 && !stop {
-			if len(c.queue) >= maxBatch {
-				// Bound what one client holds in flight: the replies of a
-				// batch are written (the client must read them) before more
-				// of its requests are routed.
-				more = true
-				break
-			}
-			n, need, err := p.proto.parse(c, rb.bytes())
-			if err != nil {
-				p.stats.ClientErr.Add(1)
-				stop = true
-				break
-			}
-			if n == 0 {
-				if err := rb.want(need, p.proto.maxRequest()); err != nil {
-					p.stats.ClientErr.Add(1)
-					stop = true
-				}
-				break
-			}
-			rb.consume(n)
-			stop = c.quit
-		}
-		c.flushLinks()
-		c.writeReplies()
-		if stop || c.dead || c.closing {
+	for !c.closed && !c.noMore {
+		if c.inFlight() >= maxBatch || c.outOff < len(c.out) {
 			return
 		}
-	}
-}
-
-// flushLinks sends each server the requests of this batch.
-func (c *clientConn) flushLinks() {
-	for i, l := range c.touched {
-		l.flush()
-		c.touched[i] = nil
-	}
-	c.touched = c.touched[:0]
-}
-
-// writeReplies writes every queued reply in order, batching those that are
-// ready into one write, waiting for the others.
-func (c *clientConn) writeReplies() {
-	for c.qhead < len(c.queue) {
-		if c.dead {
-			// Nobody to answer: the msgs still in flight belong to their
-			// servers until they finish; the garbage collector takes them.
-			clear(c.queue[c.qhead:])
-			break
-		}
-		m := c.queue[c.qhead]
-		if !m.done.Load() {
-			c.flush()
-			<-c.notify
+		if c.rb.len() > 0 && !c.needMore {
+			n := c.parse(c.rb.bytes())
+			c.rb.consume(n)
+			c.afterParse()
 			continue
 		}
-		if !m.silent {
-			c.wbuf = append(c.wbuf, m.reply...)
+		if !c.readable || c.eof {
+			break
 		}
-		c.queue[c.qhead] = nil
-		c.qhead++
-		closeAfter := m.closeAfter
-		m.free()
-		if closeAfter {
-			c.closing = true
-			clear(c.queue[c.qhead:])
+		// Read into the shared buffer when nothing is pending, else append
+		// to the partial request.
+		var room []byte
+		shared := c.rb.len() == 0
+		if shared {
+			room = c.lp.scratch
+		} else {
+			if err := c.rb.makeRoom(); err != nil {
+				p.stats.ClientErr.Add(1)
+				c.noMore = true
+				c.finished()
+				break
+			}
+			room = c.rb.buf[c.rb.w:]
+		}
+		n, err := sysRead(c.fd, room)
+		if err != nil {
+			if isAgain(err) {
+				c.readable = false
+				break
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			// A reset: count it as twemproxy does (client_err), and still
+			// write what can be written.
+			p.stats.ClientErr.Add(1)
+			c.eof = true
+			c.finished()
+			break
+		}
+		if n == 0 {
+			p.stats.ClientEOF.Add(1)
+			c.eof = true
+			c.finished()
+			break
+		}
+		if n < len(room) && !c.hup {
+			// Edge-triggered: a short read emptied the socket; the next
+			// byte to arrive raises a new edge.
+			c.readable = false
+		}
+		if c.tcp && p.cfg.TCPQuickack {
+			unix.SetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+		}
+		c.now, c.lastRead, c.served, c.needMore = c.lp.now, c.lp.now, true, false
+		if shared {
+			data := room[:n]
+			used := c.parse(data)
+			if used < n {
+				c.rb.keep(data[used:])
+			}
+		} else {
+			c.rb.w += n
+			c.rb.filled(n, len(room))
+			used := c.parse(c.rb.bytes())
+			c.rb.consume(used)
+		}
+		c.afterParse()
+	}
+}
+
+// finished: the client sent EOF, failed, or asked to close. What it sent
+// is answered, then the connection closes (writeOut decides when).
+func (c *clientConn) finished() {
+	c.readable = false
+	c.lp.markReady(c)
+}
+
+// parse routes the complete requests at the start of data and returns the
+// bytes consumed. It stops at maxBatch requests in flight, at a request
+// that ends the connection, and before an incomplete request.
+func (c *clientConn) parse(data []byte) int {
+	p := c.pool
+	used := 0
+	for used < len(data) {
+		if c.inFlight() >= maxBatch {
+			break
+		}
+		n, need, err := p.proto.parse(c, data[used:])
+		if err != nil {
+			p.stats.ClientErr.Add(1)
+			c.noMore = true
+			c.finished()
+			break
+		}
+		if n == 0 {
+			c.needMore = true
+			c.need = need
+			break
+		}
+		used += n
+		if c.quit {
+			c.noMore = true
+			c.finished()
 			break
 		}
 	}
-	c.queue, c.qhead = c.queue[:0], 0
-	c.flush()
+	return used
 }
 
-func (c *clientConn) flush() {
-	if len(c.wbuf) == 0 || c.dead {
-		c.wbuf = c.wbuf[:0]
+// afterParse sizes the buffer for an incomplete request, refusing one
+// over the protocol's limit.
+func (c *clientConn) afterParse() {
+	if c.needMore && c.need > 0 {
+		if err := c.rb.want(c.need, c.pool.proto.maxRequest()); err != nil {
+			c.pool.stats.ClientErr.Add(1)
+			c.noMore = true
+			c.finished()
+		}
+		c.need = 0
+	}
+	if c.rb.len() == 0 {
+		c.rb.release()
+	}
+}
+
+// writeOut writes every reply that is ready, in request order, in as few
+// writes as possible; then, if that made room, routes more of what the
+// client sent; and closes the client once it is finished.
+func (c *clientConn) writeOut() {
+	if c.closed {
 		return
 	}
-	err := c.write(c.wbuf)
-	if cap(c.wbuf) > maxKeptWriteBuf {
-		c.wbuf = nil
-	} else {
-		c.wbuf = c.wbuf[:0]
+	lp := c.lp
+	for {
+		if c.outOff < len(c.out) {
+			n, err := sysWrite(c.fd, c.out[c.outOff:])
+			if err != nil && !isAgain(err) && err != unix.EINTR {
+				c.writeFailed()
+				return
+			}
+			if n > 0 {
+				c.outOff += n
+				c.outSince = lp.now
+			}
+			if c.outOff < len(c.out) {
+				return // EPOLLOUT will call again
+			}
+			c.out, c.outOff = c.out[:0], 0
+			if cap(c.out) > maxKeptWriteBuf {
+				c.out = nil
+			}
+		}
+		if c.closing {
+			break
+		}
+		// Gather the replies that are ready, in order, without copying.
+		bufs := lp.bufs[:0]
+		size := 0
+		start := c.qhead
+		closeAfter := false
+		for c.qhead < len(c.queue) && len(bufs) < maxIovecs {
+			m := c.queue[c.qhead]
+			if !m.done.Load() {
+				break
+			}
+			c.qhead++
+			if !m.silent && len(m.reply) > 0 {
+				bufs = append(bufs, m.reply)
+				size += len(m.reply)
+			}
+			if m.closeAfter {
+				closeAfter = true
+				break
+			}
+		}
+		lp.bufs = bufs
+		if c.qhead == start {
+			break
+		}
+		var n int
+		var err error
+		switch len(bufs) {
+		case 0:
+		case 1:
+			n, err = sysWrite(c.fd, bufs[0])
+		default:
+			n, err = sysWritev(c.fd, bufs, lp.iov[:0])
+		}
+		if err != nil && !isAgain(err) && err != unix.EINTR {
+			c.freeReplies(start)
+			c.writeFailed()
+			return
+		}
+		full := n < size
+		if full {
+			// The socket is full: keep the rest and wait for EPOLLOUT.
+			c.out = appendUnwritten(c.out[:0], bufs, max(n, 0))
+			c.outOff = 0
+			c.outSince = lp.now
+		}
+		clear(bufs)
+		c.freeReplies(start)
+		if closeAfter {
+			c.closing = true
+			c.noMore = true
+		}
+		if full {
+			return
+		}
+		if closeAfter {
+			break
+		}
 	}
-	if err != nil {
-		c.dead = true
-		c.pool.stats.ClientErr.Add(1)
+	if c.qhead == len(c.queue) {
+		c.queue, c.qhead = c.queue[:0], 0
+		if cap(c.queue) > 4*maxBatch {
+			c.queue = nil
+		}
+	}
+	if c.outOff < len(c.out) {
+		return
+	}
+	if c.closing || ((c.eof || c.noMore) && c.inFlight() == 0) {
+		c.close()
+		return
+	}
+	if c.draining && c.idle() && (c.served || lp.now-c.accepted > int64(firstRequestGrace)) {
+		c.close()
+		return
+	}
+	if c.inFlight() < maxBatch && (c.readable || (c.rb.len() > 0 && !c.needMore)) {
+		c.serve()
 	}
 }
 
-// write writes b to the client. With client_write_timeout, a client that
-// takes none of it for that long is given up: it stopped reading, and
-// would otherwise hold its goroutine, connection and replies for ever. A
-// slow client that keeps taking bytes is not cut off.
-func (c *clientConn) write(b []byte) error {
-	wt := c.pool.cfg.ClientWriteTimeout
-	if wt <= 0 {
-		_, err := c.conn.Write(b)
-		return err
+// freeReplies returns the msgs written since queue[start] to the pool.
+func (c *clientConn) freeReplies(start int) {
+	for i := start; i < c.qhead; i++ {
+		m := c.queue[i]
+		c.queue[i] = nil
+		m.free()
 	}
-	for {
-		c.conn.SetWriteDeadline(time.Now().Add(wt))
-		n, err := c.conn.Write(b)
-		if err == nil || !isTimeout(err) {
-			return err
+}
+
+// appendUnwritten appends what a write of n bytes left of bufs.
+func appendUnwritten(dst []byte, bufs [][]byte, n int) []byte {
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
 		}
-		if n == 0 {
-			p := c.pool
-			if p.limitLog.allow(time.Now().UnixNano()) {
-				p.log.WithField("client", remoteAddr(c.conn)).WithField("client_write_timeout", wt).
-					WithField("unsent_bytes", len(b)).Warn("closing a client that does not read its replies")
-			}
-			return err
+		dst = append(dst, b[n:]...)
+		n = 0
+	}
+	return dst
+}
+
+// idle: waiting for nothing and holding no partial request.
+func (c *clientConn) idle() bool {
+	return c.inFlight() == 0 && c.outOff == len(c.out) && c.rb.len() == 0
+}
+
+func (c *clientConn) writeFailed() {
+	c.pool.stats.ClientErr.Add(1)
+	c.close()
+}
+
+// close closes the connection now. Requests still in flight belong to
+// their servers until they finish; their replies are then dropped.
+func (c *clientConn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.lp.closeFD(c.fd)
+	for i := c.qhead; i < len(c.queue); i++ {
+		if m := c.queue[i]; m.done.Load() {
+			m.free()
 		}
-		b = b[n:]
+		c.queue[i] = nil
+	}
+	c.queue, c.qhead = nil, 0
+	c.out = nil
+	c.rb.release()
+	c.pool.removeClient(c)
+}
+
+// checkTimers applies the drain grace and the pool's client timeouts;
+// called from the loop's tick.
+func (c *clientConn) checkTimers(now int64) {
+	p := c.pool
+	if c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace)) {
+		c.close()
+		return
+	}
+	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 && c.outOff == len(c.out) &&
+		now-c.lastRead > int64(idle) {
+		p.stats.ClientIdleClosed.Add(1)
+		p.log.WithField("partial_bytes", c.rb.len()).Debug("closing an idle client")
+		c.close()
+		return
+	}
+	if wt := p.cfg.ClientWriteTimeout; wt > 0 && c.outOff < len(c.out) && now-c.outSince > int64(wt) {
+		if p.limitLog.allow(now) {
+			p.log.WithField("client", c.remoteAddr()).WithField("client_write_timeout", wt).
+				WithField("unsent_bytes", len(c.out)-c.outOff).Warn("closing a client that does not read its replies")
+		}
+		c.writeFailed()
 	}
 }
 
 // remoteAddr names a client for logs; a unix peer may have no address.
-func remoteAddr(conn net.Conn) string {
-	if a := conn.RemoteAddr(); a != nil {
-		return a.String()
-	}
-	return ""
+func (c *clientConn) remoteAddr() string {
+	return sockaddrString(c.peer)
+}
+
+// drain asks the client to finish: requests already read are answered,
+// then the connection closes once the client is idle.
+func (c *clientConn) drain() {
+	c.draining = true
+	c.checkTimers(c.lp.now)
 }
 
 // maxBatch bounds the requests of one client in flight at once, and so
@@ -284,18 +459,3 @@ const maxBatch = 256
 // firstRequestGrace is how long a draining worker waits for the first
 // request of a client it accepted just before it stopped accepting.
 const firstRequestGrace = 500 * time.Millisecond
-
-// drainPoll is how often a draining client is checked for idleness.
-const drainPoll = 20 * time.Millisecond
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// drain asks the client to finish: requests already read are answered,
-// then the connection closes once the client is idle.
-func (c *clientConn) drain() {
-	c.draining.Store(true)
-	c.conn.SetReadDeadline(time.Now())
-}

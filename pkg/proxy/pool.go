@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
@@ -55,16 +56,14 @@ type pool struct {
 	authLim  rateLimiter // AUTH attempts checked per second
 	commands sync.Map    // command name -> *atomic.Uint64
 
-	mu        sync.Mutex
-	listeners []net.Listener
-	clients   map[*clientConn]struct{}
+	lp        *loop
+	acceptors []*acceptor
+	clients   map[*clientConn]struct{} // owned by the loop
 	draining  bool
 	wg        sync.WaitGroup // clients
-	accepting sync.WaitGroup // accept loops
-	done      chan struct{}
 }
 
-func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
+func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	h, err := hashkit.Hash(cfg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
@@ -74,7 +73,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 		log:     log.WithField("pool", cfg.Name),
 		hash:    h,
 		clients: make(map[*clientConn]struct{}),
-		done:    make(chan struct{}),
+		lp:      lp,
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
@@ -106,8 +105,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry) (*pool, error) {
 	return p, nil
 }
 
-// start launches the pool's housekeeping and, with preconnect, its server
-// connections.
+// start opens the server connections with preconnect; on the loop.
 func (p *pool) start() {
 	if p.cfg.Preconnect {
 		for _, s := range p.servers {
@@ -116,28 +114,20 @@ func (p *pool) start() {
 			}
 		}
 	}
-	go p.tick()
 }
 
-// tick times out requests whose server is late and re-admits ejected
-// servers. A coarse ticker costs nothing per request, unlike a timer each.
-func (p *pool) tick() {
+// tickPeriod is how often the loop times out late requests and client
+// timers: a coarse tick costs nothing per request, unlike a timer each.
+func (p *pool) tickPeriod() time.Duration {
 	period := 50 * time.Millisecond
 	if t := p.cfg.Timeout; t > 0 && t/8 < period {
 		period = max(t/8, time.Millisecond)
 	}
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.done:
-			return
-		case now := <-t.C:
-			p.expire(now.UnixNano())
-		}
-	}
+	return period
 }
 
+// expire times out requests whose server is late, re-admits ejected
+// servers and applies the client timers; called on the loop's tick.
 func (p *pool) expire(now int64) {
 	timeout := int64(p.cfg.Timeout)
 	readmit := false
@@ -152,20 +142,22 @@ func (p *pool) expire(now int64) {
 		}
 		for _, sc := range s.conns {
 			l := sc.current()
-			if l == nil {
-				continue
-			}
-			l.mu.Lock()
-			late := l.head < len(l.inflight) && l.inflight[l.head].sentAt != 0 &&
-				now-l.inflight[l.head].sentAt > timeout
-			l.mu.Unlock()
-			if late {
+			if l != nil && l.head < len(l.inflight) && l.inflight[l.head].sentAt != 0 &&
+				now-l.inflight[l.head].sentAt > timeout {
 				l.kill(ErrTimeout)
 			}
 		}
 	}
 	if readmit {
 		p.rebuildRing()
+	}
+	for _, a := range p.acceptors {
+		a.resume(now)
+	}
+	if p.draining || p.cfg.ClientIdleTimeout > 0 || p.cfg.ClientWriteTimeout > 0 {
+		for c := range p.clients {
+			c.checkTimers(now)
+		}
 	}
 }
 
@@ -207,15 +199,8 @@ func (p *pool) serverFor(key []byte) *server {
 func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	m.server = s
 	s.stats.Requests.Add(1)
-	c := m.owner()
 	for range 2 {
-		l := s.conn().link()
-		if l.enqueueFunc(m, build) {
-			if c != nil {
-				c.touch(l)
-			} else {
-				l.flush()
-			}
+		if s.conn().link().enqueueFunc(m, build) {
 			return
 		}
 	}
@@ -287,30 +272,14 @@ func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []
 	}
 }
 
-// replyBatch carries what the replies of one server read share: the time
-// they were read, and the clients to wake once all of them are framed, so
-// that a client gets all its replies of that read in one write.
-type replyBatch struct {
-	now     int64
-	clients []*clientConn
-}
-
-func (b *replyBatch) wake() {
-	for i, c := range b.clients {
-		c.wakeWriter()
-		b.clients[i] = nil
-	}
-	b.clients = b.clients[:0]
-}
-
 // complete records a server's reply to m.
-func (p *pool) complete(m *msg, reply []byte, isErr bool, b *replyBatch) {
+func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 	if m.sentAt != 0 && m.server != nil {
-		m.server.latency.observe((b.now - m.sentAt) / 1e3)
+		m.server.latency.observe((p.lp.now - m.sentAt) / 1e3)
 	}
 	m.reply = append(m.reply[:0], reply...)
 	m.isErr = isErr
-	p.finish(m, b)
+	p.finish(m)
 }
 
 // fail answers m with the protocol's error for err.
@@ -319,12 +288,12 @@ func (p *pool) fail(m *msg, err error) {
 	if m.client != nil || m.parent != nil {
 		m.reply = p.proto.errorReply(m.reply[:0], err)
 	}
-	p.finish(m, nil)
+	p.finish(m)
 }
 
-// finish hands a done msg to its client, or to its parent. With a batch,
-// the client is woken when the batch ends; without, at once.
-func (p *pool) finish(m *msg, b *replyBatch) {
+// finish hands a done msg to its client, or to its parent; the client
+// writes it at the end of the round.
+func (p *pool) finish(m *msg) {
 	if parent := m.parent; parent != nil {
 		if parent.pending.Add(-1) == 0 {
 			p.proto.merge(parent)
@@ -332,7 +301,7 @@ func (p *pool) finish(m *msg, b *replyBatch) {
 				f.free()
 			}
 			parent.frags = parent.frags[:0]
-			p.finish(parent, b)
+			p.finish(parent)
 		}
 		return
 	}
@@ -345,126 +314,142 @@ func (p *pool) finish(m *msg, b *replyBatch) {
 		return
 	}
 	if m.server != nil || m.frags != nil {
-		now := time.Now().UnixNano()
-		if b != nil {
-			now = b.now
-		}
-		us := (now - m.start) / 1e3
+		us := (p.lp.now - m.start) / 1e3
 		p.latency.observe(us)
 		if p.slowlog > 0 && us > p.slowlog {
 			p.slow(m, us)
 		}
 	}
 	m.done.Store(true)
-	if b == nil {
-		c.wakeWriter()
-		return
-	}
-	if n := len(b.clients); n == 0 || b.clients[n-1] != c {
-		b.clients = append(b.clients, c)
-	}
+	p.lp.markReady(c)
 }
 
-// serve accepts clients on ln until it is closed.
-func (p *pool) serve(ln net.Listener) {
-	p.mu.Lock()
+// acceptor is one listening socket of a pool, registered with the loop.
+type acceptor struct {
+	p       *pool
+	ln      net.Listener // closed with the acceptor
+	fd      int          // the loop's duplicate of ln's socket
+	tcp     bool
+	paused  int64 // unix nanos until which accepting is paused, 0 = active
+	backoff time.Duration
+}
+
+// serve starts accepting clients on ln; on the loop.
+func (p *pool) serve(ln net.Listener) error {
 	if p.draining {
-		p.mu.Unlock()
-		return
+		ln.Close()
+		return nil
 	}
-	p.listeners = append(p.listeners, ln)
-	p.accepting.Add(1)
-	p.mu.Unlock()
-	defer p.accepting.Done()
-	var delay time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if isEOF(err) || p.isDraining() {
-				return
-			}
-			// EMFILE and friends: back off instead of spinning, as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			p.log.WithError(err).Warn("accept failed")
-			time.Sleep(delay)
+	fd, err := rawFD(ln)
+	if err != nil {
+		return err
+	}
+	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp"}
+	if err := p.lp.registerListener(fd, a); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	p.acceptors = append(p.acceptors, a)
+	return nil
+}
+
+// event accepts the connections waiting on the socket.
+func (a *acceptor) event(uint32) {
+	p := a.p
+	for range 64 { // then let the clients already connected have a turn
+		fd, sa, err := unix.Accept4(a.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err == unix.EINTR || err == unix.ECONNABORTED {
 			continue
 		}
-		delay = 0
-		p.accept(conn)
+		if isAgain(err) {
+			return
+		}
+		if err != nil {
+			// EMFILE and friends: stop accepting for a while instead of
+			// spinning, as net/http does.
+			a.backoff = min(max(2*a.backoff, 5*time.Millisecond), time.Second)
+			p.log.WithError(err).WithField("retry_in", a.backoff).Warn("accept failed")
+			unix.EpollCtl(p.lp.epfd, unix.EPOLL_CTL_DEL, a.fd, nil)
+			a.paused = p.lp.now + int64(a.backoff)
+			return
+		}
+		a.backoff = 0
+		if a.tcp {
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		p.accept(fd, sa, a.tcp)
 	}
 }
 
-func (p *pool) isDraining() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.draining
+// resume re-arms an acceptor paused after an error.
+func (a *acceptor) resume(now int64) {
+	if a.paused != 0 && now >= a.paused && a.fd >= 0 {
+		a.paused = 0
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(a.fd)}
+		unix.EpollCtl(a.p.lp.epfd, unix.EPOLL_CTL_ADD, a.fd, &ev)
+	}
 }
 
-func (p *pool) accept(conn net.Conn) {
+func (a *acceptor) close() {
+	if a.fd >= 0 {
+		a.p.lp.closeFD(a.fd)
+		a.fd = -1
+	}
+	a.ln.Close()
+}
+
+func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 	p.stats.ClientAccepted.Add(1)
 	if lim := p.cfg.ClientConnections; lim > 0 && p.stats.ClientConnections.Load() >= int64(lim) {
 		p.stats.ClientRejected.Add(1)
 		p.log.WithField("limit", lim).Warn("client_connections limit reached, refusing a client")
-		conn.SetWriteDeadline(time.Now().Add(time.Second))
-		conn.Write(p.proto.tooManyClients(nil))
-		conn.Close()
+		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		unix.Close(fd)
 		return
 	}
-	c := newClientConn(p, conn)
-	p.mu.Lock()
+	c := newClientConn(p, fd, sa, tcp)
+	if err := p.lp.register(fd, c); err != nil {
+		p.log.WithError(err).Warn("accept failed")
+		unix.Close(fd)
+		return
+	}
 	// Even while draining: the client connected before the listener
-	// closed and has likely sent a request already. drain waits for the
-	// accept loops, so it sees this client and drains it too.
+	// closed and has likely sent a request already; it is drained too.
 	p.clients[c] = struct{}{}
 	p.wg.Add(1)
-	p.mu.Unlock()
 	p.stats.ClientConnections.Add(1)
-	go c.run()
+	if p.draining {
+		c.draining = true
+	}
 }
 
 func (p *pool) removeClient(c *clientConn) {
-	p.mu.Lock()
 	delete(p.clients, c)
-	p.mu.Unlock()
 	p.stats.ClientConnections.Add(-1)
 	p.wg.Done()
 }
 
-// drain stops accepting and asks every client to finish what it has sent.
+// drain stops accepting and asks every client to finish what it has sent;
+// on the loop.
 func (p *pool) drain() {
-	p.mu.Lock()
+	if p.draining {
+		return
+	}
 	p.draining = true
-	lns := p.listeners
-	p.listeners = nil
-	p.mu.Unlock()
-	for _, ln := range lns {
-		ln.Close()
+	for _, a := range p.acceptors {
+		a.close()
 	}
-	// Every connection accepted so far is registered once the accept
-	// loops have returned.
-	p.accepting.Wait()
-	p.mu.Lock()
-	clients := make([]*clientConn, 0, len(p.clients))
+	p.acceptors = nil
 	for c := range p.clients {
-		clients = append(clients, c)
-	}
-	p.mu.Unlock()
-	for _, c := range clients {
 		c.drain()
 	}
 }
 
-// closeAll closes every client and server connection now.
+// closeAll closes every client and server connection now; on the loop.
 func (p *pool) closeAll() {
 	p.drain()
-	p.mu.Lock()
-	clients := make([]*clientConn, 0, len(p.clients))
 	for c := range p.clients {
-		clients = append(clients, c)
-	}
-	p.mu.Unlock()
-	for _, c := range clients {
-		c.conn.Close()
+		c.close()
 	}
 	// Fail what is still in flight so that no client waits for a reply.
 	for _, s := range p.servers {
@@ -473,12 +458,6 @@ func (p *pool) closeAll() {
 				l.kill(errLinkShutdown)
 			}
 		}
-	}
-	p.wg.Wait()
-	select {
-	case <-p.done:
-	default:
-		close(p.done)
 	}
 }
 

@@ -16,62 +16,84 @@ import (
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 )
 
 // Proxy serves every pool of one configuration.
 type Proxy struct {
-	log   *logrus.Entry
-	pools map[string]*pool
-	order []*pool
-	wg    sync.WaitGroup // accept loops
-	once  sync.Once
+	log     *logrus.Entry
+	pools   map[string]*pool
+	order   []*pool
+	lp      *loop
+	running sync.Once
+	once    sync.Once
 }
 
-// New builds a proxy for cfg. Nothing is started until Serve.
+// New builds a proxy for cfg. Nothing is started until Start or Serve.
 func New(cfg *config.Config, log *logrus.Entry) (*Proxy, error) {
-	px := &Proxy{log: log, pools: make(map[string]*pool)}
+	lp, err := newLoop()
+	if err != nil {
+		return nil, err
+	}
+	px := &Proxy{log: log, pools: make(map[string]*pool), lp: lp}
 	for _, pc := range cfg.Pools {
-		p, err := newPool(pc, log)
+		p, err := newPool(pc, log, lp)
 		if err != nil {
+			unix.Close(lp.epfd)
+			unix.Close(lp.evfd)
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		px.pools[pc.Name] = p
 		px.order = append(px.order, p)
+		lp.pools = append(lp.pools, p)
+		lp.tick = min(lp.tick, p.tickPeriod())
 	}
+	lp.scratch = make([]byte, scratchSize)
 	return px, nil
 }
 
-// Start starts background work: pool housekeeping and preconnects.
+func (px *Proxy) run() {
+	px.running.Do(func() {
+		px.lp.started.Store(true)
+		go px.lp.run()
+	})
+}
+
+// Start starts the event loop and opens preconnected server connections.
 func (px *Proxy) Start() {
-	for _, p := range px.order {
-		p.start()
-	}
+	px.run()
+	px.lp.post(func() {
+		for _, p := range px.order {
+			p.start()
+		}
+	})
 }
 
 // Serve accepts the clients of the named pool on ln, in the background.
 // A pool may be served on several listeners (one per SO_REUSEPORT socket).
+// The proxy owns ln from then on and closes it when it drains.
 func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 	p, ok := px.pools[poolName]
 	if !ok {
 		return fmt.Errorf("proxy: no pool %q", poolName)
 	}
-	px.wg.Add(1)
-	go func() {
-		defer px.wg.Done()
-		p.serve(ln)
-	}()
-	return nil
+	px.run()
+	var err error
+	px.lp.do(func() { err = p.serve(ln) })
+	return err
 }
 
 // Shutdown stops accepting, lets every client finish the requests it has
 // sent, and returns once all clients are gone or ctx ends; then it closes
 // whatever is left.
 func (px *Proxy) Shutdown(ctx context.Context) error {
-	for _, p := range px.order {
-		p.drain()
-	}
+	px.lp.do(func() {
+		for _, p := range px.order {
+			p.drain()
+		}
+	})
 	done := make(chan struct{})
 	go func() {
 		for _, p := range px.order {
@@ -92,10 +114,17 @@ func (px *Proxy) Shutdown(ctx context.Context) error {
 // Close closes every listener, client and server connection now.
 func (px *Proxy) Close() {
 	px.once.Do(func() {
+		px.run()
+		px.lp.do(func() {
+			for _, p := range px.order {
+				p.closeAll()
+			}
+			px.lp.quit = true
+		})
+		<-px.lp.done
 		for _, p := range px.order {
-			p.closeAll()
+			p.wg.Wait()
 		}
-		px.wg.Wait()
 	})
 }
 
@@ -110,6 +139,12 @@ func (px *Proxy) Clients() int64 {
 
 // Snapshot copies every counter.
 func (px *Proxy) Snapshot() Snapshot {
+	var s Snapshot
+	px.lp.do(func() { s = px.snapshot() })
+	return s
+}
+
+func (px *Proxy) snapshot() Snapshot {
 	var s Snapshot
 	for _, p := range px.order {
 		ps := PoolSnapshot{
@@ -151,11 +186,9 @@ func (px *Proxy) Snapshot() Snapshot {
 			ss := &ps.Servers[len(ps.Servers)-1]
 			for _, sc := range sv.conns {
 				if l := sc.current(); l != nil {
-					l.mu.Lock()
 					ss.InQueue += int64(l.enqSeq - max(l.sentSeq, l.headSeq))
-					ss.InQueueBytes += int64(len(l.wbuf))
+					ss.InQueueBytes += int64(len(l.wbuf) - l.woff)
 					ss.OutQueue += int64(max(l.sentSeq, l.headSeq) - l.headSeq)
-					l.mu.Unlock()
 				}
 			}
 		}

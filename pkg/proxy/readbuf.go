@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 )
 
 const (
@@ -85,14 +86,15 @@ func (b *readBuf) want(need, limit int) error {
 	return nil
 }
 
-// fill reads once from conn, compacting or growing the buffer first.
-func (b *readBuf) fill(conn net.Conn) error {
+// makeRoom prepares the buffer for a read: it compacts or grows it, and
+// grows it faster while reads keep filling it (the peer sends faster than
+// we take it). A full buffer at the limit is errTooLarge.
+func (b *readBuf) makeRoom() error {
 	if b.buf == nil {
-		b.buf = make([]byte, b.small)
+		b.buf = getReadBuf(b.small)
 	}
 	switch {
 	case b.lastFull && len(b.buf) < hotReadBuf && len(b.buf) < b.limit:
-		// The peer sends faster than we take it: read bigger chunks.
 		b.grow(min(2*len(b.buf), b.limit))
 	case b.w == len(b.buf) && b.r > 0:
 		b.w = copy(b.buf, b.bytes())
@@ -103,30 +105,69 @@ func (b *readBuf) fill(conn net.Conn) error {
 		}
 		b.grow(min(2*len(b.buf), b.limit))
 	}
-	room := len(b.buf) - b.w
-	n, err := conn.Read(b.buf[b.w:])
-	b.w += n
+	return nil
+}
+
+// filled records a read of n bytes into room bytes of space; after a
+// while of small reads a big buffer is given back.
+func (b *readBuf) filled(n, room int) {
 	b.lastFull = n == room
-	if n > 0 {
-		if len(b.buf) > b.small && n < b.small/4 {
-			b.calm++
+	if len(b.buf) > b.small && n < b.small/4 {
+		b.calm++
+	} else {
+		b.calm = 0
+	}
+	if b.calm >= calmReads && b.len() <= b.small/2 {
+		b.calm = 0
+		nb := make([]byte, b.small)
+		b.w = copy(nb, b.bytes())
+		b.r = 0
+		b.buf = nb
+	}
+}
+
+// keep copies data, the unparsed tail of a read into a shared buffer, into
+// this (empty) buffer.
+func (b *readBuf) keep(data []byte) {
+	if len(b.buf) < len(data) {
+		b.release()
+		size := max(b.small, 2*len(data))
+		if size == b.small {
+			b.buf = getReadBuf(size)
 		} else {
-			b.calm = 0
+			b.buf = make([]byte, size)
 		}
-		if b.calm >= calmReads && b.len() <= b.small/2 {
-			// Calm again for a while: give the big buffer back.
-			b.calm = 0
-			nb := make([]byte, b.small)
-			b.w = copy(nb, b.bytes())
-			b.r = 0
-			b.buf = nb
+	}
+	b.r, b.w = 0, copy(b.buf, data)
+}
+
+// release gives an empty buffer back, so that a connection between
+// requests holds none.
+func (b *readBuf) release() {
+	if b.buf != nil && b.len() == 0 {
+		putReadBuf(b.buf)
+		b.buf = nil
+		b.r, b.w = 0, 0
+		b.lastFull, b.calm = false, 0
+	}
+}
+
+// Buffers of the initial client size are recycled.
+var readBufPool = sync.Pool{}
+
+func getReadBuf(size int) []byte {
+	if size == clientReadBuf {
+		if v := readBufPool.Get(); v != nil {
+			return *(v.(*[]byte))
 		}
-		return nil
 	}
-	if err == nil {
-		err = io.ErrNoProgress
+	return make([]byte, size)
+}
+
+func putReadBuf(b []byte) {
+	if len(b) == clientReadBuf {
+		readBufPool.Put(&b)
 	}
-	return err
 }
 
 // grow moves the unread bytes into a buffer of size.

@@ -156,3 +156,22 @@ func nextRoom(b *readBuf) int {
 	}
 	return size - b.len()
 }
+
+// fill reads once from conn the way the loop reads a socket: make room,
+// read, record how full the read was.
+func (b *readBuf) fill(conn net.Conn) error {
+	if err := b.makeRoom(); err != nil {
+		return err
+	}
+	room := len(b.buf) - b.w
+	n, err := conn.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		b.filled(n, room)
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}

@@ -1,11 +1,12 @@
 package proxy
 
 import (
+	"io"
 	"net"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 )
@@ -63,161 +64,105 @@ func (s *server) failed() {
 }
 
 // serverConn is one of the server_connections slots: it holds at most one
-// live link at a time and replaces it after a failure.
+// live link at a time and replaces it after a failure. Only the loop
+// touches it.
 type serverConn struct {
 	srv *server
-	mu  sync.Mutex
 	l   *link
 }
 
 // link returns the live link, creating (and dialing) a new one when needed.
 func (sc *serverConn) link() *link {
-	sc.mu.Lock()
 	l := sc.l
-	if l == nil || l.isDead() {
-		l = newLink(sc)
+	if l == nil || l.dead {
+		l = &link{sc: sc, lp: sc.srv.pool.lp, fd: -1}
 		sc.l = l
-		sc.mu.Unlock()
 		sc.srv.pool.proto.handshake(l)
 		go l.dial()
-		return l
 	}
-	sc.mu.Unlock()
 	return l
 }
 
 func (sc *serverConn) drop(l *link) {
-	sc.mu.Lock()
 	if sc.l == l {
 		sc.l = nil
 	}
-	sc.mu.Unlock()
 }
 
 // current returns the live link or nil, without dialing.
-func (sc *serverConn) current() *link {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.l
-}
+func (sc *serverConn) current() *link { return sc.l }
 
-// link is one TCP or unix connection to a server. Client goroutines append
-// requests to wbuf and, once per batch they read, flush it themselves: the
-// first to find the link idle writes everything queued so far, including
-// other clients' requests (flat combining), so requests of many clients
-// leave in one write and no goroutine hand-off sits on the request path.
-// The link's reader goroutine matches replies to the inflight queue in
-// order.
+// link is one TCP or unix connection to a server, owned by the loop.
+// Clients append requests to wbuf while they are routed; the loop writes
+// wbuf once per round, so the requests of every client read in that round
+// leave in one write. Replies are matched to the inflight queue in order.
 type link struct {
 	sc *serverConn
+	lp *loop
+	fd int // -1 while dialing
 
-	mu       sync.Mutex
-	wbuf     []byte
-	spare    []byte
+	wbuf     []byte // requests not written yet
+	woff     int
 	inflight []*msg
 	head     int
 	enqSeq   uint64 // msgs ever enqueued
 	headSeq  uint64 // seq of inflight[head]
 	sentSeq  uint64 // msgs already stamped as sent
 	dead     bool
-	writing  bool        // a goroutine is in flush's write loop
-	shared   bool        // more than one client has used this link
-	last     *clientConn // the client that enqueued last
-	conn     net.Conn
-}
-
-func newLink(sc *serverConn) *link {
-	return &link{sc: sc}
-}
-
-func (l *link) isDead() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.dead
+	dirty    bool // on the loop's list of links to write
+	hup      bool // the server closed: read until EOF
+	rb       readBuf
 }
 
 // enqueueFunc appends a request, encoded straight into the write buffer by
-// build, and its msg. It reports false when the link died in the meantime;
-// the caller then retries on a new link or fails the msg. Nothing is
-// written until flush.
+// build, and its msg, and schedules the write for the end of the round.
+// It reports false when the link is dead; the caller then retries on a new
+// link or fails the msg.
 func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
-	l.mu.Lock()
 	if l.dead {
-		l.mu.Unlock()
 		return false
-	}
-	if c := m.owner(); c != l.last && c != nil {
-		if l.last != nil {
-			l.shared = true
-		}
-		l.last = c
 	}
 	n := len(l.wbuf)
 	l.wbuf = build(l.wbuf)
 	m.reqLen = len(l.wbuf) - n
 	l.inflight = append(l.inflight, m)
 	l.enqSeq++
-	l.mu.Unlock()
+	if l.fd >= 0 {
+		l.lp.dirtyLink(l)
+	}
 	return true
 }
 
-// flush writes what is queued, unless another goroutine is already doing
-// so (it will write this too) or the connection is not up yet (the dialer
-// flushes once connected).
+// flush writes what is queued, as much as the socket takes; EPOLLOUT
+// brings it back for the rest.
 func (l *link) flush() {
-	l.mu.Lock()
-	if l.writing || l.conn == nil || l.dead {
-		l.mu.Unlock()
+	if l.fd < 0 || l.dead || l.woff == len(l.wbuf) {
 		return
 	}
-	l.writing = true
-	if l.shared {
-		// Let the other clients of this link that are routing requests
-		// right now append theirs first: one write then carries many
-		// clients' requests, as twemproxy's event loop does. Measured:
-		// writes per unpipelined request 1.85 -> 1.11, CPU per request
-		// -25%.
-		l.mu.Unlock()
-		runtime.Gosched()
-		l.mu.Lock()
+	n, err := sysWrite(l.fd, l.wbuf[l.woff:])
+	if err != nil && !isAgain(err) && err != unix.EINTR {
+		l.kill(err)
+		return
 	}
-	for len(l.wbuf) > 0 && !l.dead {
-		buf := l.wbuf
-		l.wbuf = l.spare[:0]
-		l.spare = nil
-		upTo := l.enqSeq
-		conn := l.conn
-		l.mu.Unlock()
-		_, err := conn.Write(buf)
-		now := time.Now().UnixNano()
-		l.mu.Lock()
-		if err != nil {
-			l.writing = false
-			l.mu.Unlock()
-			l.kill(err)
-			return
-		}
-		l.sc.srv.stats.RequestBytes.Add(uint64(len(buf)))
-		if !l.dead {
-			for seq := max(l.sentSeq, l.headSeq); seq < upTo; seq++ {
-				l.inflight[l.head+int(seq-l.headSeq)].sentAt = now
-			}
-			l.sentSeq = upTo
-		}
-		if cap(buf) <= maxKeptWriteBuf {
-			l.spare = buf[:0]
+	if n <= 0 {
+		return
+	}
+	l.sc.srv.stats.RequestBytes.Add(uint64(n))
+	l.woff += n
+	now := l.lp.now
+	for seq := max(l.sentSeq, l.headSeq); seq < l.enqSeq; seq++ {
+		l.inflight[l.head+int(seq-l.headSeq)].sentAt = now
+	}
+	l.sentSeq = l.enqSeq
+	if l.woff == len(l.wbuf) {
+		l.wbuf, l.woff = l.wbuf[:0], 0
+		if cap(l.wbuf) > maxKeptWriteBuf {
+			l.wbuf = nil
 		}
 	}
-	l.writing = false
-	l.mu.Unlock()
 }
 
 func (l *link) pop() *msg {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.head == len(l.inflight) {
-		return nil
-	}
 	m := l.inflight[l.head]
 	l.inflight[l.head] = nil
 	l.head++
@@ -236,8 +181,9 @@ func (l *link) pop() *msg {
 
 const maxKeptWriteBuf = 1 << 20
 
-// dial connects the link, then starts its reader and sends what clients
-// queued meanwhile.
+// dial connects the link on its own goroutine (name resolution and the
+// connect timeout are the net package's), then hands the socket to the
+// loop, which sends what clients queued meanwhile.
 func (l *link) dial() {
 	s := l.sc.srv
 	p := s.pool
@@ -246,62 +192,92 @@ func (l *link) dial() {
 		d.KeepAlive = 0 // Go's default keepalive interval
 	}
 	conn, err := d.Dial(s.addr.Network, s.addr.Addr)
+	fd := -1
+	if err == nil {
+		fd, err = rawFD(conn)
+		conn.Close()
+	}
 	if err != nil {
 		p.log.WithField("server", s.name).WithError(err).Debug("connect failed")
+		l.lp.post(func() { l.kill(err) })
+		return
+	}
+	if !l.lp.post(func() { l.connected(fd) }) {
+		unix.Close(fd)
+	}
+}
+
+func (l *link) connected(fd int) {
+	if l.dead {
+		unix.Close(fd)
+		return
+	}
+	if err := l.lp.register(fd, l); err != nil {
+		unix.Close(fd)
 		l.kill(err)
 		return
 	}
-	s.stats.Connections.Add(1)
-	l.mu.Lock()
-	dead := l.dead
-	if !dead {
-		l.conn = conn
-	}
-	l.mu.Unlock()
-	if dead {
-		conn.Close()
-		s.stats.Connections.Add(-1)
-		return
-	}
-	go l.readLoop(conn)
-	l.flush()
+	l.fd = fd
+	l.sc.srv.stats.Connections.Add(1)
+	l.rb.limit, l.rb.small = l.sc.srv.pool.maxReply, readBufInitial
+	l.lp.dirtyLink(l)
 }
 
-// readLoop frames replies and completes the inflight msgs in order.
-func (l *link) readLoop(conn net.Conn) {
+// event handles epoll's news about the server socket.
+func (l *link) event(ev uint32) {
+	if ev&unix.EPOLLOUT != 0 {
+		l.flush()
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		l.hup = true
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		l.read()
+	}
+}
+
+// read reads until the socket is empty, framing replies and completing
+// the inflight msgs in order.
+func (l *link) read() {
 	s := l.sc.srv
 	p := s.pool
-	rb := newReadBuf(p.maxReply)
-	var batch replyBatch
-	for {
-		batch.wake()
-		if err := rb.fill(conn); err != nil {
+	for !l.dead {
+		if err := l.rb.makeRoom(); err != nil {
 			l.kill(err)
 			return
 		}
-		batch.now = time.Now().UnixNano()
-		for rb.len() > 0 {
-			l.mu.Lock()
-			var head *msg
-			if l.head < len(l.inflight) {
-				head = l.inflight[l.head]
+		room := len(l.rb.buf) - l.rb.w
+		n, err := sysRead(l.fd, l.rb.buf[l.rb.w:])
+		if err != nil {
+			if isAgain(err) {
+				break
 			}
-			l.mu.Unlock()
-			if head == nil {
-				batch.wake()
+			if err == unix.EINTR {
+				continue
+			}
+			l.kill(err)
+			return
+		}
+		if n == 0 {
+			l.kill(io.EOF)
+			return
+		}
+		l.rb.w += n
+		l.rb.filled(n, room)
+		for l.rb.len() > 0 {
+			if l.head == len(l.inflight) {
 				l.kill(ErrServerProtocol)
 				return
 			}
-			n, need, isErr, err := p.proto.replyLen(head, rb.bytes())
+			head := l.inflight[l.head]
+			n, need, isErr, err := p.proto.replyLen(head, l.rb.bytes())
 			if err != nil {
-				batch.wake()
 				p.log.WithField("server", s.name).WithError(err).Warn("invalid reply from server")
 				l.kill(ErrServerProtocol)
 				return
 			}
 			if n == 0 {
-				if err := rb.want(need, p.maxReply); err != nil {
-					batch.wake()
+				if err := l.rb.want(need, p.maxReply); err != nil {
 					l.kill(err)
 					return
 				}
@@ -311,8 +287,11 @@ func (l *link) readLoop(conn net.Conn) {
 			s.stats.Responses.Add(1)
 			s.stats.ResponseBytes.Add(uint64(n))
 			s.ok()
-			p.complete(m, rb.bytes()[:n], isErr, &batch)
-			rb.consume(n)
+			p.complete(m, l.rb.bytes()[:n], isErr)
+			l.rb.consume(n)
+		}
+		if n < room && !l.hup {
+			break
 		}
 	}
 }
@@ -320,20 +299,18 @@ func (l *link) readLoop(conn net.Conn) {
 // kill closes the link, fails every request on it with err and counts a
 // server failure.
 func (l *link) kill(err error) {
-	l.mu.Lock()
 	if l.dead {
-		l.mu.Unlock()
 		return
 	}
 	l.dead = true
 	pending := l.inflight[l.head:]
 	l.inflight, l.head = nil, 0
-	conn := l.conn
-	l.mu.Unlock()
+	l.wbuf = nil
 	l.sc.drop(l)
 	s := l.sc.srv
-	if conn != nil {
-		conn.Close()
+	if l.fd >= 0 {
+		l.lp.closeFD(l.fd)
+		l.fd = -1
 		s.stats.Connections.Add(-1)
 	}
 	switch {

@@ -346,6 +346,14 @@ func TestReloadWithBrokenConfigKeepsServing(t *testing.T) {
 	master := s.proxy.Cmd.Process.Pid
 	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
 	workers := waitWorkers(t, master, 1, time.Second)
+	// A HUP before the first generation is ready is ignored as a reload
+	// in progress: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.proxy.Output(), "workers ready"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers never ready:\n%s", s.proxy.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	good, _ := os.ReadFile(s.conf)
 	os.WriteFile(s.conf, append(good, []byte("pool \"x\" {\n  nonsense = true\n}\n")...), 0o644)
 

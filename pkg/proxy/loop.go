@@ -1,0 +1,259 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop is the engine's event loop: one goroutine that owns every client
+// and server connection of a proxy and does all their I/O with epoll,
+// edge-triggered, as twemproxy and nginx do. One round reads every ready
+// client and routes its requests, then writes each server once for all
+// of them, then writes every client whose replies arrived. Requests of
+// many clients leave in one write, replies of a server read leave in one
+// write per client, and no goroutine hand-off or scheduler wake-up sits on
+// the request path. A worker process runs one loop; more cores are used
+// with more workers (worker_processes).
+//
+// Other goroutines (the worker, stats, dialers) talk to the loop only
+// through post and do, which queue a function and wake epoll_wait.
+type loop struct {
+	epfd int
+	evfd int // eventfd: wakes epoll_wait when a task is posted
+
+	mu      sync.Mutex
+	tasks   []func()
+	stopped bool // no more tasks are run
+	woken   bool // evfd written and not yet read
+
+	handlers []handler // by descriptor
+	now      int64     // unix nanos, read once per round
+
+	dirtyLinks []*link       // links with requests to write this round
+	ready      []*clientConn // clients with replies to write or requests to resume
+
+	scratch []byte       // read buffer shared by every client
+	iov     []unix.Iovec // writev scratch
+	bufs    [][]byte     // writev scratch
+
+	pools    []*pool
+	tick     time.Duration
+	nextTick int64
+	quit     bool
+	started  atomic.Bool
+	done     chan struct{}
+}
+
+// handler is what owns a descriptor registered with the loop.
+type handler interface {
+	event(ev uint32)
+}
+
+// scratchSize is the shared read buffer: big enough that a client
+// pipelining large requests is read in big chunks, and shared, so an idle
+// client holds no read buffer at all.
+const scratchSize = 256 << 10
+
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: epoll_create: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("proxy: eventfd: %w", err)
+	}
+	lp := &loop{epfd: epfd, evfd: evfd, tick: 50 * time.Millisecond, done: make(chan struct{})}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("proxy: epoll_ctl: %w", err)
+	}
+	return lp, nil
+}
+
+// post runs f on the loop. It reports false, without running f, once the
+// loop has stopped.
+func (lp *loop) post(f func()) bool {
+	lp.mu.Lock()
+	if lp.stopped {
+		lp.mu.Unlock()
+		return false
+	}
+	lp.tasks = append(lp.tasks, f)
+	wake := !lp.woken
+	lp.woken = true
+	lp.mu.Unlock()
+	if wake {
+		var one = [8]byte{1}
+		unix.Write(lp.evfd, one[:])
+	}
+	return true
+}
+
+// do runs f on the loop and waits for it; once the loop has stopped, f
+// runs on the caller (nothing else touches the loop's state then).
+func (lp *loop) do(f func()) {
+	if !lp.started.Load() {
+		f()
+		return
+	}
+	ch := make(chan struct{})
+	if !lp.post(func() { f(); close(ch) }) {
+		<-lp.done
+		f()
+		return
+	}
+	select {
+	case <-ch:
+	case <-lp.done:
+		// The loop ended with the task queued but not run.
+		select {
+		case <-ch:
+		default:
+			f()
+		}
+	}
+}
+
+// register adds fd for reads and writes, edge-triggered.
+func (lp *loop) register(fd int, h handler) error {
+	for fd >= len(lp.handlers) {
+		lp.handlers = append(lp.handlers, make([]handler, len(lp.handlers)+64)...)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("proxy: epoll_ctl: %w", err)
+	}
+	lp.handlers[fd] = h
+	return nil
+}
+
+// registerListener adds a listening socket, level-triggered and exclusive:
+// when several workers wait on the same socket, one of them is woken per
+// connection rather than all.
+func (lp *loop) registerListener(fd int, h handler) error {
+	for fd >= len(lp.handlers) {
+		lp.handlers = append(lp.handlers, make([]handler, len(lp.handlers)+64)...)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd)}
+	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("proxy: epoll_ctl: %w", err)
+	}
+	lp.handlers[fd] = h
+	return nil
+}
+
+// unregister forgets fd and closes it (closing removes it from epoll).
+func (lp *loop) closeFD(fd int) {
+	if fd >= 0 && fd < len(lp.handlers) {
+		lp.handlers[fd] = nil
+	}
+	unix.Close(fd)
+}
+
+func (lp *loop) dirtyLink(l *link) {
+	if !l.dirty {
+		l.dirty = true
+		lp.dirtyLinks = append(lp.dirtyLinks, l)
+	}
+}
+
+func (lp *loop) markReady(c *clientConn) {
+	if !c.ready {
+		c.ready = true
+		lp.ready = append(lp.ready, c)
+	}
+}
+
+// run is the loop itself; it returns after stop.
+func (lp *loop) run() {
+	defer close(lp.done)
+	lp.started.Store(true)
+	events := make([]unix.EpollEvent, 512)
+	lp.now = time.Now().UnixNano()
+	lp.nextTick = lp.now + int64(lp.tick)
+	for !lp.quit {
+		wait := int((lp.nextTick - lp.now + 999_999) / 1e6)
+		if wait < 0 {
+			wait = 0
+		}
+		n, err := unix.EpollWait(lp.epfd, events, wait)
+		lp.now = time.Now().UnixNano()
+		if err != nil && err != unix.EINTR {
+			panic(fmt.Sprintf("proxy: epoll_wait: %v", err))
+		}
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd == lp.evfd {
+				var b [8]byte
+				unix.Read(lp.evfd, b[:])
+				continue
+			}
+			if fd < len(lp.handlers) {
+				if h := lp.handlers[fd]; h != nil {
+					h.event(events[i].Events)
+				}
+			}
+		}
+		lp.runTasks()
+		if lp.now >= lp.nextTick {
+			for _, p := range lp.pools {
+				p.expire(lp.now)
+			}
+			lp.nextTick = lp.now + int64(lp.tick)
+		}
+		lp.settle()
+	}
+	lp.mu.Lock()
+	lp.stopped = true
+	tasks := lp.tasks
+	lp.tasks = nil
+	lp.mu.Unlock()
+	for _, f := range tasks {
+		f()
+	}
+	lp.settle()
+	unix.Close(lp.epfd)
+	unix.Close(lp.evfd)
+}
+
+func (lp *loop) runTasks() {
+	lp.mu.Lock()
+	tasks := lp.tasks
+	lp.tasks = nil
+	lp.woken = false
+	lp.mu.Unlock()
+	for i, f := range tasks {
+		f()
+		tasks[i] = nil
+	}
+}
+
+// settle writes what the round produced: first every server link that
+// received requests (one write for all the clients that routed to it),
+// then every client whose replies are ready. Writing a client may let it
+// route more of its pipeline, so this repeats until nothing is left.
+func (lp *loop) settle() {
+	for len(lp.dirtyLinks) > 0 || len(lp.ready) > 0 {
+		for i := 0; i < len(lp.dirtyLinks); i++ {
+			l := lp.dirtyLinks[i]
+			l.dirty = false
+			l.flush()
+			lp.dirtyLinks[i] = nil
+		}
+		lp.dirtyLinks = lp.dirtyLinks[:0]
+		for i := 0; i < len(lp.ready); i++ {
+			c := lp.ready[i]
+			c.ready = false
+			c.writeOut()
+			lp.ready[i] = nil
+		}
+		lp.ready = lp.ready[:0]
+	}
+}

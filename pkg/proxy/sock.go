@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loop does its socket I/O with raw system calls on non-blocking
+// descriptors. They never block, so they skip the scheduler's
+// entersyscall/exitsyscall bookkeeping (RawSyscall), which is measurable at
+// one call per request.
+
+func sysRead(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func sysWrite(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// maxIovecs stays under IOV_MAX (1024).
+const maxIovecs = 512
+
+// sysWritev writes bufs in one call; iov is scratch space reused by the
+// caller. The buffers stay referenced by bufs for the duration of the call.
+func sysWritev(fd int, bufs [][]byte, iov []unix.Iovec) (int, error) {
+	iov = iov[:0]
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	if len(iov) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawFD duplicates the descriptor behind a net.Listener or net.Conn, close
+// on exec, so that the event loop can own a descriptor of its own while
+// the Go object is closed or kept by its owner. The duplicate shares the
+// socket and its O_NONBLOCK flag.
+func rawFD(c any) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("proxy: %T has no file descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("proxy: %w", err)
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, fmt.Errorf("proxy: %w", err)
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("proxy: dup: %w", derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("proxy: %w", err)
+	}
+	return fd, nil
+}
+
+// sockaddrString formats a peer address for logs, as net.Addr would.
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return (&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}).String()
+	case *unix.SockaddrInet6:
+		return (&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}).String()
+	case *unix.SockaddrUnix:
+		return a.Name
+	}
+	return ""
+}
+
+// isAgain reports a non-blocking call that would have blocked.
+func isAgain(err error) bool {
+	return err == unix.EAGAIN || err == unix.EWOULDBLOCK
+}
+
+// errClientGone is the error of a write to a client that reset or closed.
+var errClientGone = errors.New("proxy: client went away")
