@@ -70,6 +70,17 @@ func (h *Histogram) Count() uint64 { return h.total }
 // Max is the largest recorded latency.
 func (h *Histogram) Max() time.Duration { return time.Duration(h.max) }
 
+// CountAtLeast is the number of recorded latencies of d or more, to the
+// histogram's resolution: the bucket holding d counts whole, so that no
+// latency of d or more is missed.
+func (h *Histogram) CountAtLeast(d time.Duration) uint64 {
+	var n uint64
+	for _, c := range h.counts[bucketOf(int64(d)):] {
+		n += c
+	}
+	return n
+}
+
 // Merge adds o's counts to h.
 func (h *Histogram) Merge(o *Histogram) {
 	for i, c := range o.counts {

@@ -72,6 +72,28 @@ func TestHistogramBuckets(t *testing.T) {
 	}
 }
 
+// Delayed-ACK stalls are counted from the histogram: everything at or
+// above the threshold, nothing clearly below it.
+func TestHistogramCountAtLeast(t *testing.T) {
+	var h Histogram
+	for _, d := range []time.Duration{10 * time.Microsecond, 39 * time.Millisecond, 40 * time.Millisecond,
+		41 * time.Millisecond, time.Second} {
+		h.Record(d)
+	}
+	for _, c := range []struct {
+		at   time.Duration
+		want uint64
+	}{{0, 5}, {40 * time.Millisecond, 3}, {41 * time.Millisecond, 2}, {time.Second, 1}, {2 * time.Second, 0}} {
+		if got := h.CountAtLeast(c.at); got != c.want {
+			t.Errorf("CountAtLeast(%v) = %d, want %d", c.at, got, c.want)
+		}
+	}
+	var empty Histogram
+	if n := empty.CountAtLeast(40 * time.Millisecond); n != 0 {
+		t.Errorf("empty histogram: %d", n)
+	}
+}
+
 func TestParseRedis(t *testing.T) {
 	tests := []struct {
 		in   string
