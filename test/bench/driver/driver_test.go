@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +19,20 @@ import (
 // the pools where the driver points its load.
 func TestNuthatchConfigParses(t *testing.T) {
 	b := &backends{redis: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, mc: []string{"127.0.0.1:7101", "127.0.0.1:7102"}}
-	for _, workers := range []string{"1", `"auto"`} {
-		src := nuthatchConfig(workers, 6001, 6002, b)
+	for _, c := range []struct {
+		workers  string
+		quickack bool
+	}{{"1", false}, {`"auto"`, false}, {"1", true}} {
+		workers := c.workers
+		src := nuthatchConfig(workers, c.quickack, 6001, 6002, b)
 		cfg, err := config.Parse([]byte(src), "bench.hcl")
 		if err != nil {
 			t.Fatalf("workers %s: %v\n%s", workers, err, src)
+		}
+		for _, p := range cfg.Pools {
+			if p.TCPQuickack != c.quickack {
+				t.Errorf("pool %s: tcp_quickack = %v, want %v\n%s", p.Name, p.TCPQuickack, c.quickack, src)
+			}
 		}
 		if len(cfg.Pools) != 2 || cfg.Pools[0].Listen.Addr != "127.0.0.1:6001" || cfg.Pools[1].Listen.Addr != "127.0.0.1:6002" {
 			t.Fatalf("pools: %+v", cfg.Pools)
@@ -130,5 +142,139 @@ func TestReportRatiosAndGoals(t *testing.T) {
 	}
 	if got := rep.fixedRate(); got != 50 {
 		t.Errorf("fixedRate = %v, want half the slowest proxy's 100", got)
+	}
+}
+
+// The tcp_quickack target runs in the unpipelined GET/SET 100 B and the
+// fixed-rate scenarios only; the pinned group takes the pinnable targets.
+func TestTargetRuns(t *testing.T) {
+	qa := &target{name: "nuthatch-quickack", only: quickackScenario}
+	one := &target{name: "nuthatch-1", pinnable: true}
+	auto := &target{name: "nuthatch-auto"}
+	var got []string
+	for _, sc := range append(scenarios(), pinnedScenarios()...) {
+		if qa.runs(sc) {
+			got = append(got, sc.name)
+		}
+		if !sc.pinned && (!one.runs(sc) || !auto.runs(sc)) {
+			t.Errorf("%s: an unrestricted target does not run", sc.name)
+		}
+		if sc.pinned && (!one.runs(sc) || auto.runs(sc)) {
+			t.Errorf("%s: pinned runs nuthatch-1 %v, nuthatch-auto %v", sc.name, one.runs(sc), auto.runs(sc))
+		}
+	}
+	want := []string{"redis GET 100B", "redis SET 100B", "mc get 100B", "mc set 100B", "redis GET 100B fixed-rate"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("quickack runs in %q, want %q", got, want)
+	}
+}
+
+func TestOutliers(t *testing.T) {
+	o := outliers([]sample{
+		{count: 400000, slow: 2, max: 41 * time.Millisecond},
+		{count: 600000, slow: 1, max: 90 * time.Millisecond},
+		{count: 0},
+	})
+	if o.requests != 1000000 || o.slow != 3 || o.perMillion != 3 || o.max != 90*time.Millisecond {
+		t.Errorf("outliers = %+v", o)
+	}
+	if o := outliers(nil); o.perMillion != 0 || o.requests != 0 {
+		t.Errorf("no rounds: %+v", o)
+	}
+}
+
+// The fixed-rate group gets the ≥ 40 ms table and the pinned group the
+// CPU 0 busy line, both after the group's table, which stays in one piece.
+func TestReportOutliersAndPinned(t *testing.T) {
+	rep := &report{targets: []*target{{name: "direct"}, {name: "nutcracker", proc: &proc{}, pinnable: true},
+		{name: "nuthatch-1", proc: &proc{}, nuthatch: true, pinnable: true}, {name: "nuthatch-quickack", proc: &proc{}, nuthatch: true, only: quickackScenario}}}
+	rs := rep.add(scenario{name: "redis GET 100B fixed-rate", group: groupRate, op: "get", rate: true, rateRPS: 1000})
+	rs.record("direct", sample{rps: 1000, cpuUS: -1, count: 2000, max: time.Millisecond})
+	rs.record("nuthatch-1", sample{rps: 1000, cpuUS: 10, count: 2000, slow: 1, max: 41 * time.Millisecond})
+	rs.record("nuthatch-1", sample{rps: 1000, cpuUS: 10, count: 2000, slow: 1, max: 40 * time.Millisecond})
+	rs.record("nuthatch-quickack", sample{rps: 1000, cpuUS: 11, count: 4000, max: 2 * time.Millisecond})
+	for _, sc := range pinnedScenarios() {
+		rs := rep.add(sc)
+		rs.record("nutcracker", sample{rps: 50000, cpuUS: 19})
+		rs.record("nuthatch-1", sample{rps: 100000, cpuUS: 10})
+	}
+	var b bytes.Buffer
+	rep.write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| direct | 2000 | 0 | 0.0 | 1.0 |",
+		"| nuthatch-1 | 4000 | 2 | 500.0 | 41.0 |",
+		"| nuthatch-quickack | 4000 | 0 | 0.0 | 2.0 |",
+		"| pinned redis GET 100B | nuthatch-1 | 100000 | 0% |",
+		"| 10.00 | 0.0 | 2.00 | — | — |\n| pinned redis GET 100B P16 | nutcracker |",
+		"pinned redis GET 100B P16: CPU 0 busy (proxy CPU µs/req × req/s): nutcracker 95%, nuthatch-1 100%.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestTasksetArgs(t *testing.T) {
+	if got := strings.Join(tasksetArgs("0", 4242), " "); got != "-a -p -c 0 4242" {
+		t.Errorf("tasksetArgs = %q", got)
+	}
+	if got := strings.Join(tasksetArgs("0-3,6", 1), " "); got != "-a -p -c 0-3,6 1" {
+		t.Errorf("tasksetArgs = %q", got)
+	}
+}
+
+func TestCpusAllowedAndPinSkip(t *testing.T) {
+	l, err := cpusAllowed("Name:\tredis-server\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\nMems_allowed:\t1\n")
+	if err != nil || l != "0-1" {
+		t.Errorf("cpusAllowed = %q, %v", l, err)
+	}
+	if _, err := cpusAllowed("Name:\tx\n"); err == nil {
+		t.Error("status without a CPU list accepted")
+	}
+	if s := pinSkip(2, nil); s != "" {
+		t.Errorf("2 CPUs and taskset: %q", s)
+	}
+	if s := pinSkip(1, nil); !strings.Contains(s, "2 CPUs") {
+		t.Errorf("1 CPU: %q", s)
+	}
+	if s := pinSkip(8, errors.New("not found")); !strings.Contains(s, "taskset") {
+		t.Errorf("no taskset: %q", s)
+	}
+}
+
+// A real process is pinned to CPU 0, every thread of it, and gets its
+// own affinity back.
+func TestPinAndRestore(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 {
+		t.Skip("needs taskset and 2 CPUs")
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	pid := cmd.Process.Pid
+	before, err := threadAffinities(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p pinner
+	if err := p.pin("sleep", pid, "0"); err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := threadAffinities(pid)
+	if err != nil || strings.Join(pinned, " ") != "0" {
+		t.Errorf("pinned: %q, %v", pinned, err)
+	}
+	if err := p.restore(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := threadAffinities(pid)
+	if err != nil || strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Errorf("restored: %q, want %q (%v)", after, before, err)
+	}
+	if len(p.done) != 0 {
+		t.Errorf("restore left %d entries", len(p.done))
 	}
 }

@@ -43,7 +43,7 @@ type options struct {
 	duration, warmup, rateDuration time.Duration
 	rounds, clients, keys, idle    int
 	only                           *regexp.Regexp
-	rb, syscalls                   bool
+	rb, syscalls, quickack, pinned bool
 	profile                        time.Duration
 	out                            string
 	compare                        []string // NAME=BINARY
@@ -68,6 +68,8 @@ func main() {
 	flag.IntVar(&o.keys, "keys", 10000, "key space")
 	flag.IntVar(&o.idle, "idle", 10000, "idle clients (0 skips)")
 	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
+	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")
+	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
@@ -212,18 +214,33 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		notes = append(notes, note)
 		logf("%s", note)
 	}
-	variants := []struct{ name, bin, workers string }{{"nuthatch-1", e.nuthatchBin, "1"}, {"nuthatch-auto", e.nuthatchBin, `"auto"`}}
+	type variant struct {
+		name, bin, workers string
+		quickack, pinnable bool
+	}
+	// nuthatch-quickack comes right after nuthatch-1, so that the two are
+	// side by side in the tables.
+	variants := []variant{{name: "nuthatch-1", bin: e.nuthatchBin, workers: "1", pinnable: true}}
+	if o.quickack {
+		variants = append(variants, variant{name: "nuthatch-quickack", bin: e.nuthatchBin, workers: "1", quickack: true})
+	}
+	variants = append(variants, variant{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`})
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
-		variants = append(variants, struct{ name, bin, workers string }{name, bin, "1"})
+		variants = append(variants, variant{name: name, bin: bin, workers: "1", pinnable: true})
 	}
 	for _, v := range variants {
-		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers)
+		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.quickack)
 		if err != nil {
 			return err
 		}
+		t.pinnable = v.pinnable
 		if v.bin != e.nuthatchBin {
 			t.note = "1 worker, " + v.bin
+		}
+		if v.quickack {
+			t.note = "1 worker, tcp_quickack = true in both pools; unpipelined GET/SET 100 B and fixed rate only"
+			t.only = quickackScenario
 		}
 		targets = append(targets, t)
 	}
@@ -238,6 +255,19 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		}
 		if err := e.runScenario(ctx, o, rep, sc); err != nil {
 			return err
+		}
+	}
+	if o.pinned {
+		var pinned []scenario
+		for _, sc := range pinnedScenarios() {
+			if o.only == nil || o.only.MatchString(sc.name) {
+				pinned = append(pinned, sc)
+			}
+		}
+		if len(pinned) > 0 {
+			if err := e.pinnedGroup(ctx, o, rep, pinned); err != nil {
+				return err
+			}
 		}
 	}
 	if o.idle > 0 && (o.only == nil || o.only.MatchString("idle")) {

@@ -16,6 +16,45 @@ type sample struct {
 	rssKB          int64   // peak RSS of the proxy's processes in the window
 	errors, misses uint64
 	lag99          time.Duration // fixed rate: the generator's schedule lag
+	// count latencies recorded, slow of them ≥ slowLatency, max the largest.
+	count, slow uint64
+	max         time.Duration
+}
+
+// slowLatency is where delayed-ACK stalls show up: Linux delays an ACK by
+// at least 40 ms (TCP_DELACK_MIN), so a request caught behind one takes
+// about that long.
+const slowLatency = 40 * time.Millisecond
+
+// outlierSum is a target's slow requests over all its rounds: rare events
+// are summed, not medianed.
+type outlierSum struct {
+	requests, slow uint64
+	perMillion     float64
+	max            time.Duration
+}
+
+func outliers(ss []sample) outlierSum {
+	var o outlierSum
+	for _, s := range ss {
+		o.requests += s.count
+		o.slow += s.slow
+		o.max = max(o.max, s.max)
+	}
+	if o.requests > 0 {
+		o.perMillion = float64(o.slow) / float64(o.requests) * 1e6
+	}
+	return o
+}
+
+// busy is the share of one CPU a proxy used: CPU time per request times
+// requests per second. Near 100 % in the pinned group, the proxy's core
+// is the limit; well below, the generator's core is.
+func busy(m sample) float64 {
+	if m.cpuUS < 0 {
+		return -1
+	}
+	return m.cpuUS * m.rps / 1e6
 }
 
 type scenarioResult struct {
@@ -156,6 +195,35 @@ func (r *report) fixedRate() float64 {
 	return float64(int(rate/2/1000) * 1000)
 }
 
+// writeOutliers is the fixed-rate runs' count of requests that took
+// slowLatency or more, all rounds together, per target.
+func (r *report) writeOutliers(w io.Writer, rs *scenarioResult) {
+	fmt.Fprintf(w, "\n%s: requests of %v or more (delayed-ACK stalls show up at about 40 ms), all rounds together:\n\n", rs.sc.name, slowLatency)
+	fmt.Fprintln(w, "| target | requests | ≥ 40 ms | per million | max ms |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, t := range r.targets {
+		ss := rs.samples[t.name]
+		if len(ss) == 0 {
+			continue
+		}
+		o := outliers(ss)
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f |\n", t.name, o.requests, o.slow, o.perMillion, float64(o.max)/1e6)
+	}
+}
+
+// writeBusy shows how much of CPU 0 each pinned proxy used.
+func (r *report) writeBusy(w io.Writer, rs *scenarioResult) {
+	var parts []string
+	for _, t := range r.targets {
+		if m, _, ok := rs.median(t.name); ok && busy(m) >= 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", t.name, busy(m)*100))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "\n%s: CPU 0 busy (proxy CPU µs/req × req/s): %s.\n", rs.sc.name, strings.Join(parts, ", "))
+	}
+}
+
 func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/1e3) }
 
 func ratio(a, b float64) string {
@@ -189,6 +257,9 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintf(w, "\n## %s\n\n", g)
 		fmt.Fprintln(w, "| scenario | target | req/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MB | × nutcracker | × predixy | × direct |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		// Text after a scenario's rows waits for the end of the table, which
+		// a paragraph would cut in two.
+		var after strings.Builder
 		for _, rs := range r.results {
 			if rs.sc.group != g {
 				continue
@@ -222,10 +293,15 @@ func (r *report) write(w io.Writer) {
 			}
 			if rs.sc.rate {
 				if dr, _, ok := rs.median("direct"); ok {
-					fmt.Fprintf(w, "\nRate %.0f req/s (half the slowest proxy's unpipelined GET). The generator's own schedule lag p99: %s µs (direct run).\n", rs.sc.rateRPS, us(dr.lag99))
+					fmt.Fprintf(&after, "\nRate %.0f req/s (half the slowest proxy's unpipelined GET). The generator's own schedule lag p99: %s µs (direct run).\n", rs.sc.rateRPS, us(dr.lag99))
 				}
+				r.writeOutliers(&after, rs)
+			}
+			if rs.sc.pinned {
+				r.writeBusy(&after, rs)
 			}
 		}
+		io.WriteString(w, after.String())
 		for _, rs := range r.results {
 			if rs.sc.group == g && rs.loadAvg != "" {
 				fmt.Fprintf(w, "\nLoad average after the group's last scenario: %s\n", rs.loadAvg)

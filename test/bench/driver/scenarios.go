@@ -29,6 +29,19 @@ type scenario struct {
 	multi    int
 	rate     bool
 	rateRPS  float64
+	// pinned scenarios run with each proxy on CPU 0 and the generator and
+	// backends on CPU 1 (pin.go), over the pinnable targets only.
+	pinned bool
+}
+
+// quickackScenario is where the tcp_quickack target runs: the
+// unpipelined GET/SET 100 B scenarios, where a delayed ACK can stall a
+// lone request, and the fixed-rate ones, whose tail shows the stalls.
+func quickackScenario(sc scenario) bool {
+	if sc.pinned {
+		return false
+	}
+	return sc.rate || (sc.pipeline == 1 && sc.size == 100 && sc.multi == 0 && (sc.op == load.Get || sc.op == load.Set))
 }
 
 // Scenario groups, in report order.
@@ -38,7 +51,16 @@ const (
 	groupMulti       = "Redis MGET of 10 keys over both servers (50 clients, unpipelined)"
 	groupMemcache    = "memcached (50 clients, unpipelined)"
 	groupRate        = "Fixed rate, Redis GET 100 B (50 clients, open loop; latency from the intended send time)"
+	groupPinned      = "Per core: each proxy pinned to CPU 0, generator and backends to CPU 1 (Redis, 50 clients)"
 )
+
+// pinnedScenarios is the per-core capacity group (pin.go).
+func pinnedScenarios() []scenario {
+	return []scenario{
+		{name: "pinned redis GET 100B", group: groupPinned, proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1, pinned: true},
+		{name: "pinned redis GET 100B P16", group: groupPinned, proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16, pinned: true},
+	}
+}
 
 func scenarios() []scenario {
 	var s []scenario
@@ -75,7 +97,7 @@ func (e *env) runScenario(ctx context.Context, o options, rep *report, sc scenar
 	for round := range o.rounds {
 		for _, t := range rep.targets {
 			addrs := t.addrs(sc.proto == load.Redis)
-			if addrs == nil {
+			if addrs == nil || !t.runs(sc) {
 				continue
 			}
 			m, err := e.measure(ctx, o, t, sc, addrs)
@@ -126,6 +148,7 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	if res.Lag != nil {
 		m.lag99 = res.Lag.Quantile(0.99)
 	}
+	m.count, m.slow, m.max = res.Latency.Count(), res.Latency.CountAtLeast(slowLatency), res.Latency.Max()
 	return m, nil
 }
 
@@ -135,7 +158,7 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 // proxy, so that memory kept from earlier runs does not hide the cost.
 func (e *env) idle(ctx context.Context, o options, rep *report) error {
 	for _, t := range rep.targets {
-		if t.redis == nil {
+		if t.redis == nil || t.only != nil {
 			continue
 		}
 		var r idleResult
@@ -207,7 +230,7 @@ func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error 
 			n = 200000
 		}
 		for _, t := range rep.targets {
-			if t.redis == nil {
+			if t.redis == nil || t.only != nil {
 				continue
 			}
 			pids := tree(t.pid())
@@ -352,7 +375,7 @@ func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, e
 			return "", err
 		}
 		conf := filepath.Join(e.dir, pr.name+".hcl")
-		if err := os.WriteFile(conf, []byte(nuthatchConfig("1", rp, mp, b)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(nuthatchConfig("1", false, rp, mp, b)), 0o644); err != nil {
 			return "", err
 		}
 		profPath := filepath.Join(e.dir, pr.name+".pprof")
@@ -457,7 +480,7 @@ func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 
 func (e *env) syscallsOf(ctx context.Context, o options, rep *report, sc scenario) error {
 	for _, t := range rep.targets {
-		if t.proc == nil || t.redis == nil {
+		if t.proc == nil || t.redis == nil || t.only != nil {
 			continue
 		}
 		r := syscallResult{scenario: sc.name, target: t.name}

@@ -22,6 +22,19 @@ type target struct {
 	args  []string // how proc was started, for restart
 	// nuthatch marks nuthatch builds, compared with the targets.
 	nuthatch bool
+	// only, when set, limits the target to the scenarios it accepts (and
+	// keeps it out of the idle, redis-benchmark and syscall runs).
+	only func(scenario) bool
+	// pinnable targets take part in the pinned (per-core) group.
+	pinnable bool
+}
+
+// runs reports whether t takes part in sc.
+func (t *target) runs(sc scenario) bool {
+	if sc.pinned {
+		return t.pinnable
+	}
+	return t.only == nil || t.only(sc)
 }
 
 // restart stops the target's program and starts it again, fresh, on the
@@ -132,7 +145,7 @@ func (e *env) nutcracker(ctx context.Context, b *backends) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "nutcracker", proc: p, args: args,
+	t := &target{name: "nutcracker", proc: p, args: args, pinnable: true,
 		redis: []string{fmt.Sprintf("127.0.0.1:%d", rp)}, mc: []string{fmt.Sprintf("127.0.0.1:%d", mp)}}
 	for _, a := range append(t.redis, t.mc...) {
 		if err := waitPort(ctx, p, a); err != nil {
@@ -172,18 +185,23 @@ func (e *env) predixy(ctx context.Context, b *backends) (*target, string) {
 		return nil, "predixy skipped: " + err.Error()
 	}
 	return &target{name: "predixy", proc: p, redis: []string{addr}, args: []string{e.predixyBin, conf},
-		note: "1 worker thread; Redis only"}, ""
+		note: "1 worker thread; Redis only", pinnable: true}, ""
 }
 
-// nuthatchConfig is an HCL file with a Redis and a memcached pool.
-func nuthatchConfig(workers string, rp, mp int, b *backends) string {
+// nuthatchConfig is an HCL file with a Redis and a memcached pool;
+// quickack sets tcp_quickack = true in both.
+func nuthatchConfig(workers string, quickack bool, rp, mp int, b *backends) string {
 	var c strings.Builder
+	qa := ""
+	if quickack {
+		qa = "  tcp_quickack = true\n"
+	}
 	fmt.Fprintf(&c, "worker_processes = %s\nlog {\n  level = \"warn\"\n}\nstats {\n  listen = \"\"\n}\n", workers)
-	fmt.Fprintf(&c, "pool \"redis\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  hash = \"fnv1a_64\"\n  distribution = \"ketama\"\n", rp)
+	fmt.Fprintf(&c, "pool \"redis\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  hash = \"fnv1a_64\"\n  distribution = \"ketama\"\n%s", rp, qa)
 	for _, a := range b.redis {
 		fmt.Fprintf(&c, "  server %q {}\n", a)
 	}
-	fmt.Fprintf(&c, "}\npool \"memcache\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"memcache\"\n  hash = \"fnv1a_64\"\n  distribution = \"ketama\"\n", mp)
+	fmt.Fprintf(&c, "}\npool \"memcache\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"memcache\"\n  hash = \"fnv1a_64\"\n  distribution = \"ketama\"\n%s", mp, qa)
 	for _, a := range b.mc {
 		fmt.Fprintf(&c, "  server %q {}\n", a)
 	}
@@ -191,13 +209,13 @@ func nuthatchConfig(workers string, rp, mp int, b *backends) string {
 	return c.String()
 }
 
-func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers string) (*target, error) {
+func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers string, quickack bool) (*target, error) {
 	rp, mp, _, err := freePorts3()
 	if err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(e.dir, name+".hcl")
-	if err := os.WriteFile(conf, []byte(nuthatchConfig(workers, rp, mp, b)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nuthatchConfig(workers, quickack, rp, mp, b)), 0o644); err != nil {
 		return nil, err
 	}
 	args := []string{bin, "-c", conf}
