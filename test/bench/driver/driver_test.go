@@ -195,8 +195,8 @@ func TestReportOutliersAndPinned(t *testing.T) {
 	rs.record("nuthatch-quickack", sample{rps: 1000, cpuUS: 11, count: 4000, max: 2 * time.Millisecond})
 	for _, sc := range pinnedScenarios() {
 		rs := rep.add(sc)
-		rs.record("nutcracker", sample{rps: 50000, cpuUS: 19})
-		rs.record("nuthatch-1", sample{rps: 100000, cpuUS: 10})
+		rs.record("nutcracker", sample{rps: 50000, cpuUS: 19, coreBusy: [2]float64{0.95, 0.7}})
+		rs.record("nuthatch-1", sample{rps: 100000, cpuUS: 10, coreBusy: [2]float64{0.999, 0.995}})
 	}
 	var b bytes.Buffer
 	rep.write(&b)
@@ -207,7 +207,7 @@ func TestReportOutliersAndPinned(t *testing.T) {
 		"| nuthatch-quickack | 4000 | 0 | 0.0 | 2.0 |",
 		"| pinned redis GET 100B | nuthatch-1 | 100000 | 0% |",
 		"| 10.00 | 0.0 | 2.00 | — | — |\n| pinned redis GET 100B P16 | nutcracker |",
-		"pinned redis GET 100B P16: CPU 0 busy (proxy CPU µs/req × req/s): nutcracker 95%, nuthatch-1 100%.",
+		"pinned redis GET 100B P16: CPU 0 (proxy) / CPU 1 (generator, backends) busy, from /proc/stat: nutcracker 95% / 70%, nuthatch-1 100% / 100%.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -276,5 +276,23 @@ func TestPinAndRestore(t *testing.T) {
 	}
 	if len(p.done) != 0 {
 		t.Errorf("restore left %d entries", len(p.done))
+	}
+}
+
+func TestParseCPUStat(t *testing.T) {
+	c := parseCPUStat(`cpu  720807 3066 411764 950023 3942 0 118387 559 0 0
+cpu0 100 0 50 800 40 0 10 0 0 0
+cpu1 300 10 100 100 0 0 90 0 0 0
+intr 73411387 0 0
+`)
+	if len(c) != 2 || c["cpu0"] != (cpuTimes{busy: 160, total: 1000}) || c["cpu1"] != (cpuTimes{busy: 500, total: 600}) {
+		t.Fatalf("parseCPUStat = %+v", c)
+	}
+	later := cpuTimes{busy: 160 + 75, total: 1000 + 100}
+	if b := c["cpu0"].busyUntil(later); b != 0.75 {
+		t.Errorf("busyUntil = %v, want 0.75", b)
+	}
+	if b := c["cpu0"].busyUntil(c["cpu0"]); b != -1 {
+		t.Errorf("no time passed: %v", b)
 	}
 }

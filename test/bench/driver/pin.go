@@ -153,7 +153,7 @@ func (e *env) pinAll(p *pinner, rep *report) error {
 	e.procs.mu.Lock()
 	var backends []*proc
 	for _, q := range e.procs.procs {
-		if strings.HasPrefix(q.name, "redis-") || strings.HasPrefix(q.name, "memcached-") {
+		if isBackend(q.name) {
 			backends = append(backends, q)
 		}
 	}
@@ -178,10 +178,13 @@ func (e *env) pinnedGroup(ctx context.Context, o options, rep *report, scs []sce
 	}
 	var p pinner
 	defer func() {
+		n := len(p.done)
 		if err := p.restore(); err != nil {
 			note := "pinned group: CPU affinity not restored, later runs may be pinned: " + err.Error()
 			rep.notes = append(rep.notes, note)
 			logf("%s", note)
+		} else if n > 0 {
+			logf("CPU affinity of %d processes restored", n)
 		}
 	}()
 	if err := e.pinAll(&p, rep); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,6 +20,9 @@ type sample struct {
 	// count latencies recorded, slow of them ≥ slowLatency, max the largest.
 	count, slow uint64
 	max         time.Duration
+	// coreBusy is, in the pinned group, the busy share of CPU 0 (the
+	// proxy's) and CPU 1 (the generator's and backends'); -1 elsewhere.
+	coreBusy [2]float64
 }
 
 // slowLatency is where delayed-ACK stalls show up: Linux delays an ACK by
@@ -47,14 +51,40 @@ func outliers(ss []sample) outlierSum {
 	return o
 }
 
-// busy is the share of one CPU a proxy used: CPU time per request times
-// requests per second. Near 100 % in the pinned group, the proxy's core
-// is the limit; well below, the generator's core is.
-func busy(m sample) float64 {
-	if m.cpuUS < 0 {
+// cpuTimes is one cpuN line of /proc/stat, in clock ticks.
+type cpuTimes struct{ busy, total uint64 }
+
+// parseCPUStat reads the per-CPU lines of /proc/stat: "cpuN user nice
+// system idle iowait irq softirq steal …"; idle and iowait are not busy.
+func parseCPUStat(s string) map[string]cpuTimes {
+	out := map[string]cpuTimes{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var c cpuTimes
+		for i, v := range f[1:9] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				break
+			}
+			c.total += n
+			if i != 3 && i != 4 {
+				c.busy += n
+			}
+		}
+		out[f[0]] = c
+	}
+	return out
+}
+
+// busyUntil is the busy share of the CPU between c and a later reading.
+func (c cpuTimes) busyUntil(later cpuTimes) float64 {
+	if later.total <= c.total {
 		return -1
 	}
-	return m.cpuUS * m.rps / 1e6
+	return float64(later.busy-c.busy) / float64(later.total-c.total)
 }
 
 type scenarioResult struct {
@@ -110,6 +140,8 @@ func (r *scenarioResult) median(target string) (sample, float64, bool) {
 		lag99: dur(func(s sample) time.Duration { return s.lag99 }),
 		cpuUS: median(field(func(s sample) float64 { return s.cpuUS })),
 		rssKB: int64(median(field(func(s sample) float64 { return float64(s.rssKB) }))),
+		coreBusy: [2]float64{median(field(func(s sample) float64 { return s.coreBusy[0] })),
+			median(field(func(s sample) float64 { return s.coreBusy[1] }))},
 	}
 	for _, s := range ss {
 		m.errors += s.errors
@@ -211,16 +243,17 @@ func (r *report) writeOutliers(w io.Writer, rs *scenarioResult) {
 	}
 }
 
-// writeBusy shows how much of CPU 0 each pinned proxy used.
+// writeBusy shows how busy CPU 0 (the proxy) and CPU 1 (the generator and
+// backends) were: a core near 100 % was the limit.
 func (r *report) writeBusy(w io.Writer, rs *scenarioResult) {
 	var parts []string
 	for _, t := range r.targets {
-		if m, _, ok := rs.median(t.name); ok && busy(m) >= 0 {
-			parts = append(parts, fmt.Sprintf("%s %.0f%%", t.name, busy(m)*100))
+		if m, _, ok := rs.median(t.name); ok && m.coreBusy[0] >= 0 && m.coreBusy[1] >= 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f%% / %.0f%%", t.name, m.coreBusy[0]*100, m.coreBusy[1]*100))
 		}
 	}
 	if len(parts) > 0 {
-		fmt.Fprintf(w, "\n%s: CPU 0 busy (proxy CPU µs/req × req/s): %s.\n", rs.sc.name, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "\n%s: CPU 0 (proxy) / CPU 1 (generator, backends) busy, from /proc/stat: %s.\n", rs.sc.name, strings.Join(parts, ", "))
 	}
 }
 

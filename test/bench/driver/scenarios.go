@@ -121,15 +121,25 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	pids := tree(t.pid())
 	var (
 		c0, c1 int64
+		s0, s1 map[string]cpuTimes
 		rss    *rssSampler
 		peak   int64
 	)
+	// In the pinned group, how busy each core was (interrupts included,
+	// which no process is charged for) says which side was the limit.
+	stat := func() map[string]cpuTimes {
+		if !sc.pinned {
+			return nil
+		}
+		b, _ := os.ReadFile("/proc/stat")
+		return parseCPUStat(string(b))
+	}
 	spec := load.Spec{
 		Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
 		Rate: sc.rateRPS, ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi,
 		Warmup: o.warmup, Duration: o.duration,
-		OnStart: func() { c0 = cpuTicks(pids); rss = sampleRSS(t.pid()) },
-		OnStop:  func() { c1 = cpuTicks(pids); peak = rss.finish() },
+		OnStart: func() { c0, s0 = cpuTicks(pids), stat(); rss = sampleRSS(t.pid()) },
+		OnStop:  func() { c1, s1 = cpuTicks(pids), stat(); peak = rss.finish() },
 	}
 	if sc.rate {
 		spec.Duration = o.rateDuration
@@ -149,6 +159,12 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 		m.lag99 = res.Lag.Quantile(0.99)
 	}
 	m.count, m.slow, m.max = res.Latency.Count(), res.Latency.CountAtLeast(slowLatency), res.Latency.Max()
+	m.coreBusy = [2]float64{-1, -1}
+	for i, cpu := range []string{"cpu" + proxyCPU, "cpu" + loadCPU} {
+		if a, ok := s0[cpu]; ok {
+			m.coreBusy[i] = a.busyUntil(s1[cpu])
+		}
+	}
 	return m, nil
 }
 
@@ -203,6 +219,10 @@ func (e *env) idle(ctx context.Context, o options, rep *report) error {
 		logf("idle %-14s %6.0f B/client connected, %6.0f B/client after one GET", t.name, r.perClient[0], r.perClient[1])
 	}
 	return nil
+}
+
+func isBackend(name string) bool {
+	return strings.HasPrefix(name, "redis-") || strings.HasPrefix(name, "memcached-")
 }
 
 func (e *env) backendPids() []int {
