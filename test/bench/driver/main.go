@@ -1,8 +1,11 @@
 // Command driver is nuthatch's benchmark (`make bench`): it starts two
 // redis-servers and two memcacheds, nutcracker (-v 4), predixy when a
-// binary is available, and nuthatch with one worker and with
-// worker_processes = "auto", then runs each scenario in alternating rounds
-// over all of them (A B C D A B C D …) and prints the medians as a table.
+// binary is available, and nuthatch with one worker, with one worker and
+// tcp_quickack = true (unpipelined GET/SET 100 B and fixed rate only), and
+// with worker_processes = "auto", then runs each scenario in alternating
+// rounds over all of them (A B C D A B C D …) and prints the medians as a
+// table. A last group runs with each proxy pinned to CPU 0 and the
+// generator and backends to CPU 1 (pin.go).
 //
 // It measures; it asserts nothing. Results go to stdout and, with -out, to
 // a Markdown file.
