@@ -41,6 +41,7 @@ type clientConn struct {
 
 	readable bool // an edge said there is data, not yet read to the end
 	hup      bool // the peer closed or failed: read until EOF, not a short read
+	blocked  bool // the socket took less than offered: wait for EPOLLOUT
 	needMore bool // rb holds an incomplete request: parse only after a read
 	eof      bool // the client sent EOF (or failed): no more reads
 	noMore   bool // a request asked to close: route nothing after it
@@ -113,6 +114,7 @@ func (c *clientConn) event(ev uint32) {
 		c.hup = true
 	}
 	if ev&unix.EPOLLOUT != 0 && c.outOff < len(c.out) {
+		c.blocked = false
 		c.lp.markReady(c)
 	}
 	c.serve()
@@ -263,6 +265,9 @@ func (c *clientConn) writeOut() {
 	lp := c.lp
 	for {
 		if c.outOff < len(c.out) {
+			if c.blocked {
+				return
+			}
 			n, err := sysWrite(c.fd, c.out[c.outOff:])
 			if err != nil && !isAgain(err) && err != unix.EINTR {
 				c.writeFailed()
@@ -273,6 +278,7 @@ func (c *clientConn) writeOut() {
 				c.outSince = lp.now
 			}
 			if c.outOff < len(c.out) {
+				c.blocked = true
 				return // EPOLLOUT will call again
 			}
 			c.out, c.outOff = c.out[:0], 0
@@ -327,6 +333,7 @@ func (c *clientConn) writeOut() {
 			c.out = appendUnwritten(c.out[:0], bufs, max(n, 0))
 			c.outOff = 0
 			c.outSince = lp.now
+			c.blocked = true
 		}
 		clear(bufs)
 		c.freeReplies(start)

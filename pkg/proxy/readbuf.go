@@ -131,12 +131,7 @@ func (b *readBuf) filled(n, room int) {
 func (b *readBuf) keep(data []byte) {
 	if len(b.buf) < len(data) {
 		b.release()
-		size := max(b.small, 2*len(data))
-		if size == b.small {
-			b.buf = getReadBuf(size)
-		} else {
-			b.buf = make([]byte, size)
-		}
+		b.buf = getReadBuf(max(b.small, 2*len(data)))
 	}
 	b.r, b.w = 0, copy(b.buf, data)
 }
@@ -152,29 +147,48 @@ func (b *readBuf) release() {
 	}
 }
 
-// Buffers of the initial client size are recycled.
-var readBufPool = sync.Pool{}
+// Buffers for partial requests are recycled by power-of-two size class,
+// from clientReadBuf up to readBufKeep: clients pipelining large requests
+// leave a partial one behind after most reads.
+var readBufPools [bufClasses]sync.Pool
+
+const (
+	minBufShift = 12 // clientReadBuf
+	bufClasses  = 7  // 4 KiB … 256 KiB (readBufKeep)
+)
+
+func bufClass(size int) int {
+	c := 0
+	for s := 1 << minBufShift; s < size; s <<= 1 {
+		c++
+	}
+	return c
+}
 
 func getReadBuf(size int) []byte {
-	if size == clientReadBuf {
-		if v := readBufPool.Get(); v != nil {
-			return *(v.(*[]byte))
-		}
+	c := bufClass(size)
+	if c >= bufClasses {
+		return make([]byte, size)
 	}
-	return make([]byte, size)
+	if v := readBufPools[c].Get(); v != nil {
+		return *(v.(*[]byte))
+	}
+	return make([]byte, 1<<(minBufShift+c))
 }
 
 func putReadBuf(b []byte) {
-	if len(b) == clientReadBuf {
-		readBufPool.Put(&b)
+	c := bufClass(len(b))
+	if c < bufClasses && len(b) == 1<<(minBufShift+c) {
+		readBufPools[c].Put(&b)
 	}
 }
 
 // grow moves the unread bytes into a buffer of size.
 func (b *readBuf) grow(size int) {
-	nb := make([]byte, size)
+	nb := getReadBuf(size)
 	b.w = copy(nb, b.bytes())
 	b.r = 0
+	putReadBuf(b.buf)
 	b.buf = nb
 }
 

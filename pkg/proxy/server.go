@@ -111,6 +111,7 @@ type link struct {
 	dead     bool
 	dirty    bool // on the loop's list of links to write
 	hup      bool // the server closed: read until EOF
+	blocked  bool // the socket took less than offered: wait for EPOLLOUT
 	rb       readBuf
 }
 
@@ -128,15 +129,24 @@ func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
 	l.inflight = append(l.inflight, m)
 	l.enqSeq++
 	if l.fd >= 0 {
-		l.lp.dirtyLink(l)
+		if len(l.wbuf)-l.woff >= linkFlushAt {
+			// Big requests: write now rather than grow the buffer for the
+			// whole round.
+			l.flush()
+		} else {
+			l.lp.dirtyLink(l)
+		}
 	}
 	return true
 }
 
+// linkFlushAt is how much a link gathers before it writes within a round.
+const linkFlushAt = 64 << 10
+
 // flush writes what is queued, as much as the socket takes; EPOLLOUT
 // brings it back for the rest.
 func (l *link) flush() {
-	if l.fd < 0 || l.dead || l.woff == len(l.wbuf) {
+	if l.fd < 0 || l.dead || l.woff == len(l.wbuf) || l.blocked {
 		return
 	}
 	n, err := sysWrite(l.fd, l.wbuf[l.woff:])
@@ -144,6 +154,7 @@ func (l *link) flush() {
 		l.kill(err)
 		return
 	}
+	l.blocked = n < len(l.wbuf)-l.woff
 	if n <= 0 {
 		return
 	}
@@ -226,6 +237,7 @@ func (l *link) connected(fd int) {
 // event handles epoll's news about the server socket.
 func (l *link) event(ev uint32) {
 	if ev&unix.EPOLLOUT != 0 {
+		l.blocked = false
 		l.flush()
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
