@@ -28,11 +28,11 @@ type clientConn struct {
 	peer unix.Sockaddr
 	tcp  bool
 
-	rb      readBuf // a partial request, or a batch cut at maxBatch
-	queue   []*msg  // read, reply not written yet, in request order
-	qhead   int
-	out     []byte // reply bytes the socket did not take yet
-	outOff  int
+	rb       readBuf // a partial request, or a batch cut at maxBatch
+	queue    []*msg  // read, reply not written yet, in request order
+	qhead    int
+	out      []byte // reply bytes the socket did not take yet
+	outOff   int
 	outSince int64 // when out last made progress, for client_write_timeout
 
 	now      int64 // when the current batch was read
