@@ -192,13 +192,15 @@ func (mp *memcacheProto) split(c *clientConn, req *memcache.Request, raw []byte)
 		parent.keys = append(parent.keys, k...)
 	}
 	parent.keyOff = append(parent.keyOff, int32(len(parent.keys)))
-	var keys [][]byte
 	p.fragment(c, parent, nserv, func(dst []byte, idx []int32) []byte {
-		keys = keys[:0]
+		keys := p.keys[:0]
 		for _, ki := range idx {
 			keys = append(keys, req.Keys[ki])
 		}
-		return memcache.AppendRetrieval(dst, req, keys)
+		p.keys = keys
+		dst = memcache.AppendRetrieval(dst, req, keys)
+		clear(keys)
+		return dst
 	})
 }
 
@@ -214,7 +216,7 @@ func (mp *memcacheProto) merge(parent *msg) {
 		}
 	}
 	nkeys := int(parent.keyIdx[0])
-	blocks := make([][]byte, nkeys)
+	blocks := mp.pool.mergeScratch(nkeys)
 	for _, f := range parent.frags {
 		body := memcache.StripEnd(f.reply)
 		j := 0
@@ -238,22 +240,32 @@ func (mp *memcacheProto) merge(parent *msg) {
 	for _, b := range blocks {
 		out = append(out, b...)
 	}
+	clear(blocks)
 	parent.reply = append(out, "END\r\n"...)
 }
 
 // nextValue returns the key and the whole block of the VALUE line at the
-// start of b.
+// start of b: "VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n".
 func nextValue(b []byte) (key, block []byte, ok bool) {
 	eol := bytes.Index(b, []byte("\r\n"))
 	if eol < 0 || !bytes.HasPrefix(b, []byte("VALUE ")) {
 		return nil, nil, false
 	}
-	f := bytes.Fields(b[6:eol])
-	if len(f) < 3 {
-		return nil, nil, false
+	line := b[6:eol]
+	var fields [3][]byte
+	for i := range fields {
+		line = bytes.TrimLeft(line, " ")
+		end := bytes.IndexByte(line, ' ')
+		if end < 0 {
+			end = len(line)
+		}
+		if end == 0 {
+			return nil, nil, false
+		}
+		fields[i], line = line[:end], line[end:]
 	}
 	n := 0
-	for _, ch := range f[2] {
+	for _, ch := range fields[2] {
 		if ch < '0' || ch > '9' {
 			return nil, nil, false
 		}
@@ -266,5 +278,5 @@ func nextValue(b []byte) (key, block []byte, ok bool) {
 	if end > len(b) {
 		return nil, nil, false
 	}
-	return f[0], b[:end], true
+	return fields[0], b[:end], true
 }

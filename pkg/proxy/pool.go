@@ -57,6 +57,8 @@ type pool struct {
 	commands sync.Map    // command name -> *atomic.Uint64
 
 	lp        *loop
+	merge     [][]byte // scratch of merges; only the loop merges
+	keys      [][]byte // scratch of splits
 	acceptors []*acceptor
 	clients   map[*clientConn]struct{} // owned by the loop
 	draining  bool
@@ -206,6 +208,15 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 	}
 	p.stats.ForwardError.Add(1)
 	p.fail(m, ErrClosed)
+}
+
+// mergeScratch returns n nil slices for a merge to fill; the caller
+// clears them when done so that no reply stays referenced.
+func (p *pool) mergeScratch(n int) [][]byte {
+	if cap(p.merge) < n {
+		p.merge = make([][]byte, n)
+	}
+	return p.merge[:n]
 }
 
 // countCommand counts one request of the named command.

@@ -255,7 +255,8 @@ func (r *redisProto) merge(parent *msg) {
 		parent.reply = resp.AppendInt(parent.reply[:0], sum)
 	case opMGet:
 		nkeys := int(parent.keyIdx[0])
-		elems := make([][]byte, nkeys)
+		elems := r.pool.mergeScratch(nkeys)
+		defer clear(elems)
 		for _, f := range parent.frags {
 			j := 0
 			err := resp.ArrayElems(f.reply, func(e []byte) bool {

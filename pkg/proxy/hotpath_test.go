@@ -1,0 +1,259 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+)
+
+// rig drives the whole routing path of one pool by hand, on socketpairs
+// instead of TCP and without the loop's goroutine: a client request is
+// read, parsed, routed and written to the servers; the servers' replies
+// are read, framed, merged and written back to the client. Everything the
+// loop does per request happens, minus epoll_wait.
+type rig struct {
+	tb     testing.TB
+	px     *Proxy
+	lp     *loop
+	c      *clientConn
+	cpeer  int   // the client's end
+	speers []int // each server's end
+	links  []*link
+	buf    []byte
+}
+
+func newRig(tb testing.TB, proto string, servers int) *rig {
+	tb.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = %q\n  distribution = \"modula\"\n", proto)
+	for i := range servers {
+		fmt.Fprintf(&b, "  server \"127.0.0.1:%d\" {}\n", 7000+i)
+	}
+	b.WriteString("}\n")
+	cfg, err := config.Parse([]byte(b.String()), "rig.hcl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	px, err := New(cfg, logrus.NewEntry(log))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &rig{tb: tb, px: px, lp: px.lp, buf: make([]byte, 1<<16)}
+	r.lp.now = time.Now().UnixNano()
+	p := px.order[0]
+	pair := func() [2]int {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return fds
+	}
+	cp := pair()
+	r.c = newClientConn(p, cp[0], nil, false)
+	if err := r.lp.register(cp[0], r.c); err != nil {
+		tb.Fatal(err)
+	}
+	p.clients[r.c] = struct{}{}
+	p.wg.Add(1)
+	p.stats.ClientConnections.Add(1)
+	r.cpeer = cp[1]
+	for _, s := range p.servers {
+		sp := pair()
+		l := &link{sc: s.conns[0], lp: r.lp, fd: -1}
+		s.conns[0].l = l
+		l.connected(sp[0])
+		r.links = append(r.links, l)
+		r.speers = append(r.speers, sp[1])
+	}
+	r.lp.settle()
+	tb.Cleanup(func() {
+		px.Close()
+		unix.Close(r.cpeer)
+		for _, fd := range r.speers {
+			unix.Close(fd)
+		}
+	})
+	return r
+}
+
+// request sends req as the client and routes it.
+func (r *rig) request(req []byte) {
+	if _, err := unix.Write(r.cpeer, req); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.c.readable = true
+	r.c.serve()
+	r.lp.settle()
+}
+
+// serverGot returns what server i was sent.
+func (r *rig) serverGot(i int) []byte {
+	n, err := unix.Read(r.speers[i], r.buf)
+	if err != nil {
+		return nil
+	}
+	return r.buf[:n]
+}
+
+// reply answers as server i.
+func (r *rig) reply(i int, b []byte) {
+	if _, err := unix.Write(r.speers[i], b); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.links[i].read()
+	r.lp.settle()
+}
+
+// clientGot returns what the client was sent.
+func (r *rig) clientGot() []byte {
+	n, err := unix.Read(r.cpeer, r.buf)
+	if err != nil {
+		return nil
+	}
+	return r.buf[:n]
+}
+
+// hotPaths are request/reply exchanges through the rig: each server that
+// holds a key gets its fragment and answers with the canned reply.
+var hotPaths = []struct {
+	name, proto string
+	servers     int
+	req         string
+	replies     map[int]string // server -> its reply
+	want        string
+}{
+	{"redis GET", "redis", 1, "*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n",
+		map[int]string{0: "$3\r\nbar\r\n"}, "$3\r\nbar\r\n"},
+	{"redis SET", "redis", 1, "*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n",
+		map[int]string{0: "+OK\r\n"}, "+OK\r\n"},
+	// modula over fnv1a_64: "a" and "b" fall on different servers.
+	{"redis MGET 2 servers", "redis", 2, "*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n",
+		nil, "*2\r\n$2\r\nva\r\n$2\r\nvb\r\n"},
+	{"memcache get", "memcache", 1, "get foo\r\n",
+		map[int]string{0: "VALUE foo 0 3\r\nbar\r\nEND\r\n"}, "VALUE foo 0 3\r\nbar\r\nEND\r\n"},
+	{"memcache get 2 servers", "memcache", 2, "get a b\r\n",
+		nil, "VALUE a 0 2\r\nva\r\nVALUE b 0 2\r\nvb\r\nEND\r\n"},
+}
+
+// exchange runs one request through the rig and returns the client's reply.
+// For multi-key requests (replies nil) each server answers for the keys it
+// was sent, value "v"+key.
+func (r *rig) exchange(req string, replies map[int]string) []byte {
+	r.request([]byte(req))
+	for i := range r.speers {
+		got := r.serverGot(i)
+		if got == nil {
+			continue
+		}
+		rep, ok := replies[i]
+		if !ok {
+			rep = fakeAnswer(got)
+		}
+		r.reply(i, []byte(rep))
+	}
+	return r.clientGot()
+}
+
+// fakeAnswer answers an MGET or a get of single-letter keys.
+func fakeAnswer(req []byte) string {
+	var b strings.Builder
+	if bytes.HasPrefix(req, []byte("get ")) {
+		for _, k := range strings.Fields(string(req[4:])) {
+			fmt.Fprintf(&b, "VALUE %s 0 2\r\nv%s\r\n", k, k)
+		}
+		b.WriteString("END\r\n")
+		return b.String()
+	}
+	// *N\r\n$4\r\nmget\r\n then $1\r\nk\r\n per key
+	parts := strings.Split(string(req), "\r\n")
+	keys := parts[3:]
+	fmt.Fprintf(&b, "*%d\r\n", len(keys)/2)
+	for i := 1; i < len(keys); i += 2 {
+		fmt.Fprintf(&b, "$2\r\nv%s\r\n", keys[i])
+	}
+	return b.String()
+}
+
+func TestHotPathReplies(t *testing.T) {
+	for _, hp := range hotPaths {
+		t.Run(hp.name, func(t *testing.T) {
+			r := newRig(t, hp.proto, hp.servers)
+			for range 3 {
+				if got := r.exchange(hp.req, hp.replies); string(got) != hp.want {
+					t.Fatalf("got %q, want %q", got, hp.want)
+				}
+			}
+		})
+	}
+}
+
+// prepared returns one exchange of hp through r whose test side allocates
+// nothing: the servers' answers are computed once beforehand.
+func (r *rig) prepared(req string, replies map[int]string) func() {
+	if replies == nil {
+		r.request([]byte(req))
+		replies = map[int]string{}
+		for i := range r.speers {
+			if got := r.serverGot(i); got != nil {
+				replies[i] = fakeAnswer(got)
+				r.reply(i, []byte(replies[i]))
+			}
+		}
+		r.clientGot()
+	}
+	reqb := []byte(req)
+	reps := make([][]byte, len(r.speers))
+	for i, s := range replies {
+		reps[i] = []byte(s)
+	}
+	return func() {
+		r.request(reqb)
+		for i := range r.speers {
+			if r.serverGot(i) != nil {
+				r.reply(i, reps[i])
+			}
+		}
+		r.clientGot()
+	}
+}
+
+// The whole per-request path, routing and merging included, allocates
+// nothing once warm: buffers and msgs are reused.
+func TestHotPathAllocatesNothing(t *testing.T) {
+	for _, hp := range hotPaths {
+		t.Run(hp.name, func(t *testing.T) {
+			r := newRig(t, hp.proto, hp.servers)
+			run := r.prepared(hp.req, hp.replies)
+			for range 100 {
+				run()
+			}
+			if n := testing.AllocsPerRun(1000, run); n != 0 {
+				t.Errorf("%v allocations per request", n)
+			}
+		})
+	}
+}
+
+// BenchmarkHotPath includes the socketpair system calls of both peers.
+func BenchmarkHotPath(b *testing.B) {
+	for _, hp := range hotPaths {
+		b.Run(hp.name, func(b *testing.B) {
+			r := newRig(b, hp.proto, hp.servers)
+			run := r.prepared(hp.req, hp.replies)
+			b.ReportAllocs()
+			for b.Loop() {
+				run()
+			}
+		})
+	}
+}
