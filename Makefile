@@ -32,7 +32,9 @@ fuzz:
 	@set -e; for pkg in $$(go list ./pkg/...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	    log=$$(mktemp); \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || { tail -n 60 $$log; rm -f $$log; exit 1; }; \
+	    rm -f $$log; \
 	  done; \
 	done
 
