@@ -31,9 +31,8 @@ type clientConn struct {
 	rb       readBuf // a partial request, or a batch cut at maxBatch
 	queue    []*msg  // read, reply not written yet, in request order
 	qhead    int
-	out      []byte // reply bytes the socket did not take yet
-	outOff   int
-	outSince int64 // when out last made progress, for client_write_timeout
+	partial  int   // bytes of queue[qhead]'s reply already written
+	outSince int64 // when the socket last filled up, for client_write_timeout
 
 	now      int64 // when the current batch was read
 	lastRead int64
@@ -113,7 +112,7 @@ func (c *clientConn) event(ev uint32) {
 		// until read says EOF.
 		c.hup = true
 	}
-	if ev&unix.EPOLLOUT != 0 && c.outOff < len(c.out) {
+	if ev&unix.EPOLLOUT != 0 && c.blocked {
 		c.blocked = false
 		c.lp.markReady(c)
 	}
@@ -126,7 +125,7 @@ func (c *clientConn) event(ev uint32) {
 func (c *clientConn) serve() {
 	p := c.pool
 	for !c.closed && !c.noMore {
-		if c.inFlight() >= maxBatch || c.outOff < len(c.out) {
+		if c.inFlight() >= maxBatch || c.blocked {
 			return
 		}
 		if c.rb.len() > 0 && !c.needMore {
@@ -255,62 +254,39 @@ func (c *clientConn) afterParse() {
 	}
 }
 
-// writeOut writes every reply that is ready, in request order, in as few
-// writes as possible; then, if that made room, routes more of what the
-// client sent; and closes the client once it is finished.
+// writeOut writes every reply that is ready, in request order, in one
+// write or writev straight from the replies' buffers; a socket that takes
+// only part of them keeps the rest where it is (partial counts what of the
+// head reply is written) until EPOLLOUT. Then, if that made room, it routes
+// more of what the client sent, and closes the client once it is finished.
 func (c *clientConn) writeOut() {
 	if c.closed {
 		return
 	}
 	lp := c.lp
-	for {
-		if c.outOff < len(c.out) {
-			if c.blocked {
-				return
-			}
-			n, err := sysWrite(c.fd, c.out[c.outOff:])
-			if err != nil && !isAgain(err) && err != unix.EINTR {
-				c.writeFailed()
-				return
-			}
-			if n > 0 {
-				c.outOff += n
-				c.outSince = lp.now
-			}
-			if c.outOff < len(c.out) {
-				c.blocked = true
-				return // EPOLLOUT will call again
-			}
-			c.out, c.outOff = c.out[:0], 0
-			if cap(c.out) > maxKeptWriteBuf {
-				c.out = nil
-			}
-		}
-		if c.closing {
-			break
-		}
-		// Gather the replies that are ready, in order, without copying.
+	for !c.closing && !c.blocked {
 		bufs := lp.bufs[:0]
 		size := 0
-		start := c.qhead
-		closeAfter := false
-		for c.qhead < len(c.queue) && len(bufs) < maxIovecs {
-			m := c.queue[c.qhead]
+		end := c.qhead
+		for end < len(c.queue) && len(bufs) < maxIovecs {
+			m := c.queue[end]
 			if !m.done.Load() {
 				break
 			}
-			c.qhead++
-			if !m.silent && len(m.reply) > 0 {
-				bufs = append(bufs, m.reply)
-				size += len(m.reply)
+			end++
+			if r := m.out(); len(r) > 0 {
+				if end == c.qhead+1 {
+					r = r[c.partial:]
+				}
+				bufs = append(bufs, r)
+				size += len(r)
 			}
 			if m.closeAfter {
-				closeAfter = true
 				break
 			}
 		}
 		lp.bufs = bufs
-		if c.qhead == start {
+		if end == c.qhead {
 			break
 		}
 		var n int
@@ -322,30 +298,34 @@ func (c *clientConn) writeOut() {
 		default:
 			n, err = sysWritev(c.fd, bufs, lp.iov[:0])
 		}
+		clear(bufs)
 		if err != nil && !isAgain(err) && err != unix.EINTR {
-			c.freeReplies(start)
 			c.writeFailed()
 			return
 		}
-		full := n < size
-		if full {
-			// The socket is full: keep the rest and wait for EPOLLOUT.
-			c.out = appendUnwritten(c.out[:0], bufs, max(n, 0))
-			c.outOff = 0
-			c.outSince = lp.now
+		// Retire what was written, in order.
+		written := max(n, 0)
+		for c.qhead < end {
+			m := c.queue[c.qhead]
+			rest := len(m.out()) - c.partial
+			if written < rest {
+				c.partial += written
+				break
+			}
+			written -= rest
+			c.partial = 0
+			c.queue[c.qhead] = nil
+			c.qhead++
+			if m.closeAfter {
+				c.closing = true
+				c.noMore = true
+			}
+			m.free()
+		}
+		if n < size {
+			// The socket is full: wait for EPOLLOUT.
 			c.blocked = true
-		}
-		clear(bufs)
-		c.freeReplies(start)
-		if closeAfter {
-			c.closing = true
-			c.noMore = true
-		}
-		if full {
-			return
-		}
-		if closeAfter {
-			break
+			c.outSince = lp.now
 		}
 	}
 	if c.qhead == len(c.queue) {
@@ -354,7 +334,7 @@ func (c *clientConn) writeOut() {
 			c.queue = nil
 		}
 	}
-	if c.outOff < len(c.out) {
+	if c.blocked {
 		return
 	}
 	if c.closing || ((c.eof || c.noMore) && c.inFlight() == 0) {
@@ -370,31 +350,21 @@ func (c *clientConn) writeOut() {
 	}
 }
 
-// freeReplies returns the msgs written since queue[start] to the pool.
-func (c *clientConn) freeReplies(start int) {
-	for i := start; i < c.qhead; i++ {
-		m := c.queue[i]
-		c.queue[i] = nil
-		m.free()
-	}
-}
-
-// appendUnwritten appends what a write of n bytes left of bufs.
-func appendUnwritten(dst []byte, bufs [][]byte, n int) []byte {
-	for _, b := range bufs {
-		if n >= len(b) {
-			n -= len(b)
-			continue
+// unsent counts the reply bytes ready and not yet written.
+func (c *clientConn) unsent() int {
+	n := -c.partial
+	for _, m := range c.queue[c.qhead:] {
+		if !m.done.Load() {
+			break
 		}
-		dst = append(dst, b[n:]...)
-		n = 0
+		n += len(m.out())
 	}
-	return dst
+	return n
 }
 
 // idle: waiting for nothing and holding no partial request.
 func (c *clientConn) idle() bool {
-	return c.inFlight() == 0 && c.outOff == len(c.out) && c.rb.len() == 0
+	return c.inFlight() == 0 && c.rb.len() == 0
 }
 
 func (c *clientConn) writeFailed() {
@@ -417,7 +387,6 @@ func (c *clientConn) close() {
 		c.queue[i] = nil
 	}
 	c.queue, c.qhead = nil, 0
-	c.out = nil
 	c.rb.release()
 	c.pool.removeClient(c)
 }
@@ -430,17 +399,17 @@ func (c *clientConn) checkTimers(now int64) {
 		c.close()
 		return
 	}
-	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 && c.outOff == len(c.out) &&
+	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 &&
 		now-c.lastRead > int64(idle) {
 		p.stats.ClientIdleClosed.Add(1)
 		p.log.WithField("partial_bytes", c.rb.len()).Debug("closing an idle client")
 		c.close()
 		return
 	}
-	if wt := p.cfg.ClientWriteTimeout; wt > 0 && c.outOff < len(c.out) && now-c.outSince > int64(wt) {
+	if wt := p.cfg.ClientWriteTimeout; wt > 0 && c.blocked && now-c.outSince > int64(wt) {
 		if p.limitLog.allow(now) {
 			p.log.WithField("client", c.remoteAddr()).WithField("client_write_timeout", wt).
-				WithField("unsent_bytes", len(c.out)-c.outOff).Warn("closing a client that does not read its replies")
+				WithField("unsent_bytes", c.unsent()).Warn("closing a client that does not read its replies")
 		}
 		c.writeFailed()
 	}

@@ -80,6 +80,14 @@ func (m *msg) free() {
 	msgPool.Put(m)
 }
 
+// out is what the client receives for m.
+func (m *msg) out() []byte {
+	if m.silent {
+		return nil
+	}
+	return m.reply
+}
+
 func (m *msg) keyAt(i int) []byte { return m.keys[m.keyOff[i]:m.keyOff[i+1]] }
 
 // owner is the client m (or its parent) answers, nil for internal requests.
