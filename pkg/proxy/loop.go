@@ -35,6 +35,7 @@ type loop struct {
 
 	dirtyLinks []*link       // links with requests to write this round
 	ready      []*clientConn // clients with replies to write or requests to resume
+	spare      []*clientConn
 
 	scratch []byte       // read buffer shared by every client
 	iov     []unix.Iovec // writev scratch
@@ -180,7 +181,7 @@ func (lp *loop) run() {
 	lp.nextTick = lp.now + int64(lp.tick)
 	for !lp.quit {
 		wait := int((lp.nextTick - lp.now + 999_999) / 1e6)
-		if wait < 0 {
+		if wait < 0 || lp.busy() {
 			wait = 0
 		}
 		n, err := unix.EpollWait(lp.epfd, events, wait)
@@ -238,9 +239,12 @@ func (lp *loop) runTasks() {
 // settle writes what the round produced: first every server link that
 // received requests (one write for all the clients that routed to it),
 // then every client whose replies are ready. Writing a client may let it
-// route more of its pipeline, so this repeats until nothing is left.
+// route more of its pipeline, so this repeats, but at most settlePasses
+// times: a client pipelining requests the proxy answers itself must not
+// keep the loop from epoll_wait. Clients left over stay ready and the next
+// epoll_wait does not block.
 func (lp *loop) settle() {
-	for len(lp.dirtyLinks) > 0 || len(lp.ready) > 0 {
+	for pass := 0; pass < settlePasses && len(lp.ready) > 0 || len(lp.dirtyLinks) > 0; pass++ {
 		for i := 0; i < len(lp.dirtyLinks); i++ {
 			l := lp.dirtyLinks[i]
 			l.dirty = false
@@ -248,12 +252,22 @@ func (lp *loop) settle() {
 			lp.dirtyLinks[i] = nil
 		}
 		lp.dirtyLinks = lp.dirtyLinks[:0]
-		for i := 0; i < len(lp.ready); i++ {
-			c := lp.ready[i]
+		if pass >= settlePasses {
+			break
+		}
+		ready := lp.ready
+		lp.ready = lp.spare[:0]
+		for i, c := range ready {
 			c.ready = false
 			c.writeOut()
-			lp.ready[i] = nil
+			ready[i] = nil
 		}
-		lp.ready = lp.ready[:0]
+		lp.spare = ready[:0]
 	}
 }
+
+// settlePasses bounds the write/route passes of one round.
+const settlePasses = 8
+
+// busy reports work left for the next round without waiting.
+func (lp *loop) busy() bool { return len(lp.ready) > 0 || len(lp.dirtyLinks) > 0 }
