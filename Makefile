@@ -30,12 +30,21 @@ test: deps lint build
 
 # FUZZTIME per target; `make fuzz FUZZTIME=10m` for a longer run.
 FUZZTIME ?= 10s
+# A target fails on a written reproducer or any other failure, except Go
+# 1.26's "context deadline exceeded" at the end of -fuzztime with nothing
+# written (a race in the fuzz coordinator, golang/go#75804, fixed in 1.27).
 fuzz:
 	@set -e; for pkg in $$(go list ./pkg/...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    log=$$(mktemp); \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || { tail -n 60 $$log; rm -f $$log; exit 1; }; \
+	    log=$$(mktemp); before=$$(ls $$dir/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then \
+	      after=$$(ls $$dir/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+	      if [ "$$after" = "$$before" ] && grep -q 'context deadline exceeded' $$log; then \
+	        echo "  (go fuzz coordinator deadline race, golang/go#75804: no reproducer written; ignored)"; \
+	      else tail -n 60 $$log; rm -f $$log; exit 1; fi; \
+	    fi; \
 	    rm -f $$log; \
 	  done; \
 	done
