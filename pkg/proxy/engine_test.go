@@ -201,3 +201,14 @@ func FuzzRedisEngine(f *testing.F) { fuzzEngine(f, "redis", redisSeeds) }
 
 // FuzzMemcacheEngine is FuzzRedisEngine for a memcached pool.
 func FuzzMemcacheEngine(f *testing.F) { fuzzEngine(f, "memcache", memcacheSeeds) }
+
+// A pool with tcp_quickack serves as any other: the option only re-arms
+// TCP_QUICKACK after each client read (its cost is measured by make bench).
+func TestQuickackPoolServes(t *testing.T) {
+	for _, proto := range []string{"redis", "memcache"} {
+		tp := startTestProxy(t, proto, 2, "  tcp_quickack = true")
+		for range 3 {
+			tp.checkServes(t, proto)
+		}
+	}
+}
