@@ -41,6 +41,7 @@ type clientConn struct {
 	readable bool // an edge said there is data, not yet read to the end
 	hup      bool // the peer closed or failed: read until EOF, not a short read
 	blocked  bool // the socket took less than offered: wait for EPOLLOUT
+	watching bool // EPOLLOUT is being watched
 	needMore bool // rb holds an incomplete request: parse only after a read
 	eof      bool // the client sent EOF (or failed): no more reads
 	noMore   bool // a request asked to close: route nothing after it
@@ -326,6 +327,10 @@ func (c *clientConn) writeOut() {
 			// The socket is full: wait for EPOLLOUT.
 			c.blocked = true
 			c.outSince = lp.now
+			if !c.watching {
+				c.watching = true
+				lp.watchWrite(c.fd, true)
+			}
 		}
 	}
 	if c.qhead == len(c.queue) {
@@ -336,6 +341,10 @@ func (c *clientConn) writeOut() {
 	}
 	if c.blocked {
 		return
+	}
+	if c.watching {
+		c.watching = false
+		lp.watchWrite(c.fd, false)
 	}
 	if c.closing || ((c.eof || c.noMore) && c.inFlight() == 0) {
 		c.close()

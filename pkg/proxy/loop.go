@@ -122,17 +122,32 @@ func (lp *loop) do(f func()) {
 	}
 }
 
-// register adds fd for reads and writes, edge-triggered.
+// register adds fd for reads, edge-triggered.
 func (lp *loop) register(fd int, h handler) error {
 	for fd >= len(lp.handlers) {
 		lp.handlers = append(lp.handlers, make([]handler, len(lp.handlers)+64)...)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	ev := unix.EpollEvent{Events: connEvents, Fd: int32(fd)}
 	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("proxy: epoll_ctl: %w", err)
 	}
 	lp.handlers[fd] = h
 	return nil
+}
+
+// connEvents are what a connection is watched for. EPOLLOUT is added only
+// while a socket is full (watchWrite): watched all the time, every ACK that
+// frees send space would raise an edge and wake the loop for nothing.
+const connEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// watchWrite starts or stops watching fd for EPOLLOUT. Re-arming reports
+// a socket that is already writable, so no wake-up is lost.
+func (lp *loop) watchWrite(fd int, on bool) {
+	ev := unix.EpollEvent{Events: connEvents, Fd: int32(fd)}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 }
 
 // registerListener adds a listening socket, level-triggered and exclusive:

@@ -112,6 +112,7 @@ type link struct {
 	dirty    bool // on the loop's list of links to write
 	hup      bool // the server closed: read until EOF
 	blocked  bool // the socket took less than offered: wait for EPOLLOUT
+	watching bool // EPOLLOUT is being watched
 	rb       readBuf
 }
 
@@ -154,7 +155,10 @@ func (l *link) flush() {
 		l.kill(err)
 		return
 	}
-	l.blocked = n < len(l.wbuf)-l.woff
+	if l.blocked = n < len(l.wbuf)-l.woff; l.blocked && !l.watching {
+		l.watching = true
+		l.lp.watchWrite(l.fd, true)
+	}
 	if n <= 0 {
 		return
 	}
@@ -236,9 +240,13 @@ func (l *link) connected(fd int) {
 
 // event handles epoll's news about the server socket.
 func (l *link) event(ev uint32) {
-	if ev&unix.EPOLLOUT != 0 {
+	if ev&unix.EPOLLOUT != 0 && l.blocked {
 		l.blocked = false
 		l.flush()
+		if !l.blocked && l.watching && !l.dead {
+			l.watching = false
+			l.lp.watchWrite(l.fd, false)
+		}
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		l.hup = true
