@@ -26,6 +26,18 @@ type binaryRig struct {
 
 func startBinaryRig(t testing.TB) *binaryRig {
 	t.Helper()
+	// The fake backends listen first: a port picked by FreePort is released
+	// until nuthatch binds it, and a backend's :0 could otherwise get it.
+	backends := map[string][]string{}
+	for _, proto := range []string{"redis", "memcache"} {
+		fp := fakeserver.Redis
+		if proto == "memcache" {
+			fp = fakeserver.Memcache
+		}
+		for i := 0; i < 2; i++ {
+			backends[proto] = append(backends[proto], fakeserver.New(t, fp).Addr())
+		}
+	}
 	w := &binaryRig{
 		redisAddr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
 		mcAddr:    fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
@@ -34,13 +46,9 @@ func startBinaryRig(t testing.TB) *binaryRig {
 	var b strings.Builder
 	fmt.Fprintf(&b, "worker_processes = 1\nstats {\n  listen = %q\n}\n", w.statsAddr)
 	for _, p := range []struct{ name, addr, proto string }{{"r", w.redisAddr, "redis"}, {"m", w.mcAddr, "memcache"}} {
-		fp := fakeserver.Redis
-		if p.proto == "memcache" {
-			fp = fakeserver.Memcache
-		}
 		fmt.Fprintf(&b, "pool %q {\n  listen = %q\n  protocol = %q\n  timeout = \"2s\"\n", p.name, p.addr, p.proto)
-		for i := 0; i < 2; i++ {
-			fmt.Fprintf(&b, "  server %q {}\n", fakeserver.New(t, fp).Addr())
+		for _, a := range backends[p.proto] {
+			fmt.Fprintf(&b, "  server %q {}\n", a)
 		}
 		b.WriteString("}\n")
 	}
