@@ -57,6 +57,11 @@ func startBinaryRig(t testing.TB) *binaryRig {
 		t.Fatal(err)
 	}
 	w.proc = harness.Start(t, harness.Binary(t), "-c", w.conf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("nuthatch output:\n%s", w.proc.Output())
+		}
+	})
 	harness.WaitPort(t, "tcp", w.redisAddr, 10*time.Second)
 	harness.WaitPort(t, "tcp", w.mcAddr, 10*time.Second)
 	return w
