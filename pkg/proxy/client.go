@@ -73,7 +73,7 @@ type clientConn struct {
 
 func newClientConn(p *pool, fd int, peer unix.Sockaddr, tcp bool) *clientConn {
 	c := &clientConn{pool: p, lp: p.lp, fd: fd, peer: peer, tcp: tcp, accepted: p.lp.now}
-	c.rb.limit, c.rb.small = p.proto.maxRequest(), clientReadBuf
+	c.rb = newClientReadBuf(p.proto.maxRequest())
 	c.lastRead = c.accepted
 	return c
 }
@@ -350,7 +350,7 @@ func (c *clientConn) writeOut() {
 		c.close()
 		return
 	}
-	if c.draining && c.idle() && (c.served || lp.now-c.accepted > int64(firstRequestGrace)) {
+	if c.drained(lp.now) {
 		c.close()
 		return
 	}
@@ -369,6 +369,13 @@ func (c *clientConn) unsent() int {
 		n += len(m.out())
 	}
 	return n
+}
+
+// drained: a draining client that may close now, waiting for nothing. A
+// client that connected just before the drain gets a moment to send its
+// first request, which is surely on its way.
+func (c *clientConn) drained(now int64) bool {
+	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace))
 }
 
 // idle: waiting for nothing and holding no partial request.
@@ -404,7 +411,7 @@ func (c *clientConn) close() {
 // called from the loop's tick.
 func (c *clientConn) checkTimers(now int64) {
 	p := c.pool
-	if c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace)) {
+	if c.drained(now) {
 		c.close()
 		return
 	}

@@ -125,10 +125,15 @@ func (lp *loop) do(f func()) {
 
 // register adds fd for reads, edge-triggered.
 func (lp *loop) register(fd int, h handler) error {
+	return lp.add(fd, connEvents, h)
+}
+
+// add watches fd for events on behalf of h.
+func (lp *loop) add(fd int, events uint32, h handler) error {
 	for fd >= len(lp.handlers) {
 		lp.handlers = append(lp.handlers, make([]handler, len(lp.handlers)+64)...)
 	}
-	ev := unix.EpollEvent{Events: connEvents, Fd: int32(fd)}
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
 	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("proxy: epoll_ctl: %w", err)
 	}
@@ -151,19 +156,14 @@ func (lp *loop) watchWrite(fd int, on bool) {
 	unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 }
 
-// registerListener adds a listening socket, level-triggered and exclusive:
+// listenerEvents: a listening socket is level-triggered and exclusive:
 // when several workers wait on the same socket, one of them is woken per
 // connection rather than all.
+const listenerEvents = unix.EPOLLIN | unix.EPOLLEXCLUSIVE
+
+// registerListener adds a listening socket.
 func (lp *loop) registerListener(fd int, h handler) error {
-	for fd >= len(lp.handlers) {
-		lp.handlers = append(lp.handlers, make([]handler, len(lp.handlers)+64)...)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd)}
-	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return fmt.Errorf("proxy: epoll_ctl: %w", err)
-	}
-	lp.handlers[fd] = h
-	return nil
+	return lp.add(fd, listenerEvents, h)
 }
 
 // unregister forgets fd and closes it (closing removes it from epoll).

@@ -396,8 +396,7 @@ func (a *acceptor) event(uint32) {
 func (a *acceptor) resume(now int64) {
 	if a.paused != 0 && now >= a.paused && a.fd >= 0 {
 		a.paused = 0
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(a.fd)}
-		unix.EpollCtl(a.p.lp.epfd, unix.EPOLL_CTL_ADD, a.fd, &ev)
+		a.p.lp.add(a.fd, listenerEvents, a)
 	}
 }
 

@@ -35,12 +35,12 @@ type readBuf struct {
 	calm     int  // consecutive small reads while the buffer is big
 }
 
-func newReadBuf(limit int) *readBuf { return &readBuf{limit: limit, small: readBufInitial} }
+func newReadBuf(limit int) readBuf { return readBuf{limit: limit, small: readBufInitial} }
 
 // newClientReadBuf starts small and adapts: it doubles while reads keep
 // filling it and shrinks back once they do not.
-func newClientReadBuf(limit int) *readBuf {
-	return &readBuf{limit: limit, small: clientReadBuf}
+func newClientReadBuf(limit int) readBuf {
+	return readBuf{limit: limit, small: clientReadBuf}
 }
 
 func (b *readBuf) bytes() []byte { return b.buf[b.r:b.w] }

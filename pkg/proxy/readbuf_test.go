@@ -117,7 +117,7 @@ func TestClientReadBufAdapts(t *testing.T) {
 	// lets the buffer read and consume them in one read.
 	send := func(n int) {
 		if n < 0 {
-			n = nextRoom(b)
+			n = nextRoom(&b)
 		}
 		done := make(chan struct{})
 		go func() {

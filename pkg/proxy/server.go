@@ -234,7 +234,7 @@ func (l *link) connected(fd int) {
 	}
 	l.fd = fd
 	l.sc.srv.stats.Connections.Add(1)
-	l.rb.limit, l.rb.small = l.sc.srv.pool.maxReply, readBufInitial
+	l.rb = newReadBuf(l.sc.srv.pool.maxReply)
 	l.lp.dirtyLink(l)
 }
 

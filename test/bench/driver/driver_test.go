@@ -125,21 +125,14 @@ func TestReportRatiosAndGoals(t *testing.T) {
 	rs.record("nutcracker", sample{rps: 100, p99: 2 * time.Millisecond, cpuUS: 10})
 	rs.record("nuthatch-1", sample{rps: 200, p99: time.Millisecond, cpuUS: 20})
 	rep.idle = []idleRow{{target: "nuthatch-1", res: idleResult{clients: 10, perClient: [2]float64{1000, 5000}}}}
-	var b bytes.Buffer
-	rep.write(&b)
-	out := b.String()
-	for _, want := range []string{
+	reportHas(t, rep,
 		"| redis GET 100B | nuthatch-1 | 200 | 0% | 0 | 1000 | 0 | 20.00 |",
 		"| 2.00 | — | 0.50 |", // × nutcracker, × predixy (absent), × direct
 		"| redis GET 100B ≥ 1.15× nutcracker | 2.00× ✓ |",
 		"| redis GET 100B p99 ≤ nutcracker's | 1000 vs 2000 µs ✓ |",
 		"| redis GET 100B CPU ≤ 17.0 µs/req | 20.00 ✗ |",
 		"| idle client ≤ 4 KB RSS (after one GET) | 5000 B ✗ |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	if got := rep.fixedRate(); got != 50 {
 		t.Errorf("fixedRate = %v, want half the slowest proxy's 100", got)
 	}
@@ -198,21 +191,14 @@ func TestReportOutliersAndPinned(t *testing.T) {
 		rs.record("nutcracker", sample{rps: 50000, cpuUS: 19, coreBusy: [2]float64{0.95, 0.7}})
 		rs.record("nuthatch-1", sample{rps: 100000, cpuUS: 10, coreBusy: [2]float64{0.999, 0.995}})
 	}
-	var b bytes.Buffer
-	rep.write(&b)
-	out := b.String()
-	for _, want := range []string{
+	reportHas(t, rep,
 		"| direct | 2000 | 0 | 0.0 | 1.0 |",
 		"| nuthatch-1 | 4000 | 2 | 500.0 | 41.0 |",
 		"| nuthatch-quickack | 4000 | 0 | 0.0 | 2.0 |",
 		"| pinned redis GET 100B | nuthatch-1 | 100000 | 0% |",
 		"| 10.00 | 0.0 | 2.00 | — | — |\n| pinned redis GET 100B P16 | nutcracker |",
 		"pinned redis GET 100B P16: CPU 0 (proxy) / CPU 1 (generator, backends) busy, from /proc/stat: nutcracker 95% / 70%, nuthatch-1 100% / 100%.",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q:\n%s", want, out)
-		}
-	}
+	)
 }
 
 func TestTasksetArgs(t *testing.T) {
@@ -294,5 +280,18 @@ intr 73411387 0 0
 	}
 	if b := c["cpu0"].busyUntil(c["cpu0"]); b != -1 {
 		t.Errorf("no time passed: %v", b)
+	}
+}
+
+// reportHas checks that the written report contains every want.
+func reportHas(t *testing.T, rep *report, wants ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	rep.write(&b)
+	out := b.String()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
 }
