@@ -295,3 +295,28 @@ func reportHas(t *testing.T, rep *report, wants ...string) {
 		}
 	}
 }
+
+func TestMachineBusy(t *testing.T) {
+	a := map[string]cpuTimes{"cpu0": {busy: 10, total: 100}, "cpu1": {busy: 0, total: 100}}
+	b := map[string]cpuTimes{"cpu0": {busy: 110, total: 200}, "cpu1": {busy: 50, total: 200}}
+	if got := machineBusy(a, b); got != 0.75 {
+		t.Fatalf("machineBusy = %v, want 0.75", got)
+	}
+	if got := machineBusy(a, map[string]cpuTimes{"cpu0": {busy: 110, total: 200}}); got != -1 {
+		t.Fatalf("machineBusy with a CPU missing = %v, want -1", got)
+	}
+	if got := machineBusy(nil, nil); got != -1 {
+		t.Fatalf("machineBusy of nothing = %v, want -1", got)
+	}
+}
+
+func TestReportBudget(t *testing.T) {
+	rep := &report{targets: []*target{{name: "direct"}, {name: "nuthatch-1", proc: &proc{}, nuthatch: true}}}
+	rs := rep.add(scenario{name: "redis GET 100B", group: groupUnpipelined, op: "get"})
+	rs.record("direct", sample{rps: 100000, cpuUS: -1, backendUS: 4, genUS: 6, machineBusy: 0.9})
+	rs.record("nuthatch-1", sample{rps: 80000, cpuUS: 7.5, backendUS: 5, genUS: 8.25, machineBusy: 0.99})
+	reportHas(t, rep,
+		"| redis GET 100B | direct | 100000 | — | 4.00 | 6.00 | 10.00 | 90% |",
+		"| redis GET 100B | nuthatch-1 | 80000 | 7.50 | 5.00 | 8.25 | 20.75 | 99% |",
+	)
+}

@@ -45,6 +45,7 @@ type env struct {
 type options struct {
 	duration, warmup, rateDuration time.Duration
 	rounds, clients, keys, idle    int
+	threads                        int // the generator's event loops
 	only                           *regexp.Regexp
 	rb, syscalls, quickack, pinned bool
 	profile                        time.Duration
@@ -69,6 +70,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per scenario")
 	flag.IntVar(&o.clients, "clients", 50, "clients per run")
 	flag.IntVar(&o.keys, "keys", 10000, "key space")
+	flag.IntVar(&o.threads, "gen-threads", 2, "event loops (OS threads) of the load generator in closed-loop runs (2: direct access saturates a 2-CPU machine; 1 was the limit there)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle clients (0 skips)")
 	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
 	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")

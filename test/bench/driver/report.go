@@ -23,6 +23,10 @@ type sample struct {
 	// coreBusy is, in the pinned group, the busy share of CPU 0 (the
 	// proxy's) and CPU 1 (the generator's and backends'); -1 elsewhere.
 	coreBusy [2]float64
+	// backendUS and genUS are the CPU µs per request of all backends and
+	// of the load generator (this process); machineBusy the busy share of
+	// all CPUs. Together with cpuUS they are where the machine's CPU went.
+	backendUS, genUS, machineBusy float64
 }
 
 // slowLatency is where delayed-ACK stalls show up: Linux delays an ACK by
@@ -77,6 +81,24 @@ func parseCPUStat(s string) map[string]cpuTimes {
 		out[f[0]] = c
 	}
 	return out
+}
+
+// machineBusy is the busy share of all CPUs between two readings; -1
+// without them.
+func machineBusy(a, b map[string]cpuTimes) float64 {
+	var busy, total uint64
+	for cpu, c := range a {
+		l, ok := b[cpu]
+		if !ok || l.total < c.total {
+			return -1
+		}
+		busy += l.busy - c.busy
+		total += l.total - c.total
+	}
+	if total == 0 {
+		return -1
+	}
+	return float64(busy) / float64(total)
 }
 
 // busyUntil is the busy share of the CPU between c and a later reading.
@@ -142,6 +164,9 @@ func (r *scenarioResult) median(target string) (sample, float64, bool) {
 		rssKB: int64(median(field(func(s sample) float64 { return float64(s.rssKB) }))),
 		coreBusy: [2]float64{median(field(func(s sample) float64 { return s.coreBusy[0] })),
 			median(field(func(s sample) float64 { return s.coreBusy[1] }))},
+		backendUS:   median(field(func(s sample) float64 { return s.backendUS })),
+		genUS:       median(field(func(s sample) float64 { return s.genUS })),
+		machineBusy: median(field(func(s sample) float64 { return s.machineBusy })),
 	}
 	for _, s := range ss {
 		m.errors += s.errors
@@ -257,6 +282,39 @@ func (r *report) writeBusy(w io.Writer, rs *scenarioResult) {
 	}
 }
 
+// writeBudget shows where the machine's CPU went in each run: the
+// generator and backends share the CPUs with the proxy, so a proxy's
+// throughput depends on what it costs them as well as on its own cost.
+func (r *report) writeBudget(w io.Writer) {
+	var b strings.Builder
+	for _, rs := range r.results {
+		if rs.sc.pinned || rs.sc.rate {
+			continue
+		}
+		for _, t := range r.targets {
+			m, _, ok := rs.median(t.name)
+			if !ok || m.backendUS < 0 || m.genUS < 0 || m.machineBusy < 0 {
+				continue
+			}
+			proxy, total := "—", m.backendUS+m.genUS
+			if m.cpuUS >= 0 {
+				proxy = fmt.Sprintf("%.2f", m.cpuUS)
+				total += m.cpuUS
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.2f | %.2f | %.2f | %.0f%% |\n",
+				rs.sc.name, t.name, m.rps, proxy, m.backendUS, m.genUS, total, m.machineBusy*100)
+		}
+	}
+	if b.Len() == 0 {
+		return
+	}
+	fmt.Fprint(w, "\n## Where the CPU went (µs per request, medians)\n\n")
+	fmt.Fprint(w, "Backends: all redis-servers and memcacheds; generator: the driver process. Machine busy: all CPUs, from /proc/stat, interrupts included; the rest was idle.\n\n")
+	fmt.Fprintln(w, "| scenario | target | req/s | proxy | backends | generator | total | machine busy |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+	io.WriteString(w, b.String())
+}
+
 func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/1e3) }
 
 func ratio(a, b float64) string {
@@ -342,6 +400,7 @@ func (r *report) write(w io.Writer) {
 			}
 		}
 	}
+	r.writeBudget(w)
 	if len(r.idle) > 0 {
 		fmt.Fprintf(w, "\n## Idle clients (Redis pool)\n\n| target | clients | RSS after, MB | bytes per client (connected) | bytes per client (after one GET) |\n|---|---:|---:|---:|---:|\n")
 		for _, row := range r.idle {

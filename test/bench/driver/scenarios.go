@@ -119,27 +119,33 @@ func (e *env) runScenario(ctx context.Context, o options, rep *report, sc scenar
 
 func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, addrs []string) (sample, error) {
 	pids := tree(t.pid())
+	backends := e.allBackendPids()
+	self := []int{os.Getpid()}
 	var (
 		c0, c1 int64
+		b0, b1 int64 // backends
+		g0, g1 int64 // this process: the load generator
 		s0, s1 map[string]cpuTimes
 		rss    *rssSampler
 		peak   int64
 	)
-	// In the pinned group, how busy each core was (interrupts included,
-	// which no process is charged for) says which side was the limit.
+	// How busy each core was (interrupts included, which no process is
+	// charged for): in the pinned group it says which side was the limit,
+	// elsewhere whether the machine had CPU to spare.
 	stat := func() map[string]cpuTimes {
-		if !sc.pinned {
-			return nil
-		}
 		b, _ := os.ReadFile("/proc/stat")
 		return parseCPUStat(string(b))
+	}
+	ticks := func() (int64, int64, int64, map[string]cpuTimes) {
+		return cpuTicks(pids), cpuTicks(backends), cpuTicks(self), stat()
 	}
 	spec := load.Spec{
 		Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
 		Rate: sc.rateRPS, ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi,
-		Warmup: o.warmup, Duration: o.duration,
-		OnStart: func() { c0, s0 = cpuTicks(pids), stat(); rss = sampleRSS(t.pid()) },
-		OnStop:  func() { c1, s1 = cpuTicks(pids), stat(); peak = rss.finish() },
+		Threads: o.threads,
+		Warmup:  o.warmup, Duration: o.duration,
+		OnStart: func() { c0, b0, g0, s0 = ticks(); rss = sampleRSS(t.pid()) },
+		OnStop:  func() { c1, b1, g1, s1 = ticks(); peak = rss.finish() },
 	}
 	if sc.rate {
 		spec.Duration = o.rateDuration
@@ -152,16 +158,24 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 		rps: res.Throughput(), p50: res.Latency.Quantile(0.5), p99: res.Latency.Quantile(0.99),
 		p999: res.Latency.Quantile(0.999), errors: res.Errors, misses: res.Misses, cpuUS: -1, rssKB: peak,
 	}
-	if t.proc != nil && res.Requests > 0 {
-		m.cpuUS = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(res.Requests)
+	perReq := func(ticks int64) float64 {
+		return float64(ticks) / float64(e.clkTck) * 1e6 / float64(res.Requests)
 	}
+	m.backendUS, m.genUS = -1, -1
+	if res.Requests > 0 {
+		if t.proc != nil {
+			m.cpuUS = perReq(c1 - c0)
+		}
+		m.backendUS, m.genUS = perReq(b1-b0), perReq(g1-g0)
+	}
+	m.machineBusy = machineBusy(s0, s1)
 	if res.Lag != nil {
 		m.lag99 = res.Lag.Quantile(0.99)
 	}
 	m.count, m.slow, m.max = res.Latency.Count(), res.Latency.CountAtLeast(slowLatency), res.Latency.Max()
 	m.coreBusy = [2]float64{-1, -1}
 	for i, cpu := range []string{"cpu" + proxyCPU, "cpu" + loadCPU} {
-		if a, ok := s0[cpu]; ok {
+		if a, ok := s0[cpu]; ok && sc.pinned {
 			m.coreBusy[i] = a.busyUntil(s1[cpu])
 		}
 	}
@@ -223,6 +237,20 @@ func (e *env) idle(ctx context.Context, o options, rep *report) error {
 
 func isBackend(name string) bool {
 	return strings.HasPrefix(name, "redis-") || strings.HasPrefix(name, "memcached-")
+}
+
+// allBackendPids is every redis-server and memcached: what the backends
+// cost per request, whichever protocol a scenario uses.
+func (e *env) allBackendPids() []int {
+	var pids []int
+	e.procs.mu.Lock()
+	defer e.procs.mu.Unlock()
+	for _, p := range e.procs.procs {
+		if isBackend(p.name) {
+			pids = append(pids, p.pid())
+		}
+	}
+	return pids
 }
 
 func (e *env) backendPids() []int {

@@ -63,6 +63,9 @@ type Spec struct {
 	KeyPrefix string
 	// MultiKeys is the number of keys of an MGet.
 	MultiKeys int
+	// Threads is the number of event loops (OS threads) of a closed-loop
+	// run, clients spread over them; 0 means 1, as redis-benchmark.
+	Threads int
 	// Warmup runs before the measured window, Duration is the window.
 	Warmup, Duration time.Duration
 	// OnStart and OnStop, when set, are called at the start and at the
@@ -199,35 +202,6 @@ func (c *client) count(r reply, lat time.Duration) {
 	c.hist.Record(lat)
 }
 
-// closedLoop keeps Pipeline requests in flight: write a batch, read all
-// of its replies, repeat. Latency runs from the batch's write.
-func (c *client) closedLoop(phase *atomic.Int32) error {
-	depth := max(c.spec.Pipeline, 1)
-	for {
-		ph := phase.Load()
-		if ph == phaseStop {
-			return nil
-		}
-		c.wbuf = c.wbuf[:0]
-		for range depth {
-			c.wbuf = c.appendRequest(c.wbuf)
-		}
-		t0 := time.Now()
-		if _, err := c.conn.Write(c.wbuf); err != nil {
-			return err
-		}
-		for range depth {
-			r, err := c.next()
-			if err != nil {
-				return err
-			}
-			if ph == phaseMeasure {
-				c.count(r, time.Since(t0))
-			}
-		}
-	}
-}
-
 // sent is one scheduled request: its intended send time (ns since the
 // run's base) and whether it falls in the measured window.
 type sent struct {
@@ -275,12 +249,15 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 	}
 	defer func() {
 		for _, c := range clients {
-			c.conn.Close()
+			if c.conn != nil {
+				c.conn.Close()
+			}
 		}
 	}()
 
 	var (
 		phase    atomic.Int32
+		abort    atomic.Bool
 		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
@@ -319,11 +296,22 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 			fail(schedule(&phase, base, s.Rate, clients, queues, lag))
 		}()
 	} else {
-		for _, c := range clients {
+		loops := make([][]*evClient, min(max(s.Threads, 1), len(clients)))
+		for i, c := range clients {
+			fd, err := detachFD(c.conn)
+			if err != nil {
+				return nil, err
+			}
+			c.conn = nil
+			ec := &evClient{client: c, fd: fd}
+			defer unix.Close(fd)
+			loops[i%len(loops)] = append(loops[i%len(loops)], ec)
+		}
+		for _, l := range loops {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				fail(c.closedLoop(&phase))
+				fail(runEventLoop(&phase, &abort, l))
 			}()
 		}
 	}
@@ -347,8 +335,11 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+		abort.Store(true)
 		for _, c := range clients {
-			c.conn.Close()
+			if c.conn != nil {
+				c.conn.Close()
+			}
 		}
 		<-done
 		fail(errors.New("load: replies still missing 5s after the window"))

@@ -322,14 +322,15 @@ func (s *fakeServer) memcacheOne(r *bufio.Reader) ([]byte, error) {
 
 func TestRunClosedLoop(t *testing.T) {
 	for _, tt := range []struct {
-		p  Protocol
-		op Op
-	}{{Redis, Get}, {Redis, Set}, {Redis, MGet}, {Memcache, Get}, {Memcache, Set}, {Memcache, MGet}} {
-		t.Run(string(tt.p)+"-"+string(tt.op), func(t *testing.T) {
+		p       Protocol
+		op      Op
+		threads int
+	}{{Redis, Get, 0}, {Redis, Set, 1}, {Redis, MGet, 3}, {Memcache, Get, 2}, {Memcache, Set, 8}, {Memcache, MGet, 1}} {
+		t.Run(fmt.Sprintf("%s-%s-%d", tt.p, tt.op, tt.threads), func(t *testing.T) {
 			srv := startFake(t, tt.p)
 			var started, stopped bool
 			res, err := Run(context.Background(), Spec{
-				Protocol: tt.p, Op: tt.op, Addrs: []string{srv.ln.Addr().String()},
+				Protocol: tt.p, Op: tt.op, Addrs: []string{srv.ln.Addr().String()}, Threads: tt.threads,
 				Clients: 4, Pipeline: 8, ValueSize: 100, Keys: 100, KeyPrefix: "k:",
 				Warmup: 20 * time.Millisecond, Duration: 100 * time.Millisecond,
 				OnStart: func() { started = true }, OnStop: func() { stopped = true },
@@ -354,6 +355,44 @@ func TestRunClosedLoop(t *testing.T) {
 				t.Errorf("server served %d, counted %d: warm-up counted", served, res.Requests)
 			}
 		})
+	}
+}
+
+// TestClosedLoopServerGone: a server that closes its connections in the
+// middle of the window fails the run instead of hanging it.
+func TestClosedLoopServerGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				// Answer a few requests, then hang up.
+				buf := make([]byte, 4096)
+				for i := 0; i < 3; i++ {
+					if _, err := c.Read(buf); err != nil {
+						break
+					}
+					c.Write([]byte("$1\r\nv\r\n"))
+				}
+				c.Close()
+			}()
+		}
+	}()
+	start := time.Now()
+	_, err = Run(context.Background(), Spec{Protocol: Redis, Op: Get, Addrs: []string{ln.Addr().String()},
+		Clients: 2, Pipeline: 1, Keys: 10, Warmup: 10 * time.Millisecond, Duration: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "server closed") {
+		t.Fatalf("Run = %v, want a server-closed error", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("took %v", time.Since(start))
 	}
 }
 
