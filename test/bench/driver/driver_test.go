@@ -136,6 +136,12 @@ func TestReportRatiosAndGoals(t *testing.T) {
 	if got := rep.fixedRate(); got != 50 {
 		t.Errorf("fixedRate = %v, want half the slowest proxy's 100", got)
 	}
+	// Rounds pair up in order: 200/100 = 2, 150/120 = 1.25, 330/110 = 3.
+	rs.record("nutcracker", sample{rps: 120, cpuUS: 10})
+	rs.record("nuthatch-1", sample{rps: 150, cpuUS: 20})
+	rs.record("nutcracker", sample{rps: 110, cpuUS: 10})
+	rs.record("nuthatch-1", sample{rps: 330, cpuUS: 20})
+	reportHas(t, rep, "| redis GET 100B ≥ 1.15× nutcracker | 1.82× (rounds 1.25–3.00) ✓ |")
 }
 
 // The tcp_quickack target runs in the unpipelined GET/SET 100 B and the
@@ -319,4 +325,20 @@ func TestReportBudget(t *testing.T) {
 		"| redis GET 100B | direct | 100000 | — | 4.00 | 6.00 | 10.00 | 90% |",
 		"| redis GET 100B | nuthatch-1 | 80000 | 7.50 | 5.00 | 8.25 | 20.75 | 99% |",
 	)
+}
+
+func TestRedisBenchmarkMedians(t *testing.T) {
+	rep := &report{targets: []*target{{name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}, nuthatch: true}}}
+	for i, rps := range []float64{100, 300, 200} {
+		rep.rb = append(rep.rb,
+			rbRow{target: "nutcracker", test: "GET", depth: 1, rps: rps, p50: float64(i), p99: 1, cpuUS: 10},
+			rbRow{target: "nuthatch-1", test: "GET", depth: 1, rps: rps * 2, p50: 0.5, p99: float64(3 - i), cpuUS: float64(i)})
+	}
+	rows := rbMedians(rep.rb)
+	if len(rows) != 2 || rows[0].target != "nutcracker" || rows[0].rps != 200 || rows[0].p50 != 1 || rows[0].rounds != 3 ||
+		rows[1].rps != 400 || rows[1].p99 != 2 || rows[1].cpuUS != 1 {
+		t.Fatalf("medians = %+v", rows)
+	}
+	reportHas(t, rep, "medians of 3 alternating rounds", "| GET P1 | nuthatch-1 | 400 | 0.500 | 2.000 | 1.00 | 2.00 | — |",
+		"| redis-benchmark GET P1 ≥ 1.15× nutcracker | 2.00× ✓ |")
 }

@@ -179,6 +179,24 @@ func (r *scenarioResult) median(target string) (sample, float64, bool) {
 	return m, spread, true
 }
 
+// pairedRange is the lowest and highest throughput ratio a to b within
+// one round: rounds alternate, so the two runs of a round met the same
+// machine, and the range shows how far one round can be trusted.
+func (r *scenarioResult) pairedRange(a, b string) (lo, hi float64, ok bool) {
+	as, bs := r.samples[a], r.samples[b]
+	for i := range min(len(as), len(bs)) {
+		if bs[i].rps <= 0 {
+			continue
+		}
+		q := as[i].rps / bs[i].rps
+		if !ok {
+			lo, hi, ok = q, q, true
+		}
+		lo, hi = min(lo, q), max(hi, q)
+	}
+	return lo, hi, ok && len(as) > 1
+}
+
 func (r *scenarioResult) summary(targets []*target) string {
 	var b strings.Builder
 	for _, t := range targets {
@@ -414,19 +432,27 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w, "\n(direct: the two redis-servers' own RSS per client.)")
 	}
 	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
-		fmt.Fprintf(w, "\n## redis-benchmark cross-check (GET/SET 100 B, 50 clients, one round)\n\n| test | target | req/s | p50 ms | p99 ms | CPU µs/req (GET+SET) | × nutcracker |\n|---|---|---:|---:|---:|---:|---:|\n")
-		for _, row := range r.rb {
-			base := 0.0
-			for _, o := range r.rb {
-				if o.target == "nutcracker" && o.test == row.test && o.depth == row.depth {
-					base = o.rps
+		rows := rbMedians(r.rb)
+		rounds := 0
+		for _, row := range rows {
+			rounds = max(rounds, row.rounds)
+		}
+		fmt.Fprintf(w, "\n## redis-benchmark (GET/SET 100 B, 50 clients, medians of %d alternating rounds)\n\n| test | target | req/s | p50 ms | p99 ms | CPU µs/req (GET+SET) | × nutcracker | × predixy |\n|---|---|---:|---:|---:|---:|---:|---:|\n", rounds)
+		base := func(target string, row rbRow) float64 {
+			for _, o := range rows {
+				if o.target == target && o.test == row.test && o.depth == row.depth {
+					return o.rps
 				}
 			}
+			return 0
+		}
+		for _, row := range rows {
 			cpu := "—"
 			if row.cpuUS >= 0 {
 				cpu = fmt.Sprintf("%.2f", row.cpuUS)
 			}
-			fmt.Fprintf(w, "| %s P%d | %s | %.0f | %.3f | %.3f | %s | %s |\n", row.test, row.depth, row.target, row.rps, row.p50, row.p99, cpu, ratio(row.rps, base))
+			fmt.Fprintf(w, "| %s P%d | %s | %.0f | %.3f | %.3f | %s | %s | %s |\n", row.test, row.depth, row.target, row.rps, row.p50, row.p99, cpu,
+				ratio(row.rps, base("nutcracker", row)), ratio(row.rps, base("predixy", row)))
 		}
 		for _, f := range r.rbFailed {
 			fmt.Fprintf(w, "\nfailed: %s\n", f)
@@ -495,7 +521,11 @@ func (r *report) writeGoals(w io.Writer) {
 			if !ok1 || !ok2 {
 				return "", false, false
 			}
-			return fmt.Sprintf("%.2f×", m.rps/nc.rps), m.rps >= min*nc.rps, true
+			cell := fmt.Sprintf("%.2f×", m.rps/nc.rps)
+			if lo, hi, ok := rs.pairedRange(v, "nutcracker"); ok {
+				cell += fmt.Sprintf(" (rounds %.2f–%.2f)", lo, hi)
+			}
+			return cell, m.rps >= min*nc.rps, true
 		}
 	}
 	for _, rs := range r.results {
@@ -511,6 +541,24 @@ func (r *report) writeGoals(w io.Writer) {
 			continue
 		}
 		row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
+	}
+	rbRows := rbMedians(r.rb)
+	for _, nc := range rbRows {
+		if nc.target != "nutcracker" {
+			continue
+		}
+		min := 1.15
+		if nc.depth > 1 {
+			min = 1.5
+		}
+		row(fmt.Sprintf("redis-benchmark %s P%d ≥ %.2f× nutcracker", nc.test, nc.depth, min), func(v string) (string, bool, bool) {
+			for _, m := range rbRows {
+				if m.target == v && m.test == nc.test && m.depth == nc.depth && nc.rps > 0 {
+					return fmt.Sprintf("%.2f×", m.rps/nc.rps), m.rps >= min*nc.rps, true
+				}
+			}
+			return "", false, false
+		})
 	}
 	for _, rs := range r.results {
 		if rs.sc.group != groupUnpipelined && !rs.sc.rate {

@@ -272,34 +272,41 @@ func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error 
 		rep.notes = append(rep.notes, "redis-benchmark cross-check skipped: not installed")
 		return nil
 	}
-	for _, depth := range []int{1, 16} {
-		n := 40000
-		if depth > 1 {
-			n = 200000
-		}
-		for _, t := range rep.targets {
-			if t.redis == nil || t.only != nil {
-				continue
+	// Alternating rounds, as the other scenarios: one redis-benchmark
+	// run is at the mercy of whatever else the machine did during it.
+	for round := range o.rounds {
+		for _, depth := range []int{1, 16} {
+			n := 100000
+			if depth > 1 {
+				n = 400000
 			}
-			pids := tree(t.pid())
-			c0 := cpuTicks(pids)
-			rows, err := runRedisBenchmark(ctx, t.redis, o.clients, n, depth, o.keys)
-			c1 := cpuTicks(pids)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				logf("redis-benchmark on %s: %v", t.name, err)
-				rep.rbFailed = append(rep.rbFailed, fmt.Sprintf("%s P%d: %v", t.name, depth, err))
-				continue
-			}
-			cpu := -1.0
-			if t.proc != nil {
-				cpu = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(2*n)
-			}
-			for _, r := range rows {
-				r.target, r.depth, r.cpuUS = t.name, depth, cpu
-				rep.rb = append(rep.rb, r)
+			for _, t := range rep.targets {
+				if t.redis == nil || t.only != nil {
+					continue
+				}
+				pids := tree(t.pid())
+				c0 := cpuTicks(pids)
+				rows, err := runRedisBenchmark(ctx, t.redis, o.clients, n, depth, o.keys)
+				c1 := cpuTicks(pids)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					logf("redis-benchmark round %d on %s: %v", round+1, t.name, err)
+					rep.rbFailed = append(rep.rbFailed, fmt.Sprintf("%s P%d: %v", t.name, depth, err))
+					continue
+				}
+				cpu := -1.0
+				if t.proc != nil {
+					cpu = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(2*n)
+				}
+				var parts []string
+				for _, r := range rows {
+					r.target, r.depth, r.cpuUS = t.name, depth, cpu
+					rep.rb = append(rep.rb, r)
+					parts = append(parts, fmt.Sprintf("%s %.0f", r.test, r.rps))
+				}
+				logf("redis-benchmark P%d round %d %-14s %s, %.2f µs/req", depth, round+1, t.name, strings.Join(parts, " "), cpu)
 			}
 		}
 	}
@@ -315,6 +322,42 @@ type rbRow struct {
 	p50, p99  float64 // ms
 	cpuUS     float64 // for the whole invocation (GET and SET)
 	instances int
+	rounds    int // of a median row: how many rounds it summarises
+}
+
+// rbMedians folds the rounds of each (target, test, depth) into one row
+// of per-field medians, in the order the rows first appeared.
+func rbMedians(rows []rbRow) []rbRow {
+	type key struct {
+		target, test string
+		depth        int
+	}
+	var order []key
+	groups := map[key][]rbRow{}
+	for _, r := range rows {
+		k := key{r.target, r.test, r.depth}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]rbRow, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		field := func(f func(rbRow) float64) float64 {
+			v := make([]float64, len(g))
+			for i, r := range g {
+				v[i] = f(r)
+			}
+			return median(v)
+		}
+		out = append(out, rbRow{target: k.target, test: k.test, depth: k.depth, instances: g[0].instances, rounds: len(g),
+			rps:   field(func(r rbRow) float64 { return r.rps }),
+			p50:   field(func(r rbRow) float64 { return r.p50 }),
+			p99:   field(func(r rbRow) float64 { return r.p99 }),
+			cpuUS: field(func(r rbRow) float64 { return r.cpuUS })})
+	}
+	return out
 }
 
 // runRedisBenchmark runs one redis-benchmark per address (clients split
