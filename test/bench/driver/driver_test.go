@@ -137,6 +137,9 @@ func TestReportRatiosAndGoals(t *testing.T) {
 		t.Errorf("fixedRate = %v, want half the slowest proxy's 100", got)
 	}
 	// Rounds pair up in order: 200/100 = 2, 150/120 = 1.25, 330/110 = 3.
+	rep.targets = append(rep.targets, &target{name: "predixy", proc: &proc{}})
+	rs.record("predixy", sample{rps: 150, cpuUS: 25})
+	reportHas(t, rep, "| redis GET 100B CPU ≤ predixy's | 20.00 vs 25.00 ✓ |")
 	rs.record("nutcracker", sample{rps: 120, cpuUS: 10})
 	rs.record("nuthatch-1", sample{rps: 150, cpuUS: 20})
 	rs.record("nutcracker", sample{rps: 110, cpuUS: 10})

@@ -591,6 +591,21 @@ func (r *report) writeGoals(w io.Writer) {
 			return fmt.Sprintf("%.2f", m.cpuUS), m.cpuUS <= limit, true
 		})
 	}
+	// The CPU target is "≤ predixy's"; its figures (17 and 1.7 µs)
+	// were predixy's at 100 B on the reference machine.
+	for _, rs := range r.results {
+		pd, _, ok := rs.median("predixy")
+		if !ok || pd.cpuUS < 0 || rs.sc.pinned || rs.sc.rate {
+			continue
+		}
+		row(fmt.Sprintf("%s CPU ≤ predixy's", rs.sc.name), func(v string) (string, bool, bool) {
+			m, _, ok := rs.median(v)
+			if !ok {
+				return "", false, false
+			}
+			return fmt.Sprintf("%.2f vs %.2f", m.cpuUS, pd.cpuUS), m.cpuUS <= pd.cpuUS, true
+		})
+	}
 	row("idle client ≤ 4 KB RSS (after one GET)", func(v string) (string, bool, bool) {
 		for _, i := range r.idle {
 			if i.target == v && i.res.err == nil {
