@@ -97,7 +97,7 @@ func (c *clientConn) enqueue(m *msg) {
 // reply queues a reply produced by the proxy itself.
 func (c *clientConn) reply(m *msg) {
 	c.enqueue(m)
-	m.done.Store(true)
+	m.done = true
 	c.lp.markReady(c)
 }
 
@@ -271,7 +271,7 @@ func (c *clientConn) writeOut() {
 		end := c.qhead
 		for end < len(c.queue) && len(bufs) < maxIovecs {
 			m := c.queue[end]
-			if !m.done.Load() {
+			if !m.done {
 				break
 			}
 			end++
@@ -363,7 +363,7 @@ func (c *clientConn) writeOut() {
 func (c *clientConn) unsent() int {
 	n := -c.partial
 	for _, m := range c.queue[c.qhead:] {
-		if !m.done.Load() {
+		if !m.done {
 			break
 		}
 		n += len(m.out())
@@ -397,7 +397,7 @@ func (c *clientConn) close() {
 	c.closed = true
 	c.lp.closeFD(c.fd)
 	for i := c.qhead; i < len(c.queue); i++ {
-		if m := c.queue[i]; m.done.Load() {
+		if m := c.queue[i]; m.done {
 			m.free()
 		}
 		c.queue[i] = nil

@@ -1,11 +1,9 @@
 package proxy
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
-// msg is one request in flight and, once done, its reply.
+// msg is one request in flight and, once done, its reply. It belongs to
+// the loop that read it: no field needs to be atomic.
 //
 // A client's msgs are written back strictly in the order they were read. A
 // request that spans several servers is a parent msg whose fragments travel to
@@ -17,7 +15,7 @@ type msg struct {
 	reply []byte
 	err   error // set instead of reply when the server failed
 
-	done atomic.Bool
+	done bool
 	// closeAfter closes the client once this reply is written (QUIT, protocol
 	// errors).
 	closeAfter bool
@@ -30,7 +28,7 @@ type msg struct {
 	// Fragments of a multi-key request.
 	parent  *msg
 	frags   []*msg
-	pending atomic.Int32
+	pending int32 // fragments not yet finished
 	// keyIdx maps the position of each key of a fragment to the position in
 	// the parent's request, for merges that restore key order.
 	keyIdx []int32

@@ -259,7 +259,7 @@ func (p *pool) groupKeys(c *clientConn, first, n, step int, key func(i int) []by
 // last fragment to finish merges the replies into parent.
 func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []byte, keys []int32) []byte) {
 	groups := c.groups[:len(p.servers)]
-	parent.pending.Store(int32(nserv))
+	parent.pending = int32(nserv)
 	p.stats.Fragments.Add(uint64(nserv))
 	for _, g := range groups {
 		if len(g) == 0 {
@@ -306,7 +306,7 @@ func (p *pool) fail(m *msg, err error) {
 // writes it at the end of the round.
 func (p *pool) finish(m *msg) {
 	if parent := m.parent; parent != nil {
-		if parent.pending.Add(-1) == 0 {
+		if parent.pending--; parent.pending == 0 {
 			p.proto.merge(parent)
 			for _, f := range parent.frags {
 				f.free()
@@ -331,7 +331,7 @@ func (p *pool) finish(m *msg) {
 			p.slow(m, us)
 		}
 	}
-	m.done.Store(true)
+	m.done = true
 	p.lp.markReady(c)
 }
 
