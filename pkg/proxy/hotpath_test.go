@@ -260,3 +260,33 @@ func BenchmarkHotPath(b *testing.B) {
 		})
 	}
 }
+
+// TestRedisReplyInPieces: a server reply that arrives a few bytes at a
+// time is framed across reads (the link's scanner resumes it) and reaches
+// the client once, whole, and the next reply on the link still frames.
+func TestRedisReplyInPieces(t *testing.T) {
+	r := newRig(t, "redis", 1)
+	for _, tc := range []struct{ req, rep string }{
+		{"*4\r\n$6\r\nLRANGE\r\n$1\r\nk\r\n$1\r\n0\r\n$2\r\n-1\r\n", "*4\r\n$5\r\nhello\r\n$-1\r\n$0\r\n\r\n*2\r\n:12\r\n+OK\r\n"},
+		{"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n", "$10\r\n0123456789\r\n"},
+		{"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n", "-ERR broken\r\n"},
+	} {
+		r.request([]byte(tc.req))
+		if got := r.serverGot(0); string(got) != tc.req {
+			t.Fatalf("server got %q, want %q", got, tc.req)
+		}
+		for i := 0; i < len(tc.rep); {
+			n := min(1+i%3, len(tc.rep)-i)
+			r.reply(0, []byte(tc.rep[i:i+n]))
+			i += n
+			if i < len(tc.rep) {
+				if got := r.clientGot(); got != nil {
+					t.Fatalf("client got %q with %d of %d reply bytes sent", got, i, len(tc.rep))
+				}
+			}
+		}
+		if got := r.clientGot(); string(got) != tc.rep {
+			t.Fatalf("client got %q, want %q", got, tc.rep)
+		}
+	}
+}

@@ -40,7 +40,7 @@ func (mp *memcacheProto) errorReply(dst []byte, err error) []byte {
 
 func (mp *memcacheProto) handshake(*link) {}
 
-func (mp *memcacheProto) replyLen(m *msg, buf []byte) (n, need int, isErr bool, err error) {
+func (mp *memcacheProto) replyLen(_ *link, m *msg, buf []byte) (n, need int, isErr bool, err error) {
 	cmd := memcache.Command(m.op)
 	n, need, isErr, err = memcache.ReplyLen(cmd, buf)
 	if n > 0 && m.quiet {

@@ -22,8 +22,9 @@ type protocol interface {
 	// no complete request; an error closes the client after the replies
 	// already queued.
 	parse(c *clientConn, buf []byte) (n, need int, err error)
-	// replyLen frames one reply to m at the start of buf.
-	replyLen(m *msg, buf []byte) (n, need int, isErr bool, err error)
+	// replyLen frames one reply to m at the start of buf, the bytes l has
+	// read; l keeps what the protocol needs to resume a reply cut short.
+	replyLen(l *link, m *msg, buf []byte) (n, need int, isErr bool, err error)
 	// errorReply appends the protocol's reply for a failed request.
 	errorReply(dst []byte, err error) []byte
 	// merge builds a parent's reply from its finished fragments.

@@ -32,8 +32,14 @@ func (r *redisProto) errorReply(dst []byte, err error) []byte {
 	return resp.AppendError(dst, "ERR "+errnoText(err))
 }
 
-func (r *redisProto) replyLen(m *msg, buf []byte) (n, need int, isErr bool, err error) {
-	n, need, err = resp.ReplyLen(buf, r.lim)
+// replyLen frames with the link's own scanner: a reply that arrives in
+// many reads (a large array) is scanned once, not again from its start on
+// every read, and a small one does not pay for a fresh scanner each time.
+func (r *redisProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr bool, err error) {
+	if l.rscan == nil {
+		l.rscan = resp.NewReplyScanner(r.lim)
+	}
+	n, need, err = l.rscan.Scan(buf)
 	return n, need, n > 0 && buf[0] == '-', err
 }
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
 // server is one backend of a pool and its connections.
@@ -114,6 +115,7 @@ type link struct {
 	blocked  bool // the socket took less than offered: wait for EPOLLOUT
 	watching bool // EPOLLOUT is being watched
 	rb       readBuf
+	rscan    *resp.ReplyScanner // Redis: the reply being framed
 }
 
 // enqueueFunc appends a request, encoded straight into the write buffer by
@@ -290,7 +292,7 @@ func (l *link) read() {
 				return
 			}
 			head := l.inflight[l.head]
-			n, need, isErr, err := p.proto.replyLen(head, l.rb.bytes())
+			n, need, isErr, err := p.proto.replyLen(l, head, l.rb.bytes())
 			if err != nil {
 				p.log.WithField("server", s.name).WithError(err).Warn("invalid reply from server")
 				l.kill(ErrServerProtocol)
