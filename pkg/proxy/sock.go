@@ -38,6 +38,9 @@ func sysWrite(fd int, b []byte) (int, error) {
 // maxIovecs stays under IOV_MAX (1024).
 const maxIovecs = 512
 
+// coalesceMax is the largest reply writeOut copies next to others.
+const coalesceMax = 256
+
 // sysWritev writes bufs in one call; iov is scratch space reused by the
 // caller. The buffers stay referenced by bufs for the duration of the call.
 func sysWritev(fd int, bufs [][]byte, iov []unix.Iovec) (int, error) {
