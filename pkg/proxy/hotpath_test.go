@@ -365,9 +365,9 @@ func TestAppendReplyCoalesces(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var bufs [][]byte
 			coal := make([]byte, 0, tc.coalCap)
-			from, small := -1, false
+			from := -1
 			for _, r := range tc.replies {
-				bufs, coal = appendReply(bufs, coal, r, &from, &small)
+				bufs, coal = appendReply(bufs, coal, r, &from)
 			}
 			var got []string
 			for _, b := range bufs {

@@ -119,7 +119,7 @@ func (e *env) runScenario(ctx context.Context, o options, rep *report, sc scenar
 
 func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, addrs []string) (sample, error) {
 	pids := tree(t.pid())
-	backends := e.allBackendPids()
+	backends := e.pidsOf(isBackend)
 	self := []int{os.Getpid()}
 	var (
 		c0, c1 int64
@@ -199,7 +199,7 @@ func (e *env) idle(ctx context.Context, o options, rep *report) error {
 			time.Sleep(300 * time.Millisecond) // let a master start its workers' runtimes
 			pids := tree(t.pid())
 			if t.proc == nil {
-				pids = e.backendPids()
+				pids = e.pidsOf(isRedis)
 			}
 			before := rssKB(pids)
 			var sets []*load.IdleSet
@@ -239,26 +239,17 @@ func isBackend(name string) bool {
 	return strings.HasPrefix(name, "redis-") || strings.HasPrefix(name, "memcached-")
 }
 
-// allBackendPids is every redis-server and memcached: what the backends
-// cost per request, whichever protocol a scenario uses.
-func (e *env) allBackendPids() []int {
-	var pids []int
-	e.procs.mu.Lock()
-	defer e.procs.mu.Unlock()
-	for _, p := range e.procs.procs {
-		if isBackend(p.name) {
-			pids = append(pids, p.pid())
-		}
-	}
-	return pids
-}
+func isRedis(name string) bool { return strings.HasPrefix(name, "redis-") }
 
-func (e *env) backendPids() []int {
+// pidsOf is the pids of the processes the driver started whose name
+// passes keep: isBackend for what all backends cost per request, isRedis
+// for the Redis servers alone.
+func (e *env) pidsOf(keep func(name string) bool) []int {
 	var pids []int
 	e.procs.mu.Lock()
 	defer e.procs.mu.Unlock()
 	for _, p := range e.procs.procs {
-		if strings.HasPrefix(p.name, "redis-") {
+		if keep(p.name) {
 			pids = append(pids, p.pid())
 		}
 	}
