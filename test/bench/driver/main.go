@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"runtime"
 	"strings"
 	"sync"
@@ -291,7 +292,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		}
 	}
 	var prof string
-	if o.profile > 0 && (o.only == nil || o.only.MatchString("profile")) {
+	if o.profile > 0 && (o.only == nil || o.only.MatchString("profile") || slices.ContainsFunc(profiles(), func(p profile) bool { return o.only.MatchString(p.name) })) {
 		if prof, err = e.profileRun(ctx, o, b); err != nil {
 			logf("profile: %v", err)
 			rep.notes = append(rep.notes, "profile failed: "+err.Error())

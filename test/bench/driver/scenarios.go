@@ -429,29 +429,19 @@ func parseRBCSV(s string) ([]rbRow, error) {
 }
 
 // profileRun starts test/bench/profile (nuthatch's engine in-process with
-// a CPU profile) and loads it: GET then SET 100 B unpipelined, and GET
-// 100 B 16 deep. It returns `go tool pprof -top` of each.
+// a CPU profile) and loads it: GET then SET 100 B unpipelined, GET 100 B
+// and SET 4 KB 16 deep, and a memcached 10-key get. It returns `go tool
+// pprof -top` of each. -only selects them all with "profile", one by its
+// name ("cpu-mc-multiget").
 func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, error) {
 	if _, err := os.Stat(e.profileBin); err != nil {
 		return "", fmt.Errorf("no profile binary at %s (go build -o %s ./test/bench/profile)", e.profileBin, e.profileBin)
 	}
 	var report strings.Builder
-	for _, pr := range []struct {
-		name  string
-		title string
-		runs  []scenario
-	}{
-		{"cpu-unpipelined", "GET then SET, 100 B, 50 clients, unpipelined", []scenario{
-			{name: "GET", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1},
-			{name: "SET", proto: load.Redis, op: load.Set, size: 100, prefix: "k100:", pipeline: 1},
-		}},
-		{"cpu-pipelined", "GET 100 B, 50 clients, 16 deep", []scenario{
-			{name: "GET P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
-		}},
-		{"cpu-set4k-pipelined", "SET 4 KB, 50 clients, 16 deep", []scenario{
-			{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
-		}},
-	} {
+	for _, pr := range profiles() {
+		if o.only != nil && !o.only.MatchString("profile") && !o.only.MatchString(pr.name) {
+			continue
+		}
 		rp, mp, _, err := freePorts3()
 		if err != nil {
 			return "", err
@@ -469,12 +459,16 @@ func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, e
 		if err := waitPort(ctx, p, addr); err != nil {
 			return "", err
 		}
-		t := &target{name: pr.name, proc: p, redis: []string{addr}}
+		t := &target{name: pr.name, proc: p, redis: []string{addr}, mc: []string{fmt.Sprintf("127.0.0.1:%d", mp)}}
 		var lines []string
 		for _, sc := range pr.runs {
 			oo := o
 			oo.duration = o.profile
-			m, err := e.measure(ctx, oo, t, sc, t.redis)
+			addrs := t.redis
+			if sc.proto == load.Memcache {
+				addrs = t.mc
+			}
+			m, err := e.measure(ctx, oo, t, sc, addrs)
 			if err != nil {
 				return "", err
 			}
@@ -526,6 +520,7 @@ type syscallResult struct {
 	target   string
 	requests uint64
 	total    float64 // system calls per request
+	backends float64 // the backends' system calls per request
 	rows     []syscallRow
 	err      error
 }
@@ -539,10 +534,12 @@ var syscallEvents = []string{
 	"syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_epoll_ctl",
 	"syscalls:sys_enter_futex", "syscalls:sys_enter_nanosleep", "syscalls:sys_enter_sched_yield",
 	"syscalls:sys_enter_getpeername",
+	"syscalls:sys_enter_sendmsg", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_sendto", "syscalls:sys_enter_recvmsg",
 }
 
 // syscalls counts each proxy's system calls and context switches per
-// request with perf stat: unpipelined GET 100 B, and 16 deep.
+// request with perf stat: unpipelined GET 100 B, GET 100 B and SET 4 KB
+// 16 deep, and a memcached 10-key get.
 func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 	if err := exec.Command("perf", "stat", "-e", "raw_syscalls:sys_enter", "true").Run(); err != nil {
 		rep.notes = append(rep.notes, "syscall counts skipped: perf stat with syscall tracepoints is not available")
@@ -552,6 +549,7 @@ func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 		{name: "GET 100B", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1},
 		{name: "GET 100B P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
 		{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
+		{name: "mc get 10 keys", proto: load.Memcache, op: load.MGet, size: 100, prefix: "m100:", pipeline: 1, multi: 10},
 	} {
 		if err := e.syscallsOf(ctx, o, rep, sc); err != nil {
 			return err
@@ -562,7 +560,11 @@ func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 
 func (e *env) syscallsOf(ctx context.Context, o options, rep *report, sc scenario) error {
 	for _, t := range rep.targets {
-		if t.proc == nil || t.redis == nil || t.only != nil {
+		addrs := t.redis
+		if sc.proto == load.Memcache {
+			addrs = t.mc
+		}
+		if t.proc == nil || addrs == nil || t.only != nil {
 			continue
 		}
 		r := syscallResult{scenario: sc.name, target: t.name}
@@ -571,30 +573,47 @@ func (e *env) syscallsOf(ctx context.Context, o options, rep *report, sc scenari
 		for _, pid := range tree(t.pid()) {
 			pids = append(pids, strconv.Itoa(pid))
 		}
-		var cmd *exec.Cmd
+		// The backends are counted too: how a proxy batches decides how
+		// often they wake up, and on a shared machine that is CPU the
+		// proxy's clients do not get.
+		backendOf := isRedis
+		if sc.proto == load.Memcache {
+			backendOf = func(name string) bool { return isBackend(name) && !isRedis(name) }
+		}
+		var backendPids []string
+		for _, pid := range e.pidsOf(backendOf) {
+			backendPids = append(backendPids, strconv.Itoa(pid))
+		}
+		bout := strings.TrimSuffix(out, ".csv") + "-backends.csv"
+		var cmds []*exec.Cmd
 		res, err := load.Run(ctx, load.Spec{
-			Protocol: sc.proto, Op: sc.op, Addrs: t.redis, Clients: o.clients, Pipeline: sc.pipeline,
-			ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, Warmup: o.warmup, Duration: 1500 * time.Millisecond,
+			Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
+			ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi, Threads: o.threads,
+			Warmup: o.warmup, Duration: 1500 * time.Millisecond,
 			OnStart: func() {
-				cmd = exec.Command("perf", "stat", "-x", ",", "-o", out, "-e", strings.Join(syscallEvents, ","),
-					"-p", strings.Join(pids, ","))
-				if cmd.Start() != nil {
-					cmd = nil
+				for _, f := range [][2]string{{out, strings.Join(pids, ",")}, {bout, strings.Join(backendPids, ",")}} {
+					cmd := exec.Command("perf", "stat", "-x", ",", "-o", f[0], "-e", strings.Join(syscallEvents, ","), "-p", f[1])
+					if cmd.Start() == nil {
+						cmds = append(cmds, cmd)
+					}
 				}
 			},
 			OnStop: func() {
-				if cmd != nil {
+				for _, cmd := range cmds {
 					_ = cmd.Process.Signal(syscall.SIGINT)
 					_ = cmd.Wait()
 				}
 			},
 		})
-		if err == nil && cmd == nil {
+		if err == nil && len(cmds) < 2 {
 			err = fmt.Errorf("perf stat did not start")
 		}
 		if err == nil {
 			r.requests = res.Requests
 			r.rows, r.total, err = parsePerfStat(out, res.Requests)
+		}
+		if err == nil {
+			_, r.backends, err = parsePerfStat(bout, res.Requests)
 		}
 		r.err = err
 		rep.sys = append(rep.sys, r)
@@ -643,4 +662,29 @@ func parsePerfStat(path string, requests uint64) ([]syscallRow, float64, error) 
 	}
 	slices.SortFunc(rows, func(a, b syscallRow) int { return cmp.Compare(b.count, a.count) })
 	return rows, total, nil
+}
+
+// profile is one in-process CPU profile: the runs loaded in turn.
+type profile struct {
+	name  string
+	title string
+	runs  []scenario
+}
+
+func profiles() []profile {
+	return []profile{
+		{"cpu-unpipelined", "GET then SET, 100 B, 50 clients, unpipelined", []scenario{
+			{name: "GET", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1},
+			{name: "SET", proto: load.Redis, op: load.Set, size: 100, prefix: "k100:", pipeline: 1},
+		}},
+		{"cpu-pipelined", "GET 100 B, 50 clients, 16 deep", []scenario{
+			{name: "GET P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
+		}},
+		{"cpu-set4k-pipelined", "SET 4 KB, 50 clients, 16 deep", []scenario{
+			{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
+		}},
+		{"cpu-mc-multiget", "memcached get of 10 keys, 100 B, 50 clients, unpipelined", []scenario{
+			{name: "mc get 10 keys", proto: load.Memcache, op: load.MGet, size: 100, prefix: "m100:", pipeline: 1, multi: 10},
+		}},
+	}
 }
