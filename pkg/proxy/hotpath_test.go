@@ -291,6 +291,63 @@ func TestRedisReplyInPieces(t *testing.T) {
 	}
 }
 
+// TestMemcacheRetrievalInPieces: a get of 60 keys over two servers whose
+// fragment replies arrive a few bytes at a time and in larger pieces, with
+// misses among the hits, reaches the client once, whole and in key order
+// (the link's scanner resumes each fragment across reads).
+func TestMemcacheRetrievalInPieces(t *testing.T) {
+	r := newRig(t, "memcache", 2)
+	var req, want strings.Builder
+	req.WriteString("get")
+	value := func(k string) string { return strings.Repeat(k, 1+len(k)%5) }
+	hit := func(k string) bool { return !strings.HasSuffix(k, "7") }
+	for i := range 60 {
+		k := fmt.Sprintf("key%d", i)
+		fmt.Fprintf(&req, " %s", k)
+		if hit(k) {
+			fmt.Fprintf(&want, "VALUE %s 3 %d\r\n%s\r\n", k, len(value(k)), value(k))
+		}
+	}
+	req.WriteString("\r\n")
+	want.WriteString("END\r\n")
+	r.request([]byte(req.String()))
+	replies := make([]string, 2)
+	for i := range replies {
+		got := string(r.serverGot(i))
+		keys, ok := strings.CutPrefix(strings.TrimSuffix(got, "\r\n"), "get ")
+		if !ok {
+			t.Fatalf("server %d got %q", i, got)
+		}
+		var b strings.Builder
+		for _, k := range strings.Fields(keys) {
+			if hit(k) {
+				fmt.Fprintf(&b, "VALUE %s 3 %d\r\n%s\r\n", k, len(value(k)), value(k))
+			}
+		}
+		replies[i] = b.String() + "END\r\n"
+	}
+	var got []byte
+	for i, rep := range replies {
+		for off, step := 0, 0; off < len(rep); step++ {
+			if got != nil {
+				t.Fatalf("client got %q with server %d at %d of %d bytes", got, i, off, len(rep))
+			}
+			n := min(1+step%3, len(rep)-off)
+			if step%5 == 4 {
+				n = min(37, len(rep)-off) // a piece spanning block boundaries
+			}
+			r.reply(i, []byte(rep[off:off+n]))
+			off += n
+			for b := r.clientGot(); b != nil; b = r.clientGot() {
+				got = append(got, b...)
+			}
+		}
+	}
+	if string(got) != want.String() {
+		t.Fatalf("client got %q, want %q", got, want.String())
+	}
+}
+
 // TestSmallRepliesThroughAFullSocket: pipelined replies, small ones
 // (copied together into one buffer) between large ones (written from
 // their own buffers), reach a client whose socket keeps filling up, in

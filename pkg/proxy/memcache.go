@@ -40,9 +40,11 @@ func (mp *memcacheProto) errorReply(dst []byte, err error) []byte {
 
 func (mp *memcacheProto) handshake(*link) {}
 
-func (mp *memcacheProto) replyLen(_ *link, m *msg, buf []byte) (n, need int, isErr bool, err error) {
+// replyLen frames with the link's own scanner, so that a retrieval reply of
+// many values arriving in many reads is scanned once.
+func (mp *memcacheProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr bool, err error) {
 	cmd := memcache.Command(m.op)
-	n, need, isErr, err = memcache.ReplyLen(cmd, buf)
+	n, need, isErr, err = l.mscan.Scan(cmd, buf)
 	if n > 0 && m.quiet {
 		// The client set the meta q flag; the request was forwarded without
 		// it so that every request has one reply, and a reply quiet mode

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/memcache"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
@@ -115,7 +116,8 @@ type link struct {
 	blocked  bool // the socket took less than offered: wait for EPOLLOUT
 	watching bool // EPOLLOUT is being watched
 	rb       readBuf
-	rscan    *resp.ReplyScanner // Redis: the reply being framed
+	rscan    *resp.ReplyScanner    // Redis: the reply being framed
+	mscan    memcache.ReplyScanner // memcached: the reply being framed
 }
 
 // enqueueFunc appends a request, encoded straight into the write buffer by

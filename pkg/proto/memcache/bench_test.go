@@ -62,6 +62,37 @@ func BenchmarkReplyLenMultiGet10(b *testing.B) {
 	}
 }
 
+// A get of 10,000 small values arriving 16 KiB per read, as a server link
+// sees it: ReplyLen starts over on every read, the ReplyScanner resumes.
+func BenchmarkReplyInReads(b *testing.B) {
+	reply, _ := multiGetReply(10000, 10)
+	const read = 16 << 10
+	var sc ReplyScanner
+	for _, bc := range []struct {
+		name string
+		scan func(buf []byte) (int, int, bool, error)
+	}{
+		{"ReplyLen", func(buf []byte) (int, int, bool, error) { return ReplyLen(CmdGet, buf) }},
+		{"ReplyScanner", func(buf []byte) (int, int, bool, error) { return sc.Scan(CmdGet, buf) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(reply)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := read; ; i += read {
+					n, _, _, err := bc.scan(reply[:min(i, len(reply))])
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n > 0 {
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkAppendWithoutNoreply(b *testing.B) {
 	p := NewRequestParser(Limits{})
 	_, req, _, err := p.Parse([]byte("set user:1234567890:profile 0 3600 100 noreply\r\n" + strings.Repeat("v", 100) + "\r\n"))

@@ -11,7 +11,9 @@
 //     returned as *Error carrying the exact reply line memcached sends, the
 //     number of bytes to discard to stay in sync (Skip) and whether memcached
 //     would close the connection.
-//   - ReplyLen frames one backend reply for a given command.
+//   - ReplyLen frames one backend reply for a given command; a ReplyScanner,
+//     one per server connection, does the same but resumes a retrieval reply
+//     cut across reads at its first incomplete VALUE block.
 //   - AppendRetrieval, AppendWithoutNoreply, Suppressed and StripEnd help the
 //     engine split multi-key retrievals per server, keep exactly one reply per
 //     forwarded request, and merge fragments.

@@ -145,3 +145,28 @@ func FuzzReplyLen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReplyScanner feeds a reply to one ReplyScanner as it would arrive, in
+// growing prefixes, and checks every answer against ReplyLen's on the same
+// bytes: resuming must never change a verdict.
+func FuzzReplyScanner(f *testing.F) {
+	f.Fuzz(func(t *testing.T, cmd byte, data []byte) {
+		if len(data) > 2048 {
+			return
+		}
+		c := Command(cmd % byte(CmdUnsupported+1))
+		for _, chunk := range []int{1 + int(cmd>>5), 61} {
+			var s ReplyScanner
+			for i := 0; ; i = min(i+chunk, len(data)) {
+				n, need, isErr, err := s.Scan(c, data[:i])
+				wn, wneed, wisErr, werr := ReplyLen(c, data[:i])
+				if n != wn || need != wneed || isErr != wisErr || (err == nil) != (werr == nil) {
+					t.Fatalf("chunk %d, prefix %d: scanner %d %d %v %v, ReplyLen %d %d %v %v", chunk, i, n, need, isErr, err, wn, wneed, wisErr, werr)
+				}
+				if n > 0 || err != nil || i == len(data) {
+					break
+				}
+			}
+		}
+	})
+}

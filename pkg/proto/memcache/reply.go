@@ -190,7 +190,8 @@ func nextField(b []byte) (field, rest []byte) {
 func ReplyLen(c Command, buf []byte) (n, need int, isErr bool, err error) {
 	switch c {
 	case CmdGet, CmdGets, CmdGat, CmdGats:
-		return retrievalReplyLen(c, buf)
+		n, need, _, isErr, err = retrievalReplyLen(c, buf, 0)
+		return n, need, isErr, err
 	case CmdQuit, CmdInvalid:
 		return 0, 0, false, fmt.Errorf("%w: %s", ErrNoReply, c)
 	}
@@ -246,40 +247,80 @@ func dataBlock(c Command, buf []byte, off, size, trailer int) (n, need int, isEr
 	return end, 0, false, nil
 }
 
-func retrievalReplyLen(c Command, buf []byte) (n, need int, isErr bool, err error) {
-	off := 0
+// retrievalReplyLen frames a retrieval reply, starting its scan at from, the
+// start of a VALUE block already known to follow whole blocks. While the
+// reply is incomplete, resume is where its first incomplete element starts:
+// everything before it has been validated.
+func retrievalReplyLen(c Command, buf []byte, from int) (n, need, resume int, isErr bool, err error) {
+	off := from
 	for {
 		line, next, err := replyLine(c, buf, off)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, 0, false, err
 		}
 		if next == 0 {
-			return 0, len(buf) + 1, false, nil
+			return 0, len(buf) + 1, off, false, nil
 		}
 		word, rest := cutWord(line)
 		switch classify(c, word) {
 		case rkEnd:
 			if !onlySpaces(rest) {
-				return 0, 0, false, badReply(c, "trailing data after END")
+				return 0, 0, 0, false, badReply(c, "trailing data after END")
 			}
-			return next, 0, false, nil
+			return next, 0, 0, false, nil
 		case rkError:
-			return next, 0, true, nil
+			return next, 0, 0, true, nil
 		case rkValue:
 			size, err := parseValueLine(c, rest)
 			if err != nil {
-				return 0, 0, false, err
+				return 0, 0, 0, false, err
 			}
 			end, need, _, err := dataBlock(c, buf, next, size, len(endLine))
-			if err != nil || end == 0 {
-				return 0, need, false, err
+			if err != nil {
+				return 0, 0, 0, false, err
+			}
+			if end == 0 {
+				return 0, need, off, false, nil
 			}
 			off = end
 		default:
-			return 0, 0, false, badReply(c, "unexpected %q", word)
+			return 0, 0, 0, false, badReply(c, "unexpected %q", word)
 		}
 	}
 }
+
+// ReplyScanner frames the replies of one server connection as ReplyLen
+// does, but a retrieval reply arriving over many reads resumes at its first
+// incomplete VALUE block instead of being scanned again from its start: a
+// get of thousands of small values would otherwise cost time quadratic in
+// its size. The zero value is ready to use.
+type ReplyScanner struct {
+	pos int     // whole VALUE blocks of the retrieval in progress, validated
+	cmd Command // the command pos belongs to
+}
+
+// Reset drops any partially scanned reply.
+func (s *ReplyScanner) Reset() { s.pos = 0 }
+
+// Scan is ReplyLen for the reply at the start of buf, which must be the one
+// scanned by the previous call until that call returned it complete or an
+// error. A buffer that cannot be that reply (another command, shorter than
+// what was validated) is scanned from its start.
+func (s *ReplyScanner) Scan(c Command, buf []byte) (n, need int, isErr bool, err error) {
+	if !c.IsRetrieval() {
+		s.pos = 0
+		return ReplyLen(c, buf)
+	}
+	from := s.pos
+	if from > 0 && (c != s.cmd || len(buf) < from || !bytes.HasPrefix(buf, valuePrefix)) {
+		from = 0
+	}
+	n, need, resume, isErr, err := retrievalReplyLen(c, buf, from)
+	s.pos, s.cmd = resume, c
+	return n, need, isErr, err
+}
+
+var valuePrefix = []byte("VALUE ")
 
 // parseValueLine checks "<key> <flags> <bytes> [<cas>]" and returns bytes.
 func parseValueLine(c Command, rest []byte) (int, error) {

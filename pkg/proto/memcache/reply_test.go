@@ -2,6 +2,7 @@ package memcache
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -281,6 +282,113 @@ func TestSuppressed(t *testing.T) {
 		}
 		if got := Suppressed(req, []byte(tc.reply)); got != tc.want {
 			t.Errorf("%q / %q: got %v, want %v", tc.in, tc.reply, got, tc.want)
+		}
+	}
+}
+
+// multiGetReply is a retrieval reply of n values and the offset where each
+// VALUE block (and the END line) starts.
+func multiGetReply(n, size int) ([]byte, []int) {
+	var b []byte
+	var starts []int
+	for i := range n {
+		starts = append(starts, len(b))
+		b = append(b, "VALUE key:"...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, " 0 "...)
+		b = strconv.AppendInt(b, int64(size), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, strings.Repeat("v", size)...)
+		b = append(b, "\r\n"...)
+	}
+	starts = append(starts, len(b))
+	return append(b, "END\r\n"...), starts
+}
+
+func TestReplyScannerResumes(t *testing.T) {
+	reply, starts := multiGetReply(300, 20)
+	for _, chunk := range []int{1, 7, 100, 4096} {
+		var s ReplyScanner
+		for i := chunk; ; i += chunk {
+			i = min(i, len(reply))
+			n, need, isErr, err := s.Scan(CmdGet, reply[:i])
+			wn, wneed, wisErr, werr := ReplyLen(CmdGet, reply[:i])
+			if n != wn || need != wneed || isErr != wisErr || (err == nil) != (werr == nil) {
+				t.Fatalf("chunk %d, %d bytes: scanner %d %d %v %v, ReplyLen %d %d %v %v", chunk, i, n, need, isErr, err, wn, wneed, wisErr, werr)
+			}
+			if i == len(reply) {
+				if n != len(reply) || s.pos != 0 {
+					t.Fatalf("chunk %d: complete reply gave n=%d pos=%d", chunk, n, s.pos)
+				}
+				break
+			}
+			// Whole blocks are not scanned again: the scanner resumes at the
+			// start of the first block not yet complete.
+			want := 0
+			for _, st := range starts {
+				if st <= i {
+					want = st
+				}
+			}
+			if s.pos != want {
+				t.Fatalf("chunk %d, %d bytes: resumes at %d, want %d", chunk, i, s.pos, want)
+			}
+		}
+	}
+}
+
+func TestReplyScannerTrustsWhatItValidated(t *testing.T) {
+	reply, starts := multiGetReply(3, 10)
+	var s ReplyScanner
+	if n, _, _, err := s.Scan(CmdGet, reply[:starts[2]+3]); n != 0 || err != nil || s.pos != starts[2] {
+		t.Fatalf("n=%d err=%v pos=%d", n, err, s.pos)
+	}
+	// The validated blocks are not read again: garbage there (which
+	// ReplyLen rejects) goes unnoticed, so the scan did resume.
+	tampered := append([]byte(nil), reply...)
+	copy(tampered[6:starts[2]], strings.Repeat("#", starts[2]-6))
+	if _, _, _, err := ReplyLen(CmdGet, tampered); err == nil {
+		t.Fatal("ReplyLen accepted the tampered reply")
+	}
+	if n, _, _, err := s.Scan(CmdGet, tampered); n != len(reply) || err != nil {
+		t.Fatalf("resumed scan: n=%d err=%v, want %d", n, err, len(reply))
+	}
+	// A buffer that cannot be the reply in progress is scanned afresh.
+	for _, tc := range []struct {
+		name string
+		c    Command
+		buf  []byte
+	}{
+		{"another command", CmdGets, tampered},
+		{"shorter than validated", CmdGet, []byte("VALUE a 0 1\r\n")},
+		{"not a VALUE block", CmdGet, []byte("SERVER_ERROR out of memory\r\n" + strings.Repeat("x", 64))},
+	} {
+		s.Reset()
+		if _, _, _, err := s.Scan(CmdGet, reply[:starts[2]+3]); err != nil || s.pos != starts[2] {
+			t.Fatalf("%s: setup: err=%v pos=%d", tc.name, err, s.pos)
+		}
+		n, need, isErr, err := s.Scan(tc.c, tc.buf)
+		wn, wneed, wisErr, werr := ReplyLen(tc.c, tc.buf)
+		if n != wn || need != wneed || isErr != wisErr || (err == nil) != (werr == nil) {
+			t.Fatalf("%s: scanner %d %d %v %v, ReplyLen %d %d %v %v", tc.name, n, need, isErr, err, wn, wneed, wisErr, werr)
+		}
+	}
+}
+
+func TestReplyScannerOtherCommands(t *testing.T) {
+	var s ReplyScanner
+	for _, tc := range []struct {
+		c   Command
+		buf string
+	}{
+		{CmdSet, "STORED\r\n"},
+		{CmdMetaGet, "VA 2 f0\r\nhi\r\n"},
+		{CmdGet, "END\r\n"},
+		{CmdDelete, "NOT_FOUND\r\n"},
+	} {
+		n, _, _, err := s.Scan(tc.c, []byte(tc.buf))
+		if n != len(tc.buf) || err != nil || s.pos != 0 {
+			t.Fatalf("%s %q: n=%d err=%v pos=%d", tc.c, tc.buf, n, err, s.pos)
 		}
 	}
 }
