@@ -81,6 +81,7 @@ type rawPool struct {
 	ServerFailureLimit *int    `hcl:"server_failure_limit,optional"`
 	TCPKeepalive       *bool   `hcl:"tcpkeepalive,optional"`
 	TCPQuickack        *bool   `hcl:"tcp_quickack,optional"`
+	CoalesceGets       *bool   `hcl:"coalesce_gets,optional"`
 	RedisAuth          *string `hcl:"redis_auth,optional"`
 	RedisDB            *int    `hcl:"redis_db,optional"`
 	ClientIdleTimeout  *string `hcl:"client_idle_timeout,optional"`
@@ -108,6 +109,7 @@ type rawPool struct {
 	// Only the names of the redis_* attributes are ever pointed at, so a
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
+	CoalesceGetsName   hcl.Range `hcl:"coalesce_gets,attr_name_range"`
 	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
 	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
 }
@@ -542,12 +544,15 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		p.ServerConnections = DefaultServerConnections
 	}
 	if p.Protocol == ProtocolMemcache {
+		p.CoalesceGets = deref(rp.CoalesceGets, true)
 		if present(rp.RedisAuthNameRange) {
 			c.errorf(rp.RedisAuthNameRange, "Invalid attribute for a memcache pool", "redis_auth is only valid in a redis pool.")
 		}
 		if present(rp.RedisDBNameRange) {
 			c.errorf(rp.RedisDBNameRange, "Invalid attribute for a memcache pool", "redis_db is only valid in a redis pool.")
 		}
+	} else if present(rp.CoalesceGetsName) {
+		c.errorf(rp.CoalesceGetsName, "Invalid attribute for a redis pool", "coalesce_gets is only valid in a memcache pool.")
 	}
 
 	if len(rp.Servers) == 0 {

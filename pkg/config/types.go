@@ -86,6 +86,9 @@ type Pool struct {
 	// TCPQuickack re-arms TCP_QUICKACK on client sockets after every read,
 	// so the kernel acknowledges at once instead of delaying the ACK.
 	TCPQuickack bool
+	// CoalesceGets (memcache pools) lets get and gets requests for one
+	// server that are queued in the same round share one get line.
+	CoalesceGets bool
 	// ClientIdleTimeout closes a client that sent nothing for that long
 	// while waiting for nothing; 0 keeps idle clients forever (twemproxy).
 	ClientIdleTimeout time.Duration

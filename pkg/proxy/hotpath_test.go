@@ -32,8 +32,14 @@ type rig struct {
 
 func newRig(tb testing.TB, proto string, servers int) *rig {
 	tb.Helper()
+	return newRigWith(tb, proto, servers, "")
+}
+
+// newRigWith is newRig with extra attributes in the pool block.
+func newRigWith(tb testing.TB, proto string, servers int, extra string) *rig {
+	tb.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = %q\n  distribution = \"modula\"\n", proto)
+	fmt.Fprintf(&b, "pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = %q\n  distribution = \"modula\"\n%s\n", proto, extra)
 	for i := range servers {
 		fmt.Fprintf(&b, "  server \"127.0.0.1:%d\" {}\n", 7000+i)
 	}

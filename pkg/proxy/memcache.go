@@ -8,8 +8,9 @@ import (
 )
 
 type memcacheProto struct {
-	pool *pool
-	lim  memcache.Limits
+	pool     *pool
+	lim      memcache.Limits
+	coalesce bool // coalesce_gets
 }
 
 // maxRetrievalLine bounds a get/gets/gat/gats line. memcached has no such
@@ -21,7 +22,7 @@ const maxRetrievalLine = 2 << 20
 func newMemcacheProto(p *pool) *memcacheProto {
 	lim := memcache.DefaultLimits()
 	lim.MaxRetrievalLineLen = maxRetrievalLine
-	return &memcacheProto{pool: p, lim: lim}
+	return &memcacheProto{pool: p, lim: lim, coalesce: p.cfg.CoalesceGets}
 }
 
 func (mp *memcacheProto) maxRequest() int {
@@ -163,6 +164,10 @@ func (mp *memcacheProto) forward(c *clientConn, req *memcache.Request, raw []byt
 		p.fail(m, ErrNoServer)
 		return
 	}
+	if mp.coalescible(req.Cmd) {
+		mp.forwardGet(m, s, len(req.Keys), func(i int) []byte { return req.Keys[i] })
+		return
+	}
 	if req.Noreply {
 		p.forward(m, s, func(dst []byte) []byte { return memcache.AppendWithoutNoreply(dst, req) })
 		return
@@ -194,6 +199,12 @@ func (mp *memcacheProto) split(c *clientConn, req *memcache.Request, raw []byte)
 		parent.keys = append(parent.keys, k...)
 	}
 	parent.keyOff = append(parent.keyOff, int32(len(parent.keys)))
+	if mp.coalescible(req.Cmd) {
+		p.fragmentWith(c, parent, nserv, func(f *msg, s *server, idx []int32) {
+			mp.forwardGet(f, s, len(idx), func(i int) []byte { return parent.keyAt(int(idx[i])) })
+		})
+		return
+	}
 	p.fragment(c, parent, nserv, func(dst []byte, idx []int32) []byte {
 		keys := p.keys[:0]
 		for _, ki := range idx {
@@ -204,6 +215,141 @@ func (mp *memcacheProto) split(c *clientConn, req *memcache.Request, raw []byte)
 		clear(keys)
 		return dst
 	})
+}
+
+// coalescible tells whether requests of cmd may share one retrieval on a
+// link: get and gets, whose multi-key form answers each key as the
+// single-key form would. gat and gats carry an exptime and are sent alone.
+func (mp *memcacheProto) coalescible(cmd memcache.Command) bool {
+	return mp.coalesce && (cmd == memcache.CmdGet || cmd == memcache.CmdGets)
+}
+
+// maxCoalescedLine bounds a coalesced get line. memcached takes longer get
+// lines, but past 2048 bytes it reads them through a slower path (its
+// limit for other command lines); a longer request is sent as it came.
+const maxCoalescedLine = 2048
+
+// forwardGet queues the retrieval m of n keys on server s. When the last
+// request queued on the link is a retrieval of the same command that has
+// not been written yet, m's keys are appended to its line and m becomes one
+// more member of that carrier: memcached answers a get of k keys with one
+// reply (one sendmsg) where k gets cost it k, and the keys of every client
+// read in a round go out as one command per server.
+func (mp *memcacheProto) forwardGet(m *msg, s *server, n int, key func(i int) []byte) {
+	p := mp.pool
+	cmd := memcache.Command(m.op)
+	m.server = s
+	s.stats.Requests.Add(1)
+	add := 0
+	for i := range n {
+		add += 1 + len(key(i))
+	}
+	for range 2 {
+		l := s.conn().link()
+		if t := l.unsentTail(); t != nil && len(t.members) > 0 && t.op == m.op && t.reqLen+add <= maxCoalescedLine {
+			t.join(m, n, key)
+			m.reqLen = l.extendTail(func(w []byte) []byte {
+				w = w[:len(w)-2] // the line's CRLF
+				for i := range n {
+					w = append(w, ' ')
+					w = append(w, key(i)...)
+				}
+				return append(w, "\r\n"...)
+			})
+			return
+		}
+		carrier := newMsg(nil)
+		carrier.op = m.op
+		carrier.server = s
+		carrier.join(m, n, key)
+		if l.enqueueFunc(carrier, func(dst []byte) []byte {
+			dst = append(dst, cmd.String()...)
+			for i := range n {
+				dst = append(dst, ' ')
+				dst = append(dst, key(i)...)
+			}
+			return append(dst, "\r\n"...)
+		}) {
+			m.reqLen = carrier.reqLen
+			return
+		}
+		carrier.members = carrier.members[:0]
+		carrier.free()
+	}
+	p.stats.ForwardError.Add(1)
+	p.fail(m, ErrClosed)
+}
+
+// scatter splits a carrier's reply among its members: each gets the VALUE
+// blocks of its own keys, in its order, and an END. An error reply reaches
+// every member as its error line.
+func (mp *memcacheProto) scatter(carrier *msg, reply []byte, isErr bool) {
+	p := mp.pool
+	for _, m := range carrier.members {
+		m.sentAt = carrier.sentAt
+	}
+	if len(carrier.members) == 1 {
+		p.complete(carrier.members[0], reply, isErr)
+		return
+	}
+	if isErr {
+		line := reply
+		for len(line) > 0 {
+			_, blk, ok := nextValue(line)
+			if !ok {
+				break
+			}
+			line = line[len(blk):]
+		}
+		for _, m := range carrier.members {
+			p.complete(m, line, true)
+		}
+		return
+	}
+	for _, m := range carrier.members {
+		m.reply = m.reply[:0]
+	}
+	body := memcache.StripEnd(reply)
+	nkeys := len(carrier.keyOff) - 1
+	j, mi := 0, 0 // the next key that may have a block, and its member
+	for len(body) > 0 {
+		key, blk, ok := nextValue(body)
+		// Hits come back in key order, misses are absent.
+		for ok && j < nkeys && !bytes.Equal(carrier.keyAt(j), key) {
+			j++
+		}
+		if !ok || j == nkeys {
+			p.log.WithField("server", carrier.server.name).Warn("invalid reply from server: a VALUE for a key not asked for")
+			for _, m := range carrier.members {
+				p.fail(m, ErrServerProtocol)
+			}
+			return
+		}
+		for int(carrier.memberEnd[mi]) <= j {
+			mi++
+		}
+		m := carrier.members[mi]
+		m.reply = append(m.reply, blk...)
+		j++
+		body = body[len(blk):]
+	}
+	for _, m := range carrier.members {
+		m.reply = append(m.reply, "END\r\n"...)
+		p.answered(m, false)
+	}
+}
+
+// join adds m, a retrieval of n keys, to the carrier c.
+func (c *msg) join(m *msg, n int, key func(i int) []byte) {
+	if len(c.keyOff) == 0 {
+		c.keyOff = append(c.keyOff, 0)
+	}
+	for i := range n {
+		c.keys = append(c.keys, key(i)...)
+		c.keyOff = append(c.keyOff, int32(len(c.keys)))
+	}
+	c.members = append(c.members, m)
+	c.memberEnd = append(c.memberEnd, int32(len(c.keyOff)-1))
 }
 
 // merge interleaves the VALUE blocks of every fragment in the order the

@@ -37,6 +37,12 @@ type msg struct {
 	keys   []byte
 	keyOff []int32
 
+	// A carrier is one retrieval on the wire holding the keys of several
+	// requests (memcached gets coalesced on a link): members are those
+	// requests, member i's keys end at memberEnd[i] in keys/keyOff.
+	members   []*msg
+	memberEnd []int32
+
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a
 	// copy of its first key, kept only when slowlog_log_keys is on.
@@ -73,8 +79,11 @@ func (m *msg) free() {
 	for i := range f[:cap(f)] {
 		f[:cap(f)][i] = nil
 	}
+	mb, me := m.members[:0], m.memberEnd[:0]
+	clear(mb[:cap(mb)])
 	*m = msg{}
 	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = r, k, f, ks, ko, sk
+	m.members, m.memberEnd = mb, me
 	msgPool.Put(m)
 }
 

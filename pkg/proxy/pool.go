@@ -29,6 +29,8 @@ type protocol interface {
 	errorReply(dst []byte, err error) []byte
 	// merge builds a parent's reply from its finished fragments.
 	merge(parent *msg)
+	// scatter hands each member of a carrier its part of the reply.
+	scatter(carrier *msg, reply []byte, isErr bool)
 	// handshake queues the requests a new server link sends first.
 	handshake(l *link)
 	// tooManyClients appends the reply sent before closing a client over
@@ -259,6 +261,14 @@ func (p *pool) groupKeys(c *clientConn, first, n, step int, key func(i int) []by
 // them hold keys); build encodes a fragment from its key positions. The
 // last fragment to finish merges the replies into parent.
 func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []byte, keys []int32) []byte) {
+	p.fragmentWith(c, parent, nserv, func(f *msg, s *server, g []int32) {
+		p.forward(f, s, func(dst []byte) []byte { return build(dst, g) })
+	})
+}
+
+// fragmentWith is fragment with the forwarding of each fragment, with its
+// key positions, left to send.
+func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *msg, s *server, keys []int32)) {
 	groups := c.groups[:len(p.servers)]
 	parent.pending = int32(nserv)
 	p.stats.Fragments.Add(uint64(nserv))
@@ -280,22 +290,39 @@ func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []
 		}
 		f := parent.frags[fi]
 		fi++
-		p.forward(f, p.servers[si], func(dst []byte) []byte { return build(dst, g) })
+		send(f, p.servers[si], g)
 	}
 }
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	if len(m.members) > 0 {
+		p.proto.scatter(m, reply, isErr)
+		m.free()
+		return
+	}
+	m.reply = append(m.reply[:0], reply...)
+	p.answered(m, isErr)
+}
+
+// answered finishes m, whose reply is in place.
+func (p *pool) answered(m *msg, isErr bool) {
 	if m.sentAt != 0 && m.server != nil {
 		m.server.latency.observe((p.lp.now - m.sentAt) / 1e3)
 	}
-	m.reply = append(m.reply[:0], reply...)
 	m.isErr = isErr
 	p.finish(m)
 }
 
 // fail answers m with the protocol's error for err.
 func (p *pool) fail(m *msg, err error) {
+	if len(m.members) > 0 {
+		for _, mb := range m.members {
+			p.fail(mb, err)
+		}
+		m.free()
+		return
+	}
 	m.err = err
 	if m.client != nil || m.parent != nil {
 		m.reply = p.proto.errorReply(m.reply[:0], err)

@@ -145,6 +145,28 @@ func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
 	return true
 }
 
+// unsentTail is the msg enqueued last when none of its bytes have been
+// written yet, so that the protocol may extend its request (extendTail);
+// nil otherwise.
+func (l *link) unsentTail() *msg {
+	if l.dead || l.sentSeq == l.enqSeq || l.head == len(l.inflight) {
+		return nil
+	}
+	return l.inflight[len(l.inflight)-1]
+}
+
+// extendTail lets extend rewrite the end of the write buffer, which holds
+// the request of unsentTail, and returns the bytes it added.
+func (l *link) extendTail(extend func(wbuf []byte) []byte) int {
+	n := len(l.wbuf)
+	l.wbuf = extend(l.wbuf)
+	l.inflight[len(l.inflight)-1].reqLen += len(l.wbuf) - n
+	if l.fd >= 0 && len(l.wbuf)-l.woff >= linkFlushAt {
+		l.flush()
+	}
+	return len(l.wbuf) - n
+}
+
 // linkFlushAt is how much a link gathers before it writes within a round.
 const linkFlushAt = 64 << 10
 
@@ -308,7 +330,7 @@ func (l *link) read() {
 				break
 			}
 			m := l.pop()
-			s.stats.Responses.Add(1)
+			s.stats.Responses.Add(uint64(max(1, len(m.members))))
 			s.stats.ResponseBytes.Add(uint64(n))
 			s.ok()
 			p.complete(m, l.rb.bytes()[:n], isErr)

@@ -1,6 +1,7 @@
 pool "omega" {
   listen               = "127.0.0.1:22126"
   protocol             = "memcache"
+  coalesce_gets        = false
   hash                 = "hsieh"
   distribution         = "modula"
   auto_eject_hosts     = true
