@@ -147,6 +147,20 @@ func TestReportRatiosAndGoals(t *testing.T) {
 	reportHas(t, rep, "| redis GET 100B ≥ 1.15× nutcracker | 1.82× (rounds 1.25–3.00) ✓ |")
 }
 
+// The CPU budget row: with the 02:02 run's SET 100 B ×16 figures, 1.5×
+// nutcracker left nuthatch 0.76 µs per request; it spent 0.94 and measured
+// 1.40×.
+func TestReportCPUBudget(t *testing.T) {
+	rep := &report{targets: []*target{{name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}, nuthatch: true}}}
+	rs := rep.add(scenario{name: "redis SET 100B P16", group: groupPipelined, op: "set"})
+	rs.record("nutcracker", sample{rps: 454238, cpuUS: 1.72, backendUS: 1.17, genUS: 1.01, machineBusy: 0.89})
+	rs.record("nuthatch-1", sample{rps: 637587, cpuUS: 0.94, backendUS: 1.05, genUS: 0.88, machineBusy: 0.92})
+	reportHas(t, rep, "| redis SET 100B P16: CPU budget for 1.50× (µs/req spent of budget) | 0.94 of 0.76 ✗ |")
+	if b, _, ok := cpuBudget(rs, "nuthatch-1", 1.40); !ok || b < 0.94 || b > 0.96 {
+		t.Errorf("budget for the measured 1.40× = %.3f, want about what it spent (0.94)", b)
+	}
+}
+
 // The tcp_quickack target runs in the unpipelined GET/SET 100 B and the
 // fixed-rate scenarios only; the pinned group takes the pinnable targets.
 func TestTargetRuns(t *testing.T) {

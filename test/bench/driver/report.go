@@ -543,6 +543,29 @@ func (r *report) writeGoals(w io.Writer) {
 		}
 		row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
 	}
+	// What the proxy may spend for a ratio target, given what this run's
+	// backends and generator cost beside it: throughput is about machine
+	// busy share / total CPU per request, so the target needs total ≤
+	// busy × nutcracker's total / (nutcracker's busy × min).
+	for _, rs := range r.results {
+		min := 1.15
+		switch {
+		case rs.sc.group == groupUnpipelined:
+		case rs.sc.group == groupPipelined:
+			min = 1.5
+		case rs.sc.op == "mget":
+			min = 1.3
+		default:
+			continue
+		}
+		row(fmt.Sprintf("%s: CPU budget for %.2f× (µs/req spent of budget)", rs.sc.name, min), func(v string) (string, bool, bool) {
+			b, spent, ok := cpuBudget(rs, v, min)
+			if !ok {
+				return "", false, false
+			}
+			return fmt.Sprintf("%.2f of %.2f", spent, b), spent <= b, true
+		})
+	}
 	rbRows := rbMedians(r.rb)
 	for _, nc := range rbRows {
 		if nc.target != "nutcracker" {
@@ -615,4 +638,19 @@ func (r *report) writeGoals(w io.Writer) {
 		}
 		return "", false, false
 	})
+}
+
+// cpuBudget is the CPU per request that variant v could have spent and
+// still reached min × nutcracker's throughput, had the backends, the
+// generator and the machine's busy share stayed as measured; spent is what
+// it did spend.
+func cpuBudget(rs *scenarioResult, v string, min float64) (budget, spent float64, ok bool) {
+	m, _, ok1 := rs.median(v)
+	nc, _, ok2 := rs.median("nutcracker")
+	if !ok1 || !ok2 || m.cpuUS < 0 || nc.cpuUS < 0 || m.backendUS < 0 || nc.backendUS < 0 ||
+		m.genUS < 0 || nc.genUS < 0 || m.machineBusy <= 0 || nc.machineBusy <= 0 {
+		return 0, 0, false
+	}
+	ncTotal := nc.cpuUS + nc.backendUS + nc.genUS
+	return m.machineBusy*ncTotal/(nc.machineBusy*min) - m.backendUS - m.genUS, m.cpuUS, true
 }

@@ -430,7 +430,7 @@ func parseRBCSV(s string) ([]rbRow, error) {
 
 // profileRun starts test/bench/profile (nuthatch's engine in-process with
 // a CPU profile) and loads it: GET then SET 100 B unpipelined, GET 100 B
-// and SET 4 KB 16 deep, and a memcached 10-key get. It returns `go tool
+// and SET 4 KB 16 deep, a Redis MGET and a memcached get of 10 keys. It returns `go tool
 // pprof -top` of each. -only selects them all with "profile", one by its
 // name ("cpu-mc-multiget").
 func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, error) {
@@ -682,6 +682,9 @@ func profiles() []profile {
 		}},
 		{"cpu-set4k-pipelined", "SET 4 KB, 50 clients, 16 deep", []scenario{
 			{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
+		}},
+		{"cpu-mget", "Redis MGET of 10 keys, 100 B, 50 clients, unpipelined", []scenario{
+			{name: "MGET 10 keys", proto: load.Redis, op: load.MGet, size: 100, prefix: "k100:", pipeline: 1, multi: 10},
 		}},
 		{"cpu-mc-multiget", "memcached get of 10 keys, 100 B, 50 clients, unpipelined", []scenario{
 			{name: "mc get 10 keys", proto: load.Memcache, op: load.MGet, size: 100, prefix: "m100:", pipeline: 1, multi: 10},
