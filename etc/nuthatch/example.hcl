@@ -71,6 +71,10 @@ pool "memcache" {
   # Open the server connections at start-up rather than on first use.
   preconnect = true
 
+  # Gets for the same server queued together go out as one multi-key get
+  # (memcached answers each get command with its own send); the default.
+  coalesce_gets = true
+
   server "127.0.0.1:11212" {}
   server "127.0.0.1:11213" {}
 
