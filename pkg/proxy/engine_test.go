@@ -156,6 +156,8 @@ var memcacheSeeds = []string{
 	strings.Repeat("x", 3000),
 	"quit\r\nversion\r\n",
 	"gat 10 echo:a echo:b\r\ntouch k 1\r\nincr k 1\r\n",
+	// Pipelined gets share lines on each server (coalesce_gets).
+	"get echo:a\r\nget echo:b echo:c\r\nget echo:a echo:a\r\ngets echo:b\r\ngets echo:c\r\nset k 0 0 1\r\nv\r\nget k echo:d\r\n",
 }
 
 func fuzzEngine(f *testing.F, proto string, seeds []string) {

@@ -429,8 +429,8 @@ func parseRBCSV(s string) ([]rbRow, error) {
 }
 
 // profileRun starts test/bench/profile (nuthatch's engine in-process with
-// a CPU profile) and loads it: GET then SET 100 B unpipelined, GET 100 B
-// and SET 4 KB 16 deep, a Redis MGET and a memcached get of 10 keys. It returns `go tool
+// a CPU profile) and loads it: GET then SET 100 B unpipelined, GET and
+// SET 100 B and SET 4 KB 16 deep, a Redis MGET and a memcached get of 10 keys. It returns `go tool
 // pprof -top` of each. -only selects them all with "profile", one by its
 // name ("cpu-mc-multiget").
 func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, error) {
@@ -679,6 +679,9 @@ func profiles() []profile {
 		}},
 		{"cpu-pipelined", "GET 100 B, 50 clients, 16 deep", []scenario{
 			{name: "GET P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16},
+		}},
+		{"cpu-set-pipelined", "SET 100 B, 50 clients, 16 deep", []scenario{
+			{name: "SET P16", proto: load.Redis, op: load.Set, size: 100, prefix: "k100:", pipeline: 16},
 		}},
 		{"cpu-set4k-pipelined", "SET 4 KB, 50 clients, 16 deep", []scenario{
 			{name: "SET 4KB P16", proto: load.Redis, op: load.Set, size: 4096, prefix: "k4k:", pipeline: 16},
