@@ -43,6 +43,8 @@ type loop struct {
 	bufs    [][]byte     // writev scratch
 	coal    []byte       // small replies copied together for one iovec
 
+	freeMsgs []*msg // recycled msgs (newMsg, msg.free)
+
 	pools    []*pool
 	tick     time.Duration
 	nextTick int64

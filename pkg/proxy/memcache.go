@@ -258,7 +258,7 @@ func (mp *memcacheProto) forwardGet(m *msg, s *server, n int, key func(i int) []
 			})
 			return
 		}
-		carrier := newMsg(nil)
+		carrier := p.lp.newMsg(nil)
 		carrier.op = m.op
 		carrier.server = s
 		carrier.join(m, n, key)

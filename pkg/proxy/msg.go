@@ -1,7 +1,5 @@
 package proxy
 
-import "sync"
-
 // msg is one request in flight and, once done, its reply. It belongs to
 // the loop that read it: no field needs to be atomic.
 //
@@ -9,6 +7,7 @@ import "sync"
 // request that spans several servers is a parent msg whose fragments travel to
 // the servers; the last fragment to finish merges the replies into the parent.
 type msg struct {
+	lp     *loop       // whose free list m returns to
 	client *clientConn // nil for the proxy's own handshake requests
 
 	// reply is what the client receives; it is set before done.
@@ -55,13 +54,28 @@ type msg struct {
 	reqLen int   // request bytes forwarded, for stats
 }
 
-var msgPool = sync.Pool{New: func() any { return new(msg) }}
+// newMsg returns a msg for a request of client c.
+func newMsg(c *clientConn) *msg { return c.lp.newMsg(c) }
 
-func newMsg(c *clientConn) *msg {
-	m := msgPool.Get().(*msg)
-	m.client = c
+// newMsg returns a recycled msg. msgs are made and freed only on their
+// loop's goroutine, so a plain free list does what sync.Pool did without
+// its per-P pinning and atomics (about 4 % of a 16-deep profile).
+func (lp *loop) newMsg(c *clientConn) *msg {
+	var m *msg
+	if n := len(lp.freeMsgs); n > 0 {
+		m = lp.freeMsgs[n-1]
+		lp.freeMsgs[n-1] = nil
+		lp.freeMsgs = lp.freeMsgs[:n-1]
+	} else {
+		m = new(msg)
+	}
+	m.lp, m.client = lp, c
 	return m
 }
+
+// maxFreeMsgs bounds a loop's free list: beyond it, msgs freed after a
+// burst go to the garbage collector.
+const maxFreeMsgs = 8192
 
 // maxPooledReply bounds the reply buffer a pooled msg keeps, so that one huge
 // value does not pin memory for the life of the process.
@@ -81,10 +95,14 @@ func (m *msg) free() {
 	}
 	mb, me := m.members[:0], m.memberEnd[:0]
 	clear(mb[:cap(mb)])
+	lp := m.lp
 	*m = msg{}
+	if lp == nil || len(lp.freeMsgs) >= maxFreeMsgs {
+		return
+	}
 	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = r, k, f, ks, ko, sk
 	m.members, m.memberEnd = mb, me
-	msgPool.Put(m)
+	lp.freeMsgs = append(lp.freeMsgs, m)
 }
 
 // out is what the client receives for m.

@@ -276,7 +276,7 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 		if len(g) == 0 {
 			continue
 		}
-		f := newMsg(nil)
+		f := p.lp.newMsg(nil)
 		f.parent = parent
 		f.op = parent.op
 		f.keyIdx = append(f.keyIdx[:0], g...)

@@ -48,12 +48,12 @@ func (r *redisProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr b
 func (r *redisProto) handshake(l *link) {
 	cfg := r.pool.cfg
 	if cfg.RedisAuth != "" {
-		l.enqueueFunc(newMsg(nil), func(dst []byte) []byte {
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(cfg.RedisAuth)})
 		})
 	}
 	if cfg.RedisDB != 0 {
-		l.enqueueFunc(newMsg(nil), func(dst []byte) []byte {
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
 		})
 	}

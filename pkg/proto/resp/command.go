@@ -194,8 +194,21 @@ func buildCommands() map[string]*Command {
 // redis 7 command name has 20 bytes.
 const maxNameLen = 32
 
+// GET and SET are most of what a cache sees: Lookup compares them before
+// hashing for the map. x|0x20 equals a lowercase letter only for that
+// letter in either case.
+var cmdGet, cmdSet = commands["get"], commands["set"]
+
 // Lookup finds a command by name, case-insensitively, without allocating.
 func Lookup(name []byte) (*Command, bool) {
+	if len(name) == 3 && name[1]|0x20 == 'e' && name[2]|0x20 == 't' {
+		switch name[0] | 0x20 {
+		case 'g':
+			return cmdGet, true
+		case 's':
+			return cmdSet, true
+		}
+	}
 	if len(name) > maxNameLen {
 		return nil, false
 	}

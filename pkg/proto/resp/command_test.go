@@ -63,7 +63,25 @@ func TestLookup(t *testing.T) {
 				tc.name, c.Kind, c.CrossKey, c.Reason, tc.kind, tc.cross, tc.reason)
 		}
 	}
-	for _, name := range []string{"", "foo", "get ", strings.Repeat("a", 40), "ge\x00t"} {
+	// The GET/SET fast path matches exactly what the map does: every
+	// 3-byte name with a byte off by 0x20 from get or set.
+	for _, base := range []string{"get", "set"} {
+		for mask := range 8 {
+			for _, flip := range []byte{0x20, 0x40, 0x80, 0x01} {
+				b := []byte(base)
+				for i := range b {
+					if mask&(1<<i) != 0 {
+						b[i] ^= flip
+					}
+				}
+				want, wok := commands[strings.ToLower(string(b))]
+				if got, ok := Lookup(b); ok != wok || got != want {
+					t.Errorf("Lookup(%q) = %v %v, want %v %v", b, got, ok, want, wok)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"", "foo", "get ", strings.Repeat("a", 40), "ge\x00t", "GE\x14", "\x07et"} {
 		if c, ok := Lookup([]byte(name)); ok {
 			t.Errorf("Lookup(%q) = %v", name, c.Name)
 		}
