@@ -24,7 +24,16 @@ func coalesceValue(k int) (string, bool) {
 // memcacheds, where gets of different clients share lines, each receive
 // exactly the replies memcached would give them alone.
 func TestMemcacheCoalescedGetsConcurrent(t *testing.T) {
-	mp := startMemcachePool(t, 2, "")
+	for _, tc := range []struct{ name, attrs string }{
+		{"one connection per server", ""},
+		{"two connections per server", "server_connections = 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { coalescedGetsConcurrent(t, tc.attrs) })
+	}
+}
+
+func coalescedGetsConcurrent(t *testing.T, attrs string) {
+	mp := startMemcachePool(t, 2, attrs)
 	const keys = 300
 	seed := dialRaw(t, mp.addr)
 	for k := range keys {
