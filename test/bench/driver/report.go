@@ -530,32 +530,17 @@ func (r *report) writeGoals(w io.Writer) {
 		}
 	}
 	for _, rs := range r.results {
-		var min float64
-		switch {
-		case rs.sc.group == groupUnpipelined:
-			min = 1.15
-		case rs.sc.group == groupPipelined:
-			min = 1.5
-		case rs.sc.op == "mget":
-			min = 1.3
-		default:
-			continue
+		if min, ok := ratioTarget(rs.sc); ok {
+			row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
 		}
-		row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
 	}
 	// What the proxy may spend for a ratio target, given what this run's
 	// backends and generator cost beside it: throughput is about machine
 	// busy share / total CPU per request, so the target needs total ≤
 	// busy × nutcracker's total / (nutcracker's busy × min).
 	for _, rs := range r.results {
-		min := 1.15
-		switch {
-		case rs.sc.group == groupUnpipelined:
-		case rs.sc.group == groupPipelined:
-			min = 1.5
-		case rs.sc.op == "mget":
-			min = 1.3
-		default:
+		min, ok := ratioTarget(rs.sc)
+		if !ok {
 			continue
 		}
 		row(fmt.Sprintf("%s: CPU budget for %.2f× (µs/req spent of budget)", rs.sc.name, min), func(v string) (string, bool, bool) {
@@ -638,6 +623,20 @@ func (r *report) writeGoals(w io.Writer) {
 		}
 		return "", false, false
 	})
+}
+
+// ratioTarget is the throughput target for sc against nutcracker:
+// 1.15× unpipelined, 1.5× 16 deep, 1.3× for multi-key gets.
+func ratioTarget(sc scenario) (float64, bool) {
+	switch {
+	case sc.group == groupUnpipelined:
+		return 1.15, true
+	case sc.group == groupPipelined:
+		return 1.5, true
+	case sc.op == "mget":
+		return 1.3, true
+	}
+	return 0, false
 }
 
 // cpuBudget is the CPU per request that variant v could have spent and
