@@ -445,3 +445,36 @@ func TestAppendReplyCoalesces(t *testing.T) {
 		})
 	}
 }
+
+// A burst of large replies does not stay pinned on the loop's free list:
+// what the recycled msgs keep is bounded by maxFreeBytes, and taking them
+// back out keeps the count exact.
+func TestFreeListBoundsRetainedBuffers(t *testing.T) {
+	r := newRig(t, "redis", 1)
+	lp := r.lp
+	var ms []*msg
+	for range 2000 {
+		m := lp.newMsg(nil)
+		m.reply = make([]byte, 0, 60<<10)
+		ms = append(ms, m)
+	}
+	for _, m := range ms {
+		m.free()
+	}
+	if lp.freeBytes > maxFreeBytes {
+		t.Fatalf("free list keeps %d bytes, over %d", lp.freeBytes, maxFreeBytes)
+	}
+	kept := 0
+	for _, m := range lp.freeMsgs {
+		kept += m.buffered()
+	}
+	if kept != lp.freeBytes {
+		t.Fatalf("free list counts %d bytes, holds %d", lp.freeBytes, kept)
+	}
+	for len(lp.freeMsgs) > 0 {
+		lp.newMsg(nil)
+	}
+	if lp.freeBytes != 0 {
+		t.Fatalf("%d bytes counted after emptying the free list", lp.freeBytes)
+	}
+}

@@ -43,7 +43,8 @@ type loop struct {
 	bufs    [][]byte     // writev scratch
 	coal    []byte       // small replies copied together for one iovec
 
-	freeMsgs []*msg // recycled msgs (newMsg, msg.free)
+	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
+	freeBytes int    // capacity of the buffers they keep
 
 	pools    []*pool
 	tick     time.Duration

@@ -66,6 +66,7 @@ func (lp *loop) newMsg(c *clientConn) *msg {
 		m = lp.freeMsgs[n-1]
 		lp.freeMsgs[n-1] = nil
 		lp.freeMsgs = lp.freeMsgs[:n-1]
+		lp.freeBytes -= m.buffered()
 	} else {
 		m = new(msg)
 	}
@@ -73,9 +74,20 @@ func (lp *loop) newMsg(c *clientConn) *msg {
 	return m
 }
 
-// maxFreeMsgs bounds a loop's free list: beyond it, msgs freed after a
-// burst go to the garbage collector.
-const maxFreeMsgs = 8192
+// maxFreeMsgs and maxFreeBytes bound a loop's free list: beyond them, msgs
+// (or their buffers) freed after a burst go to the garbage collector, so
+// that a burst of large replies does not stay pinned, as sync.Pool's
+// contents would not have across garbage collections.
+const (
+	maxFreeMsgs  = 8192
+	maxFreeBytes = 16 << 20
+)
+
+// buffered is the capacity of the buffers m keeps when recycled, in bytes.
+func (m *msg) buffered() int {
+	return cap(m.reply) + cap(m.keys) + cap(m.key) + 4*(cap(m.keyIdx)+cap(m.keyOff)+cap(m.memberEnd)) +
+		8*(cap(m.frags)+cap(m.members))
+}
 
 // maxPooledReply bounds the reply buffer a pooled msg keeps, so that one huge
 // value does not pin memory for the life of the process.
@@ -102,6 +114,13 @@ func (m *msg) free() {
 	}
 	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = r, k, f, ks, ko, sk
 	m.members, m.memberEnd = mb, me
+	if b := m.buffered(); lp.freeBytes+b > maxFreeBytes {
+		// Keep the msg, not its buffers.
+		m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = nil, nil, nil, nil, nil, nil
+		m.members, m.memberEnd = nil, nil
+	} else {
+		lp.freeBytes += b
+	}
 	lp.freeMsgs = append(lp.freeMsgs, m)
 }
 
