@@ -89,11 +89,12 @@ func (m *msg) buffered() int {
 		8*(cap(m.frags)+cap(m.members))
 }
 
-// maxPooledReply bounds the reply buffer a pooled msg keeps, so that one huge
-// value does not pin memory for the life of the process.
+// maxPooledReply bounds the reply buffer a recycled msg keeps, so that one
+// huge value does not pin memory for the life of the process.
 const maxPooledReply = 64 << 10
 
-// free returns m to the pool. The caller must be the last owner.
+// free returns m to its loop's free list. The caller must be the last
+// owner.
 func (m *msg) free() {
 	r := m.reply[:0]
 	if cap(r) > maxPooledReply {
