@@ -430,9 +430,9 @@ func parseRBCSV(s string) ([]rbRow, error) {
 
 // profileRun starts test/bench/profile (nuthatch's engine in-process with
 // a CPU profile) and loads it: GET then SET 100 B unpipelined, GET and
-// SET 100 B and SET 4 KB 16 deep, a Redis MGET and a memcached get of 10 keys. It returns `go tool
-// pprof -top` of each. -only selects them all with "profile", one by its
-// name ("cpu-mc-multiget").
+// SET 100 B and SET 4 KB 16 deep, a Redis MGET and a memcached get of 10
+// keys. It returns `go tool pprof -top` of each. -only selects them all
+// with "profile", one by its name ("cpu-mc-multiget").
 func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, error) {
 	if _, err := os.Stat(e.profileBin); err != nil {
 		return "", fmt.Errorf("no profile binary at %s (go build -o %s ./test/bench/profile)", e.profileBin, e.profileBin)
@@ -464,11 +464,7 @@ func (e *env) profileRun(ctx context.Context, o options, b *backends) (string, e
 		for _, sc := range pr.runs {
 			oo := o
 			oo.duration = o.profile
-			addrs := t.redis
-			if sc.proto == load.Memcache {
-				addrs = t.mc
-			}
-			m, err := e.measure(ctx, oo, t, sc, addrs)
+			m, err := e.measure(ctx, oo, t, sc, t.addrs(sc.proto == load.Redis))
 			if err != nil {
 				return "", err
 			}
@@ -560,10 +556,7 @@ func (e *env) syscalls(ctx context.Context, o options, rep *report) error {
 
 func (e *env) syscallsOf(ctx context.Context, o options, rep *report, sc scenario) error {
 	for _, t := range rep.targets {
-		addrs := t.redis
-		if sc.proto == load.Memcache {
-			addrs = t.mc
-		}
+		addrs := t.addrs(sc.proto == load.Redis)
 		if t.proc == nil || addrs == nil || t.only != nil {
 			continue
 		}
