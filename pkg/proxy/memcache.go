@@ -236,48 +236,42 @@ const maxCoalescedLine = 2048
 // reply (one sendmsg) where k gets cost it k, and the keys of every client
 // read in a round go out as one command per server.
 func (mp *memcacheProto) forwardGet(m *msg, s *server, n int, key func(i int) []byte) {
-	p := mp.pool
-	cmd := memcache.Command(m.op)
-	m.server = s
-	s.stats.Requests.Add(1)
 	add := 0
 	for i := range n {
 		add += 1 + len(key(i))
 	}
-	for range 2 {
-		l := s.conn().link()
+	mp.pool.forwardVia(m, s, func(l *link) bool {
 		if t := l.unsentTail(); t != nil && len(t.members) > 0 && t.op == m.op && t.reqLen+add <= maxCoalescedLine {
 			t.join(m, n, key)
 			m.reqLen = l.extendTail(func(w []byte) []byte {
-				w = w[:len(w)-2] // the line's CRLF
-				for i := range n {
-					w = append(w, ' ')
-					w = append(w, key(i)...)
-				}
-				return append(w, "\r\n"...)
+				return appendKeys(w[:len(w)-2], n, key) // over the line's CRLF
 			})
-			return
+			return true
 		}
-		carrier := p.lp.newMsg(nil)
+		carrier := mp.pool.lp.newMsg(nil)
 		carrier.op = m.op
 		carrier.server = s
 		carrier.join(m, n, key)
-		if l.enqueueFunc(carrier, func(dst []byte) []byte {
-			dst = append(dst, cmd.String()...)
-			for i := range n {
-				dst = append(dst, ' ')
-				dst = append(dst, key(i)...)
-			}
-			return append(dst, "\r\n"...)
+		if !l.enqueueFunc(carrier, func(dst []byte) []byte {
+			return appendKeys(append(dst, memcache.Command(m.op).String()...), n, key)
 		}) {
-			m.reqLen = carrier.reqLen
-			return
+			carrier.members = carrier.members[:0]
+			carrier.free()
+			return false
 		}
-		carrier.members = carrier.members[:0]
-		carrier.free()
+		m.reqLen = carrier.reqLen
+		return true
+	})
+}
+
+// appendKeys appends " key" for each of n keys, then the CRLF ending a
+// retrieval line.
+func appendKeys(dst []byte, n int, key func(i int) []byte) []byte {
+	for i := range n {
+		dst = append(dst, ' ')
+		dst = append(dst, key(i)...)
 	}
-	p.stats.ForwardError.Add(1)
-	p.fail(m, ErrClosed)
+	return append(dst, "\r\n"...)
 }
 
 // scatter splits a carrier's reply among its members: each gets the VALUE
@@ -309,29 +303,18 @@ func (mp *memcacheProto) scatter(carrier *msg, reply []byte, isErr bool) {
 	for _, m := range carrier.members {
 		m.reply = m.reply[:0]
 	}
-	body := memcache.StripEnd(reply)
-	nkeys := len(carrier.keyOff) - 1
-	j, mi := 0, 0 // the next key that may have a block, and its member
-	for len(body) > 0 {
-		key, blk, ok := nextValue(body)
-		// Hits come back in key order, misses are absent.
-		for ok && j < nkeys && !bytes.Equal(carrier.keyAt(j), key) {
-			j++
-		}
-		if !ok || j == nkeys {
-			p.log.WithField("server", carrier.server.name).Warn("invalid reply from server: a VALUE for a key not asked for")
-			for _, m := range carrier.members {
-				p.fail(m, ErrServerProtocol)
-			}
-			return
-		}
+	mi := 0 // the member of key j
+	if !matchValues(reply, len(carrier.keyOff)-1, carrier.keyAt, func(j int, blk []byte) {
 		for int(carrier.memberEnd[mi]) <= j {
 			mi++
 		}
-		m := carrier.members[mi]
-		m.reply = append(m.reply, blk...)
-		j++
-		body = body[len(blk):]
+		carrier.members[mi].reply = append(carrier.members[mi].reply, blk...)
+	}) {
+		p.log.WithField("server", carrier.server.name).Warn("invalid reply from server: a VALUE for a key not asked for")
+		for _, m := range carrier.members {
+			p.fail(m, ErrServerProtocol)
+		}
+		return
 	}
 	for _, m := range carrier.members {
 		m.reply = append(m.reply, "END\r\n"...)
@@ -366,22 +349,11 @@ func (mp *memcacheProto) merge(parent *msg) {
 	nkeys := int(parent.keyIdx[0])
 	blocks := mp.pool.mergeScratch(nkeys)
 	for _, f := range parent.frags {
-		body := memcache.StripEnd(f.reply)
-		j := 0
-		for len(body) > 0 {
-			key, blk, ok := nextValue(body)
-			// Hits come back in the fragment's key order, misses are absent.
-			for ok && j < len(f.keyIdx) && !bytes.Equal(parent.keyAt(int(f.keyIdx[j])), key) {
-				j++
-			}
-			if !ok || j == len(f.keyIdx) {
-				parent.reply = append(parent.reply[:0], "SERVER_ERROR invalid reply from server\r\n"...)
-				parent.closeAfter = true
-				return
-			}
-			blocks[f.keyIdx[j]] = blk
-			j++
-			body = body[len(blk):]
+		if !matchValues(f.reply, len(f.keyIdx), func(j int) []byte { return parent.keyAt(int(f.keyIdx[j])) },
+			func(j int, blk []byte) { blocks[f.keyIdx[j]] = blk }) {
+			parent.reply = append(parent.reply[:0], "SERVER_ERROR invalid reply from server\r\n"...)
+			parent.closeAfter = true
+			return
 		}
 	}
 	out := parent.reply[:0]
@@ -390,6 +362,27 @@ func (mp *memcacheProto) merge(parent *msg) {
 	}
 	clear(blocks)
 	parent.reply = append(out, "END\r\n"...)
+}
+
+// matchValues walks the VALUE blocks of reply, a retrieval of n keys
+// (keyAt(j) is key j): hits come back in key order and misses are absent,
+// so each block belongs to the next key with its name, and hit gets that
+// key's position and the block. It reports false for a block it cannot
+// parse or place.
+func matchValues(reply []byte, n int, keyAt func(j int) []byte, hit func(j int, blk []byte)) bool {
+	body := memcache.StripEnd(reply)
+	for j := 0; len(body) > 0; j++ {
+		key, blk, ok := nextValue(body)
+		for ok && j < n && !bytes.Equal(keyAt(j), key) {
+			j++
+		}
+		if !ok || j == n {
+			return false
+		}
+		hit(j, blk)
+		body = body[len(blk):]
+	}
+	return true
 }
 
 // nextValue returns the key and the whole block of the VALUE line at the

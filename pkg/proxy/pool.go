@@ -29,8 +29,6 @@ type protocol interface {
 	errorReply(dst []byte, err error) []byte
 	// merge builds a parent's reply from its finished fragments.
 	merge(parent *msg)
-	// scatter hands each member of a carrier its part of the reply.
-	scatter(carrier *msg, reply []byte, isErr bool)
 	// handshake queues the requests a new server link sends first.
 	handshake(l *link)
 	// tooManyClients appends the reply sent before closing a client over
@@ -38,6 +36,12 @@ type protocol interface {
 	tooManyClients(dst []byte) []byte
 	// maxRequest is the largest request a client may send, in bytes.
 	maxRequest() int
+}
+
+// coalescer is a protocol that sends several requests as one (a carrier
+// msg with members) and so must split the one reply among them.
+type coalescer interface {
+	scatter(carrier *msg, reply []byte, isErr bool)
 }
 
 type pool struct {
@@ -202,10 +206,17 @@ func (p *pool) serverFor(key []byte) *server {
 // forward queues m on server s with the request bytes appended by build;
 // the client flushes the link once its whole batch is routed.
 func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
+	p.forwardVia(m, s, func(l *link) bool { return l.enqueueFunc(m, build) })
+}
+
+// forwardVia is forward with the queueing on a link left to enqueue, which
+// reports false when the link is dead; a second link is tried, then m
+// fails.
+func (p *pool) forwardVia(m *msg, s *server, enqueue func(l *link) bool) {
 	m.server = s
 	s.stats.Requests.Add(1)
 	for range 2 {
-		if s.conn().link().enqueueFunc(m, build) {
+		if enqueue(s.conn().link()) {
 			return
 		}
 	}
@@ -297,7 +308,8 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 	if len(m.members) > 0 {
-		p.proto.scatter(m, reply, isErr)
+		// Only a protocol that coalesces requests makes carriers.
+		p.proto.(coalescer).scatter(m, reply, isErr)
 		m.free()
 		return
 	}

@@ -236,13 +236,6 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 	})
 }
 
-// scatter is never needed: Redis requests are not coalesced on a link.
-func (r *redisProto) scatter(carrier *msg, _ []byte, _ bool) {
-	for _, m := range carrier.members {
-		r.pool.fail(m, ErrServerProtocol)
-	}
-}
-
 // merge combines fragment replies. A failed fragment fails the whole
 // command, as in twemproxy, with that fragment's error.
 func (r *redisProto) merge(parent *msg) {

@@ -299,9 +299,6 @@ type ReplyScanner struct {
 	cmd Command // the command pos belongs to
 }
 
-// Reset drops any partially scanned reply.
-func (s *ReplyScanner) Reset() { s.pos = 0 }
-
 // Scan is ReplyLen for the reply at the start of buf, which must be the one
 // scanned by the previous call until that call returned it complete or an
 // error. A buffer that cannot be that reply (another command, shorter than

@@ -363,7 +363,7 @@ func TestReplyScannerTrustsWhatItValidated(t *testing.T) {
 		{"shorter than validated", CmdGet, []byte("VALUE a 0 1\r\n")},
 		{"not a VALUE block", CmdGet, []byte("SERVER_ERROR out of memory\r\n" + strings.Repeat("x", 64))},
 	} {
-		s.Reset()
+		s = ReplyScanner{}
 		if _, _, _, err := s.Scan(CmdGet, reply[:starts[2]+3]); err != nil || s.pos != starts[2] {
 			t.Fatalf("%s: setup: err=%v pos=%d", tc.name, err, s.pos)
 		}
