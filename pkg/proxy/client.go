@@ -13,6 +13,10 @@ import (
 
 var errLinkShutdown = errors.New("proxy: shutting down")
 
+// clientIDs numbers the clients of the process, as redis numbers its
+// connections (CLIENT ID).
+var clientIDs atomic.Uint64
+
 // clientConn is one client connection, owned by the event loop. A read
 // event reads what the client sent (into the loop's shared buffer) and
 // routes every complete request; the replies are written back in request
@@ -51,10 +55,12 @@ type clientConn struct {
 	served   bool // something was read from the client
 	draining bool
 
+	id        uint64 // unique in the process, for CLIENT ID and CLIENT LIST
+	linkClass uint8  // which of a server's link sets carries its requests
+
 	// proto-specific per-client state
-	authed bool
-	name   []byte // CLIENT SETNAME, answered by CLIENT GETNAME
-	quit   bool   // a request asked to close after its reply
+	rs     *redisSession // what a Redis client set on its connection
+	quit   bool          // a request asked to close after its reply
 	rp     *resp.RequestParser
 	mp     *memcache.RequestParser
 	groups [][]int32 // per-server key positions while splitting
@@ -72,7 +78,7 @@ type clientConn struct {
 }
 
 func newClientConn(p *pool, fd int, peer unix.Sockaddr, tcp bool) *clientConn {
-	c := &clientConn{pool: p, lp: p.lp, fd: fd, peer: peer, tcp: tcp, accepted: p.lp.now}
+	c := &clientConn{pool: p, lp: p.lp, fd: fd, peer: peer, tcp: tcp, accepted: p.lp.now, id: clientIDs.Add(1)}
 	c.rb = newClientReadBuf(p.proto.maxRequest())
 	c.lastRead = c.accepted
 	return c

@@ -99,10 +99,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	p.authLim.limit = authChecksPerSecond
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
-		s.conns = make([]*serverConn, max(cfg.ServerConnections, 1))
-		for j := range s.conns {
-			s.conns[j] = &serverConn{srv: s}
-		}
+		s.conns = newServerConns(s, cfg.ServerConnections, false)
 		p.servers = append(p.servers, s)
 		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})
 	}
@@ -149,13 +146,13 @@ func (p *pool) expire(now int64) {
 		if timeout <= 0 {
 			continue
 		}
-		for _, sc := range s.conns {
+		s.eachConn(func(sc *serverConn) {
 			l := sc.current()
 			if l != nil && l.head < len(l.inflight) && l.inflight[l.head].sentAt != 0 &&
 				now-l.inflight[l.head].sentAt > timeout {
 				l.kill(ErrTimeout)
 			}
-		}
+		})
 	}
 	if readmit {
 		p.rebuildRing()
@@ -215,8 +212,12 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 func (p *pool) forwardVia(m *msg, s *server, enqueue func(l *link) bool) {
 	m.server = s
 	s.stats.Requests.Add(1)
+	class := linkDefault
+	if c := m.owner(); c != nil {
+		class = c.linkClass
+	}
 	for range 2 {
-		if enqueue(s.conn().link()) {
+		if enqueue(s.conn(class).link()) {
 			return
 		}
 	}
@@ -503,11 +504,11 @@ func (p *pool) closeAll() {
 	}
 	// Fail what is still in flight so that no client waits for a reply.
 	for _, s := range p.servers {
-		for _, sc := range s.conns {
+		s.eachConn(func(sc *serverConn) {
 			if l := sc.current(); l != nil {
 				l.kill(errLinkShutdown)
 			}
-		}
+		})
 	}
 }
 

@@ -184,13 +184,13 @@ func (px *Proxy) snapshot() Snapshot {
 				ServerLatency:     sv.latency.snapshot(),
 			})
 			ss := &ps.Servers[len(ps.Servers)-1]
-			for _, sc := range sv.conns {
+			sv.eachConn(func(sc *serverConn) {
 				if l := sc.current(); l != nil {
 					ss.InQueue += int64(l.enqSeq - max(l.sentSeq, l.headSeq))
 					ss.InQueueBytes += int64(len(l.wbuf) - l.woff)
 					ss.OutQueue += int64(max(l.sentSeq, l.headSeq) - l.headSeq)
 				}
-			}
+			})
 		}
 		s.Pools = append(s.Pools, ps)
 	}

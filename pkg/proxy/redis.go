@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
@@ -14,8 +12,9 @@ import (
 var Version = "dev"
 
 type redisProto struct {
-	pool *pool
-	lim  resp.Limits
+	pool    *pool
+	lim     resp.Limits
+	backend backendInfo // the servers' INFO, for the proxy's
 }
 
 func newRedisProto(p *pool) *redisProto {
@@ -40,14 +39,23 @@ func (r *redisProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr b
 		l.rscan = resp.NewReplyScanner(r.lim)
 	}
 	n, need, err = l.rscan.Scan(buf)
-	return n, need, n > 0 && buf[0] == '-', err
+	return n, need, n > 0 && (buf[0] == '-' || buf[0] == '!'), err
 }
 
 // handshake authenticates and selects the database on a new server link;
 // the replies are checked by pool.finish and never reach a client.
 func (r *redisProto) handshake(l *link) {
 	cfg := r.pool.cfg
-	if cfg.RedisAuth != "" {
+	if l.sc.resp3 {
+		// HELLO 3 switches the link to RESP3 and authenticates it at once.
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
+			args := [][]byte{[]byte("HELLO"), []byte("3")}
+			if cfg.RedisAuth != "" {
+				args = append(args, []byte("AUTH"), []byte("default"), []byte(cfg.RedisAuth))
+			}
+			return resp.AppendCommand(dst, args)
+		})
+	} else if cfg.RedisAuth != "" {
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(cfg.RedisAuth)})
 		})
@@ -96,7 +104,17 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 	if c.rp.Inline() {
 		raw = nil
 	}
+	rs := c.session()
+	skip := rs.skipNext
+	rs.skipNext, rs.replyOn = false, false
+	queued := len(c.queue)
 	r.dispatch(c, args, raw)
+	if (rs.replyOff || (skip && !rs.replyOn)) && len(c.queue) > queued {
+		// CLIENT REPLY OFF or SKIP: the request runs, its reply is dropped.
+		for _, m := range c.queue[queued:] {
+			m.silent = true
+		}
+	}
 	return n, 0, nil
 }
 
@@ -111,6 +129,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		return
 	}
 	c.cmdName, c.cmdKey = cmd.Name, nil
+	c.rs.lastCmd = cmd.Name
 	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
 		c.cmdKey = args[1]
 	}
@@ -118,7 +137,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
 		return
 	}
-	if p.cfg.RedisAuth != "" && !c.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
+	if p.cfg.RedisAuth != "" && !c.rs.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
 		c.localError("NOAUTH Authentication required.")
 		return
 	}
@@ -193,6 +212,7 @@ const (
 	opMGet
 	opSum
 	opMSet
+	opInfoFetch // the proxy's own INFO to every server
 )
 
 // split sends a multi-key command as one sub-command per server and merges
@@ -239,6 +259,16 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 // merge combines fragment replies. A failed fragment fails the whole
 // command, as in twemproxy, with that fragment's error.
 func (r *redisProto) merge(parent *msg) {
+	if parent.op == opInfoFetch {
+		replies := make([][]byte, 0, len(parent.frags))
+		for _, f := range parent.frags {
+			if f.err == nil && !f.isErr {
+				replies = append(replies, f.reply)
+			}
+		}
+		r.backendInfoRead(replies)
+		return
+	}
 	for _, f := range parent.frags {
 		if f.err != nil || f.isErr || len(f.reply) == 0 {
 			parent.reply = append(parent.reply[:0], f.reply...)
@@ -283,216 +313,6 @@ func (r *redisProto) merge(parent *msg) {
 		}
 		parent.reply = out
 	}
-}
-
-// local answers the commands the proxy handles itself.
-func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
-	p := r.pool
-	switch cmd.Name {
-	case "ping":
-		if len(args) > 2 {
-			c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
-			return
-		}
-		if len(args) == 2 {
-			c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, args[1]) })
-			return
-		}
-		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "PONG") })
-	case "echo":
-		c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, args[1]) })
-	case "quit":
-		m := newMsg(c)
-		m.reply = resp.AppendStatus(m.reply[:0], "OK")
-		m.closeAfter = true
-		c.quit = true
-		c.reply(m)
-	case "select":
-		db, err := strconv.Atoi(string(args[1]))
-		switch {
-		case err != nil:
-			c.localError("ERR value is not an integer or out of range")
-		case db == p.cfg.RedisDB:
-			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
-		default:
-			c.localError("ERR SELECT " + strconv.Itoa(db) + " refused: pool '" + p.cfg.Name + "' serves database " + strconv.Itoa(p.cfg.RedisDB) + " only")
-		}
-	case "auth":
-		r.auth(c, args[1:])
-	case "hello":
-		r.hello(c, args)
-	case "client":
-		r.client(c, args)
-	case "command":
-		if len(args) > 1 && lower(args[1]) == "docs" {
-			// redis-cli asks for docs at start-up to show hints; none is fine.
-			c.localReply(func(dst []byte) []byte { return resp.AppendArrayHeader(dst, 0) })
-			return
-		}
-		r.single(c, args, nil, nil)
-	default:
-		r.single(c, args, nil, nil)
-	}
-}
-
-// client answers the CLIENT subcommands that clients send while setting up
-// a connection; the others are about the server and are refused.
-func (r *redisProto) client(c *clientConn, args [][]byte) {
-	sub := lower(args[1])
-	var arity int
-	switch sub {
-	case "getname":
-		arity = 2
-	case "setname":
-		arity = 3
-	case "setinfo":
-		arity = 4
-	default:
-		c.localError("ERR command 'client " + sub + "' is not supported by nuthatch: server command")
-		return
-	}
-	if len(args) != arity {
-		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, []byte("client|"+sub)) })
-		return
-	}
-	switch sub {
-	case "setname":
-		if !validClientName(args[2]) {
-			c.localError("ERR Client names cannot contain spaces, newlines or special characters.")
-			return
-		}
-		c.name = append(c.name[:0], args[2]...)
-		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
-	case "getname":
-		if len(c.name) == 0 {
-			c.localReply(resp.AppendNull)
-			return
-		}
-		c.localReply(func(dst []byte) []byte { return resp.AppendBulk(dst, c.name) })
-	case "setinfo":
-		switch attr := lower(args[2]); {
-		case attr != "lib-name" && attr != "lib-ver":
-			c.localError("ERR Unrecognized option '" + string(args[2]) + "'")
-		case !validClientName(args[3]):
-			c.localError("ERR " + attr + " cannot contain spaces, newlines or special characters.")
-		default:
-			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
-		}
-	}
-}
-
-func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
-	want := r.pool.cfg.RedisAuth
-	pass := args[len(args)-1]
-	user := "default"
-	if len(args) == 2 {
-		user = string(args[0])
-	}
-	if want == "" {
-		// Like a server whose default user has nopass: the one-argument
-		// form is an error, a user name goes through the ACL check.
-		switch {
-		case len(args) == 1:
-			return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-		case user == "default":
-			return true, ""
-		}
-		return false, "WRONGPASS invalid username-password pair or user is disabled."
-	}
-	p := r.pool
-	p.stats.AuthAttempts.Add(1)
-	if !p.authLim.allow(time.Now().UnixNano()) {
-		// Too many failures this second: refuse without checking, so that
-		// guessing gets no faster with more connections.
-		p.stats.AuthFailures.Add(1)
-		return false, "ERR too many failed AUTH attempts, try again later"
-	}
-	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
-		p.authLim.undo()
-		return true, ""
-	}
-	p.stats.AuthFailures.Add(1)
-	p.log.Debug("failed AUTH")
-	return false, "WRONGPASS invalid username-password pair or user is disabled."
-}
-
-func (r *redisProto) auth(c *clientConn, args [][]byte) {
-	if len(args) > 2 {
-		c.localError("ERR syntax error")
-		return
-	}
-	ok, text := r.checkPassword(args)
-	if !ok {
-		c.localError(text)
-		return
-	}
-	c.authed = true
-	c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "OK") })
-}
-
-// hello answers HELLO for RESP2 only: clients that ask for RESP3 get the
-// same NOPROTO error as from a server without it and fall back to RESP2.
-func (r *redisProto) hello(c *clientConn, args [][]byte) {
-	if len(args) > 1 {
-		v, err := strconv.Atoi(string(args[1]))
-		if err != nil {
-			c.localError("ERR Protocol version is not an integer or out of range")
-			return
-		}
-		if v != 2 {
-			c.localError("NOPROTO unsupported protocol version")
-			return
-		}
-	}
-	var name []byte
-	for i := 2; i < len(args); i++ {
-		// Like redis, the error quotes the option as the client spelt it.
-		switch opt := lower(args[i]); {
-		case opt == "auth" && i+2 < len(args):
-			ok, text := r.checkPassword(args[i+1 : i+3])
-			if !ok {
-				c.localError(text)
-				return
-			}
-			c.authed = true
-			i += 2
-		case opt == "setname" && i+1 < len(args):
-			if !validClientName(args[i+1]) {
-				c.localError("ERR Client names cannot contain spaces, newlines or special characters.")
-				return
-			}
-			name = args[i+1]
-			i++
-		default:
-			c.localError("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
-			return
-		}
-	}
-	if r.pool.cfg.RedisAuth != "" && !c.authed {
-		// redis 7.0's text.
-		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
-		return
-	}
-	if name != nil {
-		c.name = append(c.name[:0], name...)
-	}
-	c.localReply(func(dst []byte) []byte {
-		dst = resp.AppendArrayHeader(dst, 14)
-		for _, kv := range [][2]string{{"server", "nuthatch"}, {"version", Version}} {
-			dst = resp.AppendBulk(dst, []byte(kv[0]))
-			dst = resp.AppendBulk(dst, []byte(kv[1]))
-		}
-		dst = resp.AppendBulk(dst, []byte("proto"))
-		dst = resp.AppendInt(dst, 2)
-		dst = resp.AppendBulk(dst, []byte("id"))
-		dst = resp.AppendInt(dst, 0)
-		dst = resp.AppendBulk(dst, []byte("mode"))
-		dst = resp.AppendBulk(dst, []byte("standalone"))
-		dst = resp.AppendBulk(dst, []byte("role"))
-		dst = resp.AppendBulk(dst, []byte("master"))
-		dst = resp.AppendBulk(dst, []byte("modules"))
-		return resp.AppendArrayHeader(dst, 0)
-	})
 }
 
 func lower(b []byte) string { return string(bytes.ToLower(b)) }

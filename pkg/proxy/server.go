@@ -19,8 +19,12 @@ type server struct {
 	idx   int
 	name  string
 	addr  config.Address
-	conns []*serverConn
-	rr    atomic.Uint32
+	// conns are the links of RESP2 and memcached clients; conns3 those of
+	// RESP3 clients (opened with HELLO 3 on first use), so that every
+	// client gets the server's replies in its own protocol version.
+	conns  []*serverConn
+	conns3 []*serverConn
+	rr     atomic.Uint32
 
 	failures     atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanos; 0 when on the ring
@@ -29,13 +33,45 @@ type server struct {
 	latency histogram // from write to reply
 }
 
-// conn picks one of the server's connections, round robin, so that
-// server_connections > 1 spreads the load.
-func (s *server) conn() *serverConn {
-	if len(s.conns) == 1 {
-		return s.conns[0]
+// conn picks one of the server's connections of a link class, round
+// robin, so that server_connections > 1 spreads the load.
+func (s *server) conn(class uint8) *serverConn {
+	conns := s.conns
+	if class == linkRESP3 {
+		if s.conns3 == nil {
+			s.conns3 = newServerConns(s, len(s.conns), true)
+		}
+		conns = s.conns3
 	}
-	return s.conns[int(s.rr.Add(1))%len(s.conns)]
+	if len(conns) == 1 {
+		return conns[0]
+	}
+	return conns[int(s.rr.Add(1))%len(conns)]
+}
+
+// Link classes: which set of a server's links a client's requests use.
+const (
+	linkDefault uint8 = iota // RESP2, memcached
+	linkRESP3                // opened with HELLO 3
+)
+
+func newServerConns(s *server, n int, resp3 bool) []*serverConn {
+	conns := make([]*serverConn, max(n, 1))
+	for j := range conns {
+		conns[j] = &serverConn{srv: s, resp3: resp3}
+	}
+	return conns
+}
+
+// eachConn calls fn with every connection slot of the server, of both
+// classes.
+func (s *server) eachConn(fn func(sc *serverConn)) {
+	for _, sc := range s.conns {
+		fn(sc)
+	}
+	for _, sc := range s.conns3 {
+		fn(sc)
+	}
 }
 
 // ok records a successful exchange, resetting the consecutive failures.
@@ -69,8 +105,9 @@ func (s *server) failed() {
 // live link at a time and replaces it after a failure. Only the loop
 // touches it.
 type serverConn struct {
-	srv *server
-	l   *link
+	srv   *server
+	l     *link
+	resp3 bool // links speak RESP3 (HELLO 3 in the handshake)
 }
 
 // link returns the live link, creating (and dialing) a new one when needed.
@@ -311,11 +348,13 @@ func (l *link) read() {
 		l.rb.w += n
 		l.rb.filled(n, room)
 		for l.rb.len() > 0 {
-			if l.head == len(l.inflight) {
+			var head *msg
+			if l.head < len(l.inflight) {
+				head = l.inflight[l.head]
+			} else if !l.sc.resp3 {
 				l.kill(ErrServerProtocol)
 				return
 			}
-			head := l.inflight[l.head]
 			n, need, isErr, err := p.proto.replyLen(l, head, l.rb.bytes())
 			if err != nil {
 				p.log.WithField("server", s.name).WithError(err).Warn("invalid reply from server")
@@ -328,6 +367,16 @@ func (l *link) read() {
 					return
 				}
 				break
+			}
+			if l.sc.resp3 && l.rb.bytes()[0] == '>' {
+				// A RESP3 push is out-of-band data, not the reply to a
+				// request; a shared link has no one to give it to.
+				l.rb.consume(n)
+				continue
+			}
+			if head == nil {
+				l.kill(ErrServerProtocol)
+				return
 			}
 			m := l.pop()
 			s.stats.Responses.Add(uint64(max(1, len(m.members))))

@@ -121,14 +121,14 @@ var commandPolicy = map[string]policy{
 
 	"publish": {KindUnsupported, ReasonPubSub}, "pubsub": {KindUnsupported, ReasonPubSub},
 
-	"readonly": {KindUnsupported, ReasonCluster}, "readwrite": {KindUnsupported, ReasonCluster},
+	"readonly": {KindLocal, ""}, "readwrite": {KindLocal, ""},
 	"asking": {KindUnsupported, ReasonCluster}, "cluster": {KindUnsupported, ReasonCluster},
 	"restore-asking": {KindUnsupported, ReasonCluster},
 
 	"object": {KindUnsupported, ReasonSubcommand}, "xinfo": {KindUnsupported, ReasonSubcommand},
 	"xgroup": {KindUnsupported, ReasonSubcommand},
 
-	"reset": {KindUnsupported, ReasonConnection},
+	"reset": {KindLocal, ""},
 
 	// MOVE takes a key out of the pool's redis_db, where no client of the
 	// proxy can see it again; twemproxy refuses it too.
@@ -137,7 +137,7 @@ var commandPolicy = map[string]policy{
 	"acl": {KindUnsupported, ReasonServer}, "config": {KindUnsupported, ReasonServer},
 	"dbsize": {KindUnsupported, ReasonServer}, "flushall": {KindUnsupported, ReasonServer},
 	"flushdb": {KindUnsupported, ReasonServer}, "function": {KindUnsupported, ReasonServer},
-	"info": {KindUnsupported, ReasonServer}, "lastsave": {KindUnsupported, ReasonServer},
+	"info": {KindLocal, ""}, "lastsave": {KindUnsupported, ReasonServer},
 	"latency": {KindUnsupported, ReasonServer}, "memory": {KindUnsupported, ReasonServer},
 	"module": {KindUnsupported, ReasonServer}, "script": {KindUnsupported, ReasonServer},
 	"slowlog": {KindUnsupported, ReasonServer}, "swapdb": {KindUnsupported, ReasonServer},
