@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// startRedis starts a throwaway redis-server on a free port and returns its
-// address. The server is killed when the test ends.
-func startRedis(t *testing.T) string {
+// startRedis starts a throwaway redis-server on a free port, with args added
+// to its command line, and returns its address. The server is killed when the test ends.
+func startRedis(t *testing.T, args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -31,6 +31,7 @@ func startRedis(t *testing.T) string {
 		dir := t.TempDir()
 		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", dir+"/redis.log")
+		cmd.Args = append(cmd.Args, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -127,24 +128,45 @@ func (rc *redisConn) do(t *testing.T, args ...string) []byte {
 	}
 }
 
-// decode turns a complete reply into Go values: string for status and
-// bulk, error for errors, int64, nil for nulls and []any for arrays.
+// decode turns a complete reply into Go values: string for status, bulk,
+// verbatim (without its format), double and big number, error for errors,
+// int64, bool, nil for nulls and []any for arrays, sets, pushes and maps
+// (keys and values in turn). Attributes are dropped.
 func decode(reply []byte) any {
+	for reply[0] == TypeAttribute {
+		var s ReplyScanner
+		skip, err := s.skipAttributes(reply)
+		if err != nil {
+			panic(err)
+		}
+		reply = reply[skip:]
+	}
 	switch reply[0] {
-	case TypeStatus:
+	case TypeStatus, TypeDouble, TypeBigNumber:
 		return string(reply[1 : len(reply)-2])
 	case TypeError:
 		return errors.New(string(reply[1 : len(reply)-2]))
 	case TypeInt:
 		v, _ := ParseInt(reply)
 		return v
-	case TypeBulk:
+	case TypeNull:
+		return nil
+	case TypeBool:
+		return reply[1] == 't'
+	case TypeBulk, TypeVerbatim, TypeBlobError:
 		if reply[1] == '-' {
 			return nil
 		}
 		i := bytes.IndexByte(reply, '\n')
-		return string(reply[i+1 : len(reply)-2])
-	case TypeArray:
+		data := string(reply[i+1 : len(reply)-2])
+		switch reply[0] {
+		case TypeVerbatim:
+			return data[4:]
+		case TypeBlobError:
+			return errors.New(data)
+		}
+		return data
+	case TypeArray, TypeSet, TypePush, TypeMap:
 		if reply[1] == '-' {
 			return nil
 		}

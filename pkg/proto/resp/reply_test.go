@@ -62,8 +62,6 @@ var badReplies = []string{
 	// more
 	"\r\n",
 	"x\r\n",
-	"_\r\n", // RESP3 null
-	"%1\r\n",
 	":\r\n",
 	":1x\r\n",
 	":01\r\n",
