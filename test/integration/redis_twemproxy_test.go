@@ -693,8 +693,20 @@ func TestRedisPreconnectServerConnections(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8})
-	defer c.Close()
+	// RESP2 clients use the preconnected links; RESP3 clients get a set of
+	// server_connections links of their own, opened on first use.
+	for _, tc := range []struct{ proto, want int }{{2, 3}, {3, 6}} {
+		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8, Protocol: tc.proto})
+		trafficOver(t, c)
+		c.Close()
+		if n := serverConnections(t, b1.Addr); n != tc.want {
+			t.Fatalf("RESP%d: %d server connections after traffic, want %d", tc.proto, n, tc.want)
+		}
+	}
+}
+
+// trafficOver runs 8 goroutines of SET/GET round trips through c.
+func trafficOver(t *testing.T, c *redis.Client) {
 	done := make(chan error, 8)
 	for w := range 8 {
 		go func() {
@@ -716,9 +728,6 @@ func TestRedisPreconnectServerConnections(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-	}
-	if n := serverConnections(t, b1.Addr); n != 3 {
-		t.Fatalf("%d server connections after traffic, want 3", n)
 	}
 }
 
