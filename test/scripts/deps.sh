@@ -4,6 +4,21 @@
 # something is missing.
 set -euo pipefail
 
+# node_clients installs test/clients/node's locked npm packages (the Node
+# clients of the client matrix) unless node_modules already matches the
+# lockfile (npm writes node_modules/.package-lock.json on install).
+node_clients() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../clients/node" && pwd)"
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+     [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] &&
+     (cd "$dir" && node -e 'for (const m of ["redis4","redis6","ioredis5","ioredis6","memcached"]) require.resolve(m)') 2>/dev/null; then
+    return 0
+  fi
+  echo "deps: npm ci in $dir" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # program -> Debian package
 declare -A want=(
   [redis-server]=redis-server
@@ -31,8 +46,16 @@ done
 if [[ " ${missing[*]-} " == *" libmemcached-tools "* ]] && command -v libmemcached-memcslap >/dev/null 2>&1; then
   missing=("${missing[@]/libmemcached-tools}")
 fi
+# test/integration's client matrix runs Debian's redis-py and pymemcache
+# under Debian's own /usr/bin/python3 (a python3 earlier on PATH may be
+# another build without them), and Node clients from npm.
+for mod in redis:python3-redis pymemcache:python3-pymemcache; do
+  /usr/bin/python3 -c "import ${mod%%:*}" >/dev/null 2>&1 || missing+=("${mod#*:}")
+done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 mapfile -t missing < <(printf '%s\n' "${missing[@]-}" | sed '/^$/d' | sort -u)
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && { node_clients; exit 0; }
 
 echo "deps: installing ${missing[*]}" >&2
 SUDO=""
@@ -49,3 +72,4 @@ for svc in redis-server memcached nutcracker prometheus; do
     $SUDO systemctl stop "$svc" || true
   fi
 done
+node_clients
