@@ -15,10 +15,10 @@ import (
 
 // server is one backend of a pool and its connections.
 type server struct {
-	pool  *pool
-	idx   int
-	name  string
-	addr  config.Address
+	pool *pool
+	idx  int
+	name string
+	addr config.Address
 	// conns are the links of RESP2 and memcached clients; conns3 those of
 	// RESP3 clients (opened with HELLO 3 on first use), so that every
 	// client gets the server's replies in its own protocol version.
