@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
 )
 
 // ChannelVersion is the version of the master/worker message set. A worker
@@ -50,6 +52,9 @@ type Message struct {
 
 	// MsgStats (worker -> master)
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// MsgStats (master -> worker): the other workers' counters per pool,
+	// as last summed, for the INFO a worker answers.
+	Peers []proxy.PeerTotals `json:"peers,omitempty"`
 }
 
 // ListenerSpec names the fd at the same index of the attached fds.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/listener"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
 )
 
 // Timing of the master. Variables so that tests can shorten them.
@@ -428,9 +429,11 @@ func (m *Master) pollStats(now time.Time) {
 	}
 	m.lastPoll = now
 	m.beatSeq++
+	total := m.stats.agg.Total()
 	for w := range m.workers {
 		if w.ready && !w.exited {
-			w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq})
+			own, _ := m.stats.agg.Live(workerID(w))
+			w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq, Peers: proxy.PeerTotalsOf(total, own)})
 		}
 	}
 	m.stats.setWorkers(m.workers)

@@ -144,6 +144,9 @@ func (w *worker) control() int {
 				w.log.SetLevel(lvl)
 			}
 		case MsgStats:
+			if m.Peers != nil {
+				w.px.SetPeerTotals(m.Peers)
+			}
 			w.ch.Send(&Message{Type: MsgStats, Seq: m.Seq, Stats: w.px.StatsJSON()})
 		default:
 			w.entry.WithField("type", m.Type).Warn("unknown control message")

@@ -62,6 +62,7 @@ type pool struct {
 	limitLog rateLimiter // log lines of clients closed by a limit
 	authLim  rateLimiter // AUTH attempts checked per second
 	commands sync.Map    // command name -> *atomic.Uint64
+	peers    PeerTotals  // the other workers' counters, for INFO; on the loop
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges

@@ -197,6 +197,17 @@ func (px *Proxy) snapshot() Snapshot {
 	return s
 }
 
+// SetPeerTotals records what the other workers counted, for INFO.
+func (px *Proxy) SetPeerTotals(peers []PeerTotals) {
+	px.lp.post(func() {
+		for _, pt := range peers {
+			if p, ok := px.pools[pt.Pool]; ok {
+				p.peers = pt
+			}
+		}
+	})
+}
+
 // StatsJSON is Snapshot encoded as JSON.
 func (px *Proxy) StatsJSON() []byte {
 	b, _ := json.Marshal(px.Snapshot())

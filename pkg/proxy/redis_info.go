@@ -284,7 +284,7 @@ func (r *redisProto) appendInfo(dst []byte, mask uint8) []byte {
 	}
 	if mask&infoClients != 0 {
 		section("Clients")
-		num("connected_clients", p.stats.ClientConnections.Load())
+		num("connected_clients", p.stats.ClientConnections.Load()+p.peers.Clients)
 		num("cluster_connections", 0)
 		num("maxclients", int64(p.cfg.ClientConnections))
 		num("blocked_clients", 0)
@@ -303,10 +303,9 @@ func (r *redisProto) appendInfo(dst []byte, mask uint8) []byte {
 			total += v.(*atomic.Uint64).Load()
 			return true
 		})
-		num("total_connections_received", int64(p.stats.ClientAccepted.Load()))
-		num("total_commands_processed", int64(total))
-		num("rejected_connections", int64(p.stats.ClientRejected.Load()))
-		num("total_error_replies", int64(p.stats.ClientErr.Load()))
+		num("total_connections_received", int64(p.stats.ClientAccepted.Load()+p.peers.Accepted))
+		num("total_commands_processed", int64(total+p.peers.Commands))
+		num("rejected_connections", int64(p.stats.ClientRejected.Load()+p.peers.Rejected))
 	}
 	if mask&infoReplication != 0 {
 		section("Replication")

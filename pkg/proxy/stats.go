@@ -42,6 +42,49 @@ type Snapshot struct {
 	Pools []PoolSnapshot `json:"pools"`
 }
 
+// PeerTotals is what the other workers of the process group counted for
+// one pool, as the master last summed it: what a worker adds to its own
+// counters to answer INFO for the whole proxy.
+type PeerTotals struct {
+	Pool        string `json:"pool"`
+	Clients     int64  `json:"clients"`
+	Accepted    uint64 `json:"accepted"`
+	Rejected    uint64 `json:"rejected"`
+	Commands    uint64 `json:"commands"`
+	ClientError uint64 `json:"client_err"`
+}
+
+// PeerTotalsOf sums the pools of total less the pools of own (a worker's
+// last snapshot), pool by pool.
+func PeerTotalsOf(total, own Snapshot) []PeerTotals {
+	mine := map[string]*PoolSnapshot{}
+	for i := range own.Pools {
+		mine[own.Pools[i].Name] = &own.Pools[i]
+	}
+	out := make([]PeerTotals, 0, len(total.Pools))
+	for _, tp := range total.Pools {
+		pt := PeerTotals{Pool: tp.Name, Clients: tp.ClientConnections, Accepted: tp.ClientAccepted,
+			Rejected: tp.ClientRejected, Commands: sumCommands(tp.Commands), ClientError: tp.ClientErr}
+		if op := mine[tp.Name]; op != nil {
+			pt.Clients = max(0, pt.Clients-op.ClientConnections)
+			pt.Accepted -= min(pt.Accepted, op.ClientAccepted)
+			pt.Rejected -= min(pt.Rejected, op.ClientRejected)
+			pt.Commands -= min(pt.Commands, sumCommands(op.Commands))
+			pt.ClientError -= min(pt.ClientError, op.ClientErr)
+		}
+		out = append(out, pt)
+	}
+	return out
+}
+
+func sumCommands(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 // PoolSnapshot is one pool's counters.
 type PoolSnapshot struct {
 	Name              string            `json:"name"`

@@ -105,6 +105,15 @@ func (a *Aggregator) retire(s proxy.Snapshot) {
 	a.base = b.snapshot()
 }
 
+// Live returns the last snapshot of a live worker. It is shared: callers
+// must not change it.
+func (a *Aggregator) Live(workerID string) (proxy.Snapshot, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.live[workerID]
+	return s, ok
+}
+
 // Workers returns the ids of the live workers, sorted.
 func (a *Aggregator) Workers() []string {
 	a.mu.Lock()

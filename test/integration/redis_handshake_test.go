@@ -220,3 +220,48 @@ func backendInfoCalls(t *testing.T, rp *redisPool) int {
 	}
 	return total
 }
+
+// With several workers, INFO counts the clients and commands of all of
+// them: each worker adds what the master last summed for the others.
+func TestRedisInfoSumsWorkers(t *testing.T) {
+	b1, b2 := harness.Redis(t), harness.Redis(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	harness.Nuthatch(t, fmt.Sprintf(`
+worker_processes = 2
+stats {
+  listen = ""
+}
+pool "w" {
+  listen   = %q
+  protocol = "redis"
+  server %q {}
+  server %q {}
+}
+`, addr, b1.Addr, b2.Addr), addr)
+	var sessions []*respSession
+	pids := map[string]bool{}
+	for range 20 {
+		s := newRespSession(t, addr)
+		s.do(req("SET", "k", "v"))
+		pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(bulkBody(t, s.do(req("INFO", "server"))))
+		pids[pid[1]] = true
+		sessions = append(sessions, s)
+	}
+	if len(pids) < 2 {
+		t.Skipf("the kernel put all 20 clients on one worker (%v)", pids)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		clients := regexp.MustCompile(`connected_clients:(\d+)`).FindStringSubmatch(bulkBody(t, sessions[0].do(req("INFO", "clients"))))
+		stats := bulkBody(t, sessions[0].do(req("INFO", "stats")))
+		received := regexp.MustCompile(`total_connections_received:(\d+)`).FindStringSubmatch(stats)
+		// The harness's readiness probe is a connection too.
+		if clients[1] == "20" && (received[1] == "20" || received[1] == "21") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 clients on %d workers: INFO says connected_clients:%s, total_connections_received:%s", len(pids), clients[1], received[1])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
