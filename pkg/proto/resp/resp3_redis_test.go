@@ -158,7 +158,7 @@ func writeGolden(version string, replies []goldenReply) []byte {
 	return b.Bytes()
 }
 
-func readGolden(t *testing.T) (string, []goldenReply) {
+func readGolden(t testing.TB) (string, []goldenReply) {
 	t.Helper()
 	f, err := os.ReadFile(resp3Golden)
 	if err != nil {
