@@ -64,6 +64,24 @@ func BenchmarkReplyLen(b *testing.B) {
 	}
 }
 
+// BenchmarkReplyScanSmall scans the commonest short replies with a kept
+// scanner, as the engine does.
+func BenchmarkReplyScanSmall(b *testing.B) {
+	for _, reply := range []string{"+OK\r\n", "$3\r\nfoo\r\n", ":1\r\n"} {
+		b.Run(reply[:1], func(b *testing.B) {
+			s := NewReplyScanner(Limits{})
+			buf := []byte(reply)
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if n, _, err := s.Scan(buf); n != len(buf) || err != nil {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkReplyLenMGet100(b *testing.B) {
 	reply := AppendArrayHeader(nil, 100)
 	for i := 0; i < 100; i++ {

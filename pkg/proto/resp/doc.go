@@ -1,4 +1,5 @@
-// Package resp is the Redis RESP2 codec and command table of the proxy.
+// Package resp is the Redis RESP2 and RESP3 codec and command table of the
+// proxy.
 //
 // It does no I/O. The engine keeps one read buffer per connection and calls
 // the parsers on it:
@@ -8,9 +9,15 @@
 //     arguments live in a parser-owned scratch buffer) and nothing is
 //     allocated per request. An incomplete request is resumed on the next call
 //     instead of being re-parsed, so slow or fragmented clients cost O(n).
-//   - ReplyScanner and ReplyLen frame server replies without copying them.
+//   - ReplyScanner and ReplyLen frame server replies, RESP2 and RESP3,
+//     without copying them, so they can be forwarded byte for byte.
+//     Attributes ('|') are part of the reply they precede; ReplyType,
+//     IsErrorReply and IsPush classify a complete reply (pushes are
+//     out-of-band and answer no request), ArrayElems walks an aggregate.
+//     Streamed RESP3 ("$?", "*?") is refused: redis never sends it.
 //   - The Append* functions encode replies and commands onto a caller-owned
-//     slice.
+//     slice; the *For ones write RESP2 or RESP3 after the protocol the
+//     client chose with HELLO.
 //   - Lookup classifies a command for routing (single key, split multi-key,
 //     EVAL-like, answered locally, or unsupported).
 //

@@ -100,53 +100,110 @@ func FuzzInline(f *testing.F) {
 	})
 }
 
-// FuzzReplyLen checks the reply framer: no panic, no over-read, prefixes
-// and resumed scans agree, and arrays iterate into elements that tile the
-// reply.
+// FuzzReplyLen checks the reply framer, RESP2 and RESP3: no panic, no
+// over-read, prefixes and resumed scans (byte by byte and in splits the
+// input picks) agree with fresh ones, aggregates iterate into elements that
+// tile the reply, and ArrayElems and ReplyType never panic on any input.
 func FuzzReplyLen(f *testing.F) {
 	for _, in := range append(append([]string{}, goodReplies...), badReplies...) {
 		f.Add([]byte(in))
 	}
-	f.Fuzz(func(t *testing.T, buf []byte) {
-		lim := Limits{MaxDepth: 8, MaxBulkLen: 1 << 10, MaxArrayLen: 1 << 10}
-		wn, wneed, werr := ReplyLen(buf, lim)
-		if wn < 0 || wn > len(buf) || (wn > 0 && werr != nil) {
-			t.Fatalf("ReplyLen = %d, %d, %v of %d bytes", wn, wneed, werr, len(buf))
+	for _, tc := range goodReplies3 {
+		f.Add([]byte(tc.in))
+	}
+	for _, tc := range badReplies3 {
+		if len(tc.in) < 256 {
+			f.Add([]byte(tc.in))
 		}
-		s := NewReplyScanner(lim)
-		for k := 0; k <= len(buf); k++ {
-			n, need, err := ReplyLen(buf[:k], lim)
-			rn, rneed, rerr := s.Scan(buf[:k])
-			if n != rn || need != rneed || (err == nil) != (rerr == nil) {
-				t.Fatalf("prefix %d: fresh %d,%d,%v resumed %d,%d,%v", k, n, need, err, rn, rneed, rerr)
+	}
+	if _, golden := readGolden(f); len(golden) > 0 {
+		for _, r := range golden {
+			f.Add(r.reply)
+		}
+	}
+	f.Fuzz(checkReplyFuzz)
+}
+
+func checkReplyFuzz(t *testing.T, buf []byte) {
+	lim := Limits{MaxDepth: 8, MaxBulkLen: 1 << 10, MaxArrayLen: 1 << 10}
+	wn, wneed, werr := ReplyLen(buf, lim)
+	if wn < 0 || wn > len(buf) || (wn > 0 && werr != nil) {
+		t.Fatalf("ReplyLen = %d, %d, %v of %d bytes", wn, wneed, werr, len(buf))
+	}
+	type result struct {
+		n, need int
+		err     bool
+	}
+	var fresh []result // of each prefix, up to the first complete or failing one
+	s := NewReplyScanner(lim)
+	for k := 0; k <= len(buf); k++ {
+		n, need, err := ReplyLen(buf[:k], lim)
+		fresh = append(fresh, result{n, need, err != nil})
+		rn, rneed, rerr := s.Scan(buf[:k])
+		if n != rn || need != rneed || (err == nil) != (rerr == nil) {
+			t.Fatalf("prefix %d: fresh %d,%d,%v resumed %d,%d,%v", k, n, need, err, rn, rneed, rerr)
+		}
+		if err != nil {
+			if werr == nil {
+				t.Fatalf("prefix %d fails (%v), whole gives %d", k, err, wn)
 			}
+			break
+		}
+		if n > 0 {
+			if n != wn {
+				t.Fatalf("prefix %d: %d, whole %d", k, n, wn)
+			}
+			break
+		}
+		if need > 0 && (need <= k || wn > 0 && need > wn) {
+			t.Fatalf("prefix %d: need %d, whole %d", k, need, wn)
+		}
+	}
+	// Reads of other sizes: the input's bytes pick the split points. A
+	// prefix longer than the first complete or failing one gives the same.
+	s2 := NewReplyScanner(lim)
+	for k := 0; ; {
+		if k < len(buf) {
+			k = min(len(buf), k+1+int(buf[k]%13))
+		}
+		n, need, err := s2.Scan(buf[:k])
+		if got, want := (result{n, need, err != nil}), fresh[min(k, len(fresh)-1)]; got != want {
+			t.Fatalf("split at %d: resumed %d,%d,%v, fresh %+v", k, n, need, err, want)
+		}
+		if err != nil || n > 0 || k == len(buf) {
+			break
+		}
+	}
+	typ := ReplyType(buf)
+	_, _ = IsPush(buf), IsErrorReply(buf)
+	_ = ArrayElems(buf, func([]byte) bool { return true })
+	if wn > 0 {
+		reply := buf[:wn]
+		rt := ReplyType(reply)
+		if rt == 0 || rt == TypeAttribute || (buf[0] != TypeAttribute && rt != buf[0]) || rt != typ {
+			t.Fatalf("ReplyType(%q) = %q (of the whole input %q)", reply, rt, typ)
+		}
+		switch rt {
+		case TypeArray, TypeSet, TypePush, TypeMap:
+			var as ReplyScanner
+			total, err := as.skipAttributes(reply)
 			if err != nil {
-				if werr == nil {
-					t.Fatalf("prefix %d fails (%v), whole gives %d", k, err, wn)
-				}
-				break
+				t.Fatalf("skipAttributes(%q): %v", reply, err)
 			}
-			if n > 0 {
-				if n != wn {
-					t.Fatalf("prefix %d: %d, whole %d", k, n, wn)
-				}
-				break
-			}
-			if need > 0 && (need <= k || wn > 0 && need > wn) {
-				t.Fatalf("prefix %d: need %d, whole %d", k, need, wn)
-			}
-		}
-		if wn > 0 && buf[0] == TypeArray {
-			total := bytes.IndexByte(buf, '\n') + 1
-			if err := ArrayElems(buf[:wn], func(e []byte) bool { total += len(e); return true }); err != nil {
+			total += bytes.IndexByte(reply[total:], '\n') + 1
+			if err := ArrayElems(reply, func(e []byte) bool { total += len(e); return true }); err != nil {
 				t.Fatalf("ArrayElems: %v", err)
 			}
 			if total != wn {
 				t.Fatalf("elements cover %d of %d bytes", total, wn)
 			}
+		default:
+			if ArrayElems(reply, func([]byte) bool { return true }) == nil {
+				t.Fatalf("ArrayElems accepted %q of type %q", reply, rt)
+			}
 		}
-		if v, ok := ParseInt(buf); ok && wn != len(buf) {
-			t.Fatalf("ParseInt accepted %q (%d) that does not frame whole", buf, v)
-		}
-	})
+	}
+	if v, ok := ParseInt(buf); ok && wn != len(buf) {
+		t.Fatalf("ParseInt accepted %q (%d) that does not frame whole", buf, v)
+	}
 }
