@@ -39,7 +39,9 @@ func (r *redisProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr b
 		l.rscan = resp.NewReplyScanner(r.lim)
 	}
 	n, need, err = l.rscan.Scan(buf)
-	return n, need, n > 0 && (buf[0] == '-' || buf[0] == '!'), err
+	// An error is '-' or, in RESP3, '!' (a blob error), perhaps after
+	// attributes.
+	return n, need, n > 0 && (buf[0] == '-' || buf[0] == '!' || (buf[0] == '|' && resp.IsErrorReply(buf[:n]))), err
 }
 
 // handshake authenticates and selects the database on a new server link;

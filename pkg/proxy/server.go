@@ -368,7 +368,7 @@ func (l *link) read() {
 				}
 				break
 			}
-			if l.sc.resp3 && l.rb.bytes()[0] == '>' {
+			if b := l.rb.bytes(); l.sc.resp3 && (b[0] == '>' || b[0] == '|') && resp.IsPush(b[:n]) {
 				// A RESP3 push is out-of-band data, not the reply to a
 				// request; a shared link has no one to give it to.
 				l.rb.consume(n)

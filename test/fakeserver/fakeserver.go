@@ -61,8 +61,9 @@ type Server struct {
 	proto Protocol
 	addr  string
 
-	mode  atomic.Int32
-	delay atomic.Int64
+	mode   atomic.Int32
+	delay  atomic.Int64
+	pushes atomic.Bool
 
 	requests atomic.Int64
 	accepted atomic.Int64
@@ -116,6 +117,11 @@ func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 
 // Requests is the number of requests read so far.
 func (s *Server) Requests() int64 { return s.requests.Load() }
+
+// SetPushes makes the server send a RESP3 push (a client-tracking
+// invalidation) before every reply on connections that switched to RESP3
+// with HELLO 3, as redis does for out-of-band data.
+func (s *Server) SetPushes(on bool) { s.pushes.Store(on) }
 
 // Accepted is the number of connections accepted so far.
 func (s *Server) Accepted() int64 { return s.accepted.Load() }
@@ -219,6 +225,7 @@ func (s *Server) serve(c net.Conn) {
 	buf := make([]byte, 0, 64<<10)
 	rd := make([]byte, 64<<10)
 	var out []byte
+	resp3 := false
 	for {
 		n, err := c.Read(rd)
 		if n == 0 && err != nil {
@@ -229,7 +236,7 @@ func (s *Server) serve(c net.Conn) {
 		for len(buf) > 0 {
 			var used int
 			if s.proto == Redis {
-				used, out, err = s.redis(rp, buf, out)
+				used, out, err = s.redis(rp, buf, out, &resp3)
 			} else {
 				used, out, err = s.memcache(mp, buf, out)
 			}
@@ -287,7 +294,7 @@ func (s *Server) del(key []byte) bool {
 	return ok
 }
 
-func (s *Server) redis(p *resp.RequestParser, buf, out []byte) (int, []byte, error) {
+func (s *Server) redis(p *resp.RequestParser, buf, out []byte, resp3 *bool) (int, []byte, error) {
 	n, args, _, err := p.Parse(buf)
 	if err != nil {
 		return 0, out, err
@@ -298,7 +305,15 @@ func (s *Server) redis(p *resp.RequestParser, buf, out []byte) (int, []byte, err
 	if len(args) == 0 {
 		return n, out, nil
 	}
+	if *resp3 && s.pushes.Load() {
+		out = append(out, ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"...)
+	}
 	switch string(bytes.ToUpper(args[0])) {
+	case "HELLO":
+		*resp3 = len(args) > 1 && string(args[1]) == "3"
+		out = resp.AppendMapHeader(out, 1)
+		out = resp.AppendBulkString(out, "proto")
+		out = resp.AppendInt(out, map[bool]int64{true: 3, false: 2}[*resp3])
 	case "PING":
 		out = resp.AppendStatus(out, "PONG")
 	case "AUTH", "SELECT":
