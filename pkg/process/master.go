@@ -29,6 +29,7 @@ var (
 	stableAfter       = 10 * time.Second       // a worker alive this long resets back-off
 	fastStopTimeout   = 2 * time.Second        // INT: how long workers get to close
 	tickInterval      = 100 * time.Millisecond // deadlines are checked this often
+	statusInterval    = time.Second            // STATUS= (and its request rate) refresh
 )
 
 // Master owns the configuration, the listening sockets and the workers. It
@@ -82,7 +83,9 @@ type Master struct {
 	reloads    int
 	lastDog    time.Time
 	stats      *statsService
-	lastPoll   time.Time
+	statsTick  *time.Ticker  // every statsEvery: ask the workers for their counters
+	statsEvery time.Duration // statsPeriod of the serving configuration
+	lastStatus time.Time
 	rate       rateMeter
 }
 
@@ -98,7 +101,8 @@ type generation struct {
 }
 
 type workerState struct {
-	clients  int64 // connected clients at the last stats report
+	clients  int64     // connected clients at the last stats report
+	asked    time.Time // when its counters were asked for, zero once answered
 	proc     WorkerProc
 	gen      *generation
 	slot     int
@@ -168,6 +172,10 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
+	// Its own ticker, not tickInterval's: stats.interval may be shorter.
+	m.statsEvery = statsPeriod(cfg)
+	m.statsTick = time.NewTicker(m.statsEvery)
+	defer m.statsTick.Stop()
 	lastBeat := time.Now()
 	for {
 		select {
@@ -175,6 +183,8 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 			m.onSignal(sig.(syscall.Signal))
 		case ev := <-m.events:
 			m.onEvent(ev)
+		case now := <-m.statsTick.C:
+			m.pollStats(now)
 		case now := <-tick.C:
 			m.checkDeadlines(now)
 			if now.Sub(lastBeat) >= heartbeatInterval {
@@ -182,7 +192,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 				m.heartbeat(now)
 			}
 			m.watchdog(now)
-			m.pollStats(now)
+			m.reportStatus(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
@@ -369,7 +379,12 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 	case MsgHeartbeat:
 		w.lastBeat = time.Now()
 	case MsgStats:
-		m.stats.update(w, msg.Stats)
+		at := w.asked
+		if at.IsZero() {
+			at = time.Now() // unasked: a worker's final counters
+		}
+		w.asked = time.Time{}
+		m.stats.update(w, msg.Stats, at)
 	}
 }
 
@@ -380,6 +395,7 @@ func (m *Master) promote(g *generation) {
 	m.cur, m.next = g, nil
 	m.sockets.commit(g.sockets)
 	m.stats.configure(g.cfg)
+	m.setStatsPeriod(g.cfg)
 	if old != nil {
 		for _, w := range old.slots {
 			if w != nil {
@@ -421,20 +437,41 @@ func (m *Master) status() string {
 		m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools), clients, m.rate.value)
 }
 
-// pollStats asks every worker for its counters and refreshes STATUS=.
-func (m *Master) pollStats(now time.Time) {
-	if now.Sub(m.lastPoll) < statsPoll {
+// setStatsPeriod makes the stats poll follow cfg's stats.interval.
+func (m *Master) setStatsPeriod(cfg *config.Config) {
+	d := statsPeriod(cfg)
+	if d == m.statsEvery {
 		return
 	}
-	m.lastPoll = now
+	m.entry.WithFields(logrus.Fields{"from": m.statsEvery, "to": d}).Info("stats interval changed")
+	m.statsEvery = d
+	m.statsTick.Reset(d)
+}
+
+// pollStats asks every worker for its counters. A worker still busy with
+// the previous request (draining, or loaded) is not asked again, so that
+// a short interval cannot pile requests up in its channel.
+func (m *Master) pollStats(now time.Time) {
 	m.beatSeq++
 	for w := range m.workers {
-		if w.ready && !w.exited {
-			w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq})
+		if w.ready && !w.exited && w.asked.IsZero() {
+			if w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq}) == nil {
+				w.asked = now
+			}
 		}
 	}
 	m.stats.setWorkers(m.workers)
-	m.rate.sample(m.stats.agg.Total(), now)
+}
+
+// reportStatus refreshes STATUS= once a second, whatever stats.interval:
+// the service manager needs no more, and the rate is measured between
+// aggregates, not between reports.
+func (m *Master) reportStatus(now time.Time) {
+	if now.Sub(m.lastStatus) < statusInterval {
+		return
+	}
+	m.lastStatus = now
+	m.rate.sample(m.stats.agg.Total(), m.stats.aggregatedAt())
 	if m.cur != nil && m.next == nil && m.upgrade == nil && m.parent == nil && !m.handedOver && m.stop == nil {
 		m.notify(m.status())
 	}
