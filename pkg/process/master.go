@@ -632,30 +632,81 @@ func (m *Master) heartbeat(now time.Time) {
 	}
 }
 
+// onSignal logs every signal at info, by its name (signal=SIGTTIN, as
+// twemproxy's "signal 21 (SIGTTIN) received") and with what it does, then
+// acts; a signal that cannot be obeyed now is logged as a warning with why.
 func (m *Master) onSignal(sig syscall.Signal) {
-	m.entry.WithField("signal", sig.String()).Debug("signal")
+	name := unix.SignalName(sig)
+	log := m.entry.WithField("signal", name)
 	switch sig {
 	case syscall.SIGHUP:
+		if why := m.reloadRefused(); why != "" {
+			log.Warn(name + " received, reload ignored: " + why)
+			return
+		}
+		log.WithField("config", m.ConfigPath).Info(name + " received, reloading configuration")
 		m.reload()
-	case syscall.SIGQUIT, syscall.SIGTERM:
-		m.shutdown(false)
-	case syscall.SIGINT:
-		m.shutdown(true)
+	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT:
+		fast := sig == syscall.SIGINT
+		if m.stop != nil && (m.stop.fast || !fast) {
+			log.Info(name + " received, already stopping")
+			return
+		}
+		what := "stopping gracefully"
+		if fast {
+			what = "stopping fast"
+		}
+		log.WithField("timeout", m.stopTimeout(fast)).Info(name + " received, " + what)
+		m.shutdown(fast)
 	case syscall.SIGUSR1:
+		// Logs go to stderr or the journal: nothing to reopen, but the
+		// workers are told, for when there is.
+		log.Info(name + " received, reopening logs")
 		m.broadcast(&Message{Type: MsgReopen})
 	case syscall.SIGTTIN, syscall.SIGTTOU:
-		l := m.Log.GetLevel()
-		if sig == syscall.SIGTTIN && l < logrus.TraceLevel {
-			l++
-		} else if sig == syscall.SIGTTOU && l > logrus.ErrorLevel {
-			l--
-		}
-		m.Log.SetLevel(l)
-		m.entry.WithField("level", l.String()).Warn("log level changed")
-		m.broadcast(&Message{Type: MsgLogLevel, Level: l.String()})
+		m.changeLogLevel(sig, log)
 	case syscall.SIGUSR2:
+		if why := m.upgradeRefused(); why != "" {
+			log.Warn(name + " received, upgrade refused: " + why)
+			return
+		}
+		log.Info(name + " received, starting a binary upgrade")
 		m.startUpgrade()
+	default:
+		log.Info(name + " received, ignored")
 	}
+}
+
+// changeLogLevel moves the level of the master and the workers one step
+// (TTIN up, TTOU down, between error and trace). The line is written at
+// the more verbose of the two levels' sides: after raising, before
+// lowering, so that it shows whenever either level shows info.
+func (m *Master) changeLogLevel(sig syscall.Signal, log *logrus.Entry) {
+	name := unix.SignalName(sig)
+	from := m.Log.GetLevel()
+	to := from
+	switch {
+	case sig == syscall.SIGTTIN && from < logrus.TraceLevel:
+		to = from + 1
+	case sig == syscall.SIGTTOU && from > logrus.ErrorLevel:
+		to = from - 1
+	}
+	log = log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()})
+	switch {
+	case to == from && sig == syscall.SIGTTIN:
+		log.Info(name + " received, log level already at its highest (" + to.String() + ")")
+		return
+	case to == from:
+		log.Info(name + " received, log level already at its lowest (" + to.String() + ")")
+		return
+	case to > from:
+		m.Log.SetLevel(to)
+		log.Info(name + " received, raising log level to " + to.String())
+	default:
+		log.Info(name + " received, lowering log level to " + to.String())
+		m.Log.SetLevel(to)
+	}
+	m.broadcast(&Message{Type: MsgLogLevel, Level: to.String()})
 }
 
 func (m *Master) broadcast(msg *Message) {
@@ -670,15 +721,10 @@ func (m *Master) broadcast(msg *Message) {
 // can be had, starts a new generation; on any error the running one goes
 // on untouched.
 func (m *Master) reload() {
-	if m.stop != nil {
-		return
-	}
-	if m.next != nil || m.upgrade != nil {
-		m.entry.Warn("reload or upgrade already in progress, ignoring")
+	if m.reloadRefused() != "" {
 		return
 	}
 	m.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	m.entry.WithField("config", m.ConfigPath).Info("reloading configuration")
 	src, err := os.ReadFile(m.ConfigPath)
 	var cfg *config.Config
 	if err == nil {
@@ -696,6 +742,27 @@ func (m *Master) reload() {
 	m.startGeneration(m.next)
 }
 
+// reloadRefused says why a reload cannot start now ("" when it can).
+func (m *Master) reloadRefused() string {
+	switch {
+	case m.stop != nil:
+		return "stopping"
+	case m.next != nil:
+		return fmt.Sprintf("the previous reload is still starting its workers (generation %d)", m.next.id)
+	case m.upgrade != nil:
+		return "a binary upgrade is in progress"
+	}
+	return ""
+}
+
+// stopTimeout bounds a stop: worker_shutdown_timeout, or fastStopTimeout.
+func (m *Master) stopTimeout(fast bool) time.Duration {
+	if !fast && m.cur != nil {
+		return m.cur.cfg.WorkerShutdownTimeout
+	}
+	return fastStopTimeout
+}
+
 func (m *Master) shutdown(fast bool) {
 	if m.stop != nil && (m.stop.fast || !fast) {
 		return
@@ -703,12 +770,9 @@ func (m *Master) shutdown(fast bool) {
 	if !m.handedOver {
 		m.notify("STOPPING=1")
 	}
-	timeout := fastStopTimeout
-	if !fast && m.cur != nil {
-		timeout = m.cur.cfg.WorkerShutdownTimeout
-	}
+	timeout := m.stopTimeout(fast)
 	m.stop = &stopState{fast: fast, deadline: time.Now().Add(timeout)}
-	m.entry.WithFields(logrus.Fields{"fast": fast, "timeout": timeout}).Info("stopping")
+	m.entry.WithFields(logrus.Fields{"fast": fast, "timeout": timeout}).Debug("stopping")
 	for w := range m.workers {
 		if fast {
 			w.draining = true
