@@ -1,6 +1,8 @@
 package process
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
 	"github.com/nuthatch-proxy/nuthatch/pkg/stats"
 )
 
@@ -117,4 +120,36 @@ func poolRequests(d *stats.Document, pool string) (req, resp int64) {
 		resp += sv.Get("responses")
 	}
 	return
+}
+
+// BenchmarkStatsPoll measures what one poll of one worker costs, the
+// figures behind statsFloor: the worker encodes its snapshot, the master
+// decodes it and adds it to the totals.
+func BenchmarkStatsPoll(b *testing.B) {
+	for _, size := range [][2]int{{1, 2}, {4, 16}} {
+		pools, servers := size[0], size[1]
+		b.Run(fmt.Sprintf("%dpools-%dservers", pools, servers), func(b *testing.B) {
+			var snap proxy.Snapshot
+			for p := range pools {
+				ps := proxy.PoolSnapshot{Name: fmt.Sprintf("p%d", p), ClientEOF: 123456,
+					RequestLatency: proxy.HistogramSnapshot{Counts: make([]uint64, 18), SumUs: 99999},
+					Commands:       map[string]uint64{"get": 1234567, "set": 7654321, "mget": 55555, "del": 4444}}
+				for i := range servers {
+					ps.Servers = append(ps.Servers, proxy.ServerSnapshot{Name: fmt.Sprintf("10.0.0.%d:6379", i),
+						Requests: 12345678, RequestBytes: 987654321, Responses: 12345678, ResponseBytes: 87654321,
+						ServerLatency: proxy.HistogramSnapshot{Counts: make([]uint64, 18), SumUs: 123456789}})
+				}
+				snap.Pools = append(snap.Pools, ps)
+			}
+			agg := stats.NewAggregator()
+			for b.Loop() {
+				raw, _ := json.Marshal(snap)
+				var got proxy.Snapshot
+				if err := json.Unmarshal(raw, &got); err != nil {
+					b.Fatal(err)
+				}
+				agg.Update("1", got)
+			}
+		})
+	}
 }
