@@ -30,6 +30,7 @@ var (
 	stableAfter       = 10 * time.Second       // a worker alive this long resets back-off
 	fastStopTimeout   = 2 * time.Second        // INT: how long workers get to close
 	tickInterval      = 100 * time.Millisecond // deadlines are checked this often
+	statusInterval    = time.Second            // STATUS= (and its request rate) refresh
 )
 
 // Master owns the configuration, the listening sockets and the workers. It
@@ -83,7 +84,9 @@ type Master struct {
 	reloads    int
 	lastDog    time.Time
 	stats      *statsService
-	lastPoll   time.Time
+	statsTick  *time.Ticker  // every statsEvery: ask the workers for their counters
+	statsEvery time.Duration // statsPeriod of the serving configuration
+	lastStatus time.Time
 	rate       rateMeter
 }
 
@@ -99,7 +102,8 @@ type generation struct {
 }
 
 type workerState struct {
-	clients  int64 // connected clients at the last stats report
+	clients  int64     // connected clients at the last stats report
+	asked    time.Time // when its counters were asked for, zero once answered
 	proc     WorkerProc
 	gen      *generation
 	slot     int
@@ -169,6 +173,10 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
+	// Its own ticker, not tickInterval's: stats.interval may be shorter.
+	m.statsEvery = statsPeriod(cfg)
+	m.statsTick = time.NewTicker(m.statsEvery)
+	defer m.statsTick.Stop()
 	lastBeat := time.Now()
 	for {
 		select {
@@ -176,6 +184,8 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 			m.onSignal(sig.(syscall.Signal))
 		case ev := <-m.events:
 			m.onEvent(ev)
+		case now := <-m.statsTick.C:
+			m.pollStats(now)
 		case now := <-tick.C:
 			m.checkDeadlines(now)
 			if now.Sub(lastBeat) >= heartbeatInterval {
@@ -183,7 +193,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 				m.heartbeat(now)
 			}
 			m.watchdog(now)
-			m.pollStats(now)
+			m.reportStatus(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
@@ -370,7 +380,12 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 	case MsgHeartbeat:
 		w.lastBeat = time.Now()
 	case MsgStats:
-		m.stats.update(w, msg.Stats)
+		at := w.asked
+		if at.IsZero() {
+			at = time.Now() // unasked: a worker's final counters
+		}
+		w.asked = time.Time{}
+		m.stats.update(w, msg.Stats, at)
 	}
 }
 
@@ -381,6 +396,7 @@ func (m *Master) promote(g *generation) {
 	m.cur, m.next = g, nil
 	m.sockets.commit(g.sockets)
 	m.stats.configure(g.cfg)
+	m.setStatsPeriod(g.cfg)
 	if old != nil {
 		for _, w := range old.slots {
 			if w != nil {
@@ -422,22 +438,43 @@ func (m *Master) status() string {
 		m.cur.id, len(m.cur.slots), len(m.cur.cfg.Pools), clients, m.rate.value)
 }
 
-// pollStats asks every worker for its counters and refreshes STATUS=.
-func (m *Master) pollStats(now time.Time) {
-	if now.Sub(m.lastPoll) < statsPoll {
+// setStatsPeriod makes the stats poll follow cfg's stats.interval.
+func (m *Master) setStatsPeriod(cfg *config.Config) {
+	d := statsPeriod(cfg)
+	if d == m.statsEvery {
 		return
 	}
-	m.lastPoll = now
+	m.entry.WithFields(logrus.Fields{"from": m.statsEvery, "to": d}).Info("stats interval changed")
+	m.statsEvery = d
+	m.statsTick.Reset(d)
+}
+
+// pollStats asks every worker for its counters. A worker still busy with
+// the previous request (draining, or loaded) is not asked again, so that
+// a short interval cannot pile requests up in its channel.
+func (m *Master) pollStats(now time.Time) {
 	m.beatSeq++
 	total := m.stats.agg.Total()
 	for w := range m.workers {
-		if w.ready && !w.exited {
+		if w.ready && !w.exited && w.asked.IsZero() {
 			own, _ := m.stats.agg.Live(workerID(w))
-			w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq, Peers: proxy.PeerTotalsOf(total, own)})
+			if w.proc.Channel().Send(&Message{Type: MsgStats, Seq: m.beatSeq, Peers: proxy.PeerTotalsOf(total, own)}) == nil {
+				w.asked = now
+			}
 		}
 	}
 	m.stats.setWorkers(m.workers)
-	m.rate.sample(m.stats.agg.Total(), now)
+}
+
+// reportStatus refreshes STATUS= once a second, whatever stats.interval:
+// the service manager needs no more, and the rate is measured between
+// aggregates, not between reports.
+func (m *Master) reportStatus(now time.Time) {
+	if now.Sub(m.lastStatus) < statusInterval {
+		return
+	}
+	m.lastStatus = now
+	m.rate.sample(m.stats.agg.Total(), m.stats.aggregatedAt())
 	if m.cur != nil && m.next == nil && m.upgrade == nil && m.parent == nil && !m.handedOver && m.stop == nil {
 		m.notify(m.status())
 	}
@@ -598,30 +635,81 @@ func (m *Master) heartbeat(now time.Time) {
 	}
 }
 
+// onSignal logs every signal at info, by its name (signal=SIGTTIN, as
+// twemproxy's "signal 21 (SIGTTIN) received") and with what it does, then
+// acts; a signal that cannot be obeyed now is logged as a warning with why.
 func (m *Master) onSignal(sig syscall.Signal) {
-	m.entry.WithField("signal", sig.String()).Debug("signal")
+	name := unix.SignalName(sig)
+	log := m.entry.WithField("signal", name)
 	switch sig {
 	case syscall.SIGHUP:
+		if why := m.reloadRefused(); why != "" {
+			log.Warn(name + " received, reload ignored: " + why)
+			return
+		}
+		log.WithField("config", m.ConfigPath).Info(name + " received, reloading configuration")
 		m.reload()
-	case syscall.SIGQUIT, syscall.SIGTERM:
-		m.shutdown(false)
-	case syscall.SIGINT:
-		m.shutdown(true)
+	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT:
+		fast := sig == syscall.SIGINT
+		if m.stop != nil && (m.stop.fast || !fast) {
+			log.Info(name + " received, already stopping")
+			return
+		}
+		what := "stopping gracefully"
+		if fast {
+			what = "stopping fast"
+		}
+		log.WithField("timeout", m.stopTimeout(fast)).Info(name + " received, " + what)
+		m.shutdown(fast)
 	case syscall.SIGUSR1:
+		// Logs go to stderr or the journal: nothing to reopen, but the
+		// workers are told, for when there is.
+		log.Info(name + " received, reopening logs")
 		m.broadcast(&Message{Type: MsgReopen})
 	case syscall.SIGTTIN, syscall.SIGTTOU:
-		l := m.Log.GetLevel()
-		if sig == syscall.SIGTTIN && l < logrus.TraceLevel {
-			l++
-		} else if sig == syscall.SIGTTOU && l > logrus.ErrorLevel {
-			l--
-		}
-		m.Log.SetLevel(l)
-		m.entry.WithField("level", l.String()).Warn("log level changed")
-		m.broadcast(&Message{Type: MsgLogLevel, Level: l.String()})
+		m.changeLogLevel(sig, log)
 	case syscall.SIGUSR2:
+		if why := m.upgradeRefused(); why != "" {
+			log.Warn(name + " received, upgrade refused: " + why)
+			return
+		}
+		log.Info(name + " received, starting a binary upgrade")
 		m.startUpgrade()
+	default:
+		log.Info(name + " received, ignored")
 	}
+}
+
+// changeLogLevel moves the level of the master and the workers one step
+// (TTIN up, TTOU down, between error and trace). The line is written at
+// the more verbose of the two levels' sides: after raising, before
+// lowering, so that it shows whenever either level shows info.
+func (m *Master) changeLogLevel(sig syscall.Signal, log *logrus.Entry) {
+	name := unix.SignalName(sig)
+	from := m.Log.GetLevel()
+	to := from
+	switch {
+	case sig == syscall.SIGTTIN && from < logrus.TraceLevel:
+		to = from + 1
+	case sig == syscall.SIGTTOU && from > logrus.ErrorLevel:
+		to = from - 1
+	}
+	log = log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()})
+	switch {
+	case to == from && sig == syscall.SIGTTIN:
+		log.Info(name + " received, log level already at its highest (" + to.String() + ")")
+		return
+	case to == from:
+		log.Info(name + " received, log level already at its lowest (" + to.String() + ")")
+		return
+	case to > from:
+		m.Log.SetLevel(to)
+		log.Info(name + " received, raising log level to " + to.String())
+	default:
+		log.Info(name + " received, lowering log level to " + to.String())
+		m.Log.SetLevel(to)
+	}
+	m.broadcast(&Message{Type: MsgLogLevel, Level: to.String()})
 }
 
 func (m *Master) broadcast(msg *Message) {
@@ -636,15 +724,10 @@ func (m *Master) broadcast(msg *Message) {
 // can be had, starts a new generation; on any error the running one goes
 // on untouched.
 func (m *Master) reload() {
-	if m.stop != nil {
-		return
-	}
-	if m.next != nil || m.upgrade != nil {
-		m.entry.Warn("reload or upgrade already in progress, ignoring")
+	if m.reloadRefused() != "" {
 		return
 	}
 	m.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	m.entry.WithField("config", m.ConfigPath).Info("reloading configuration")
 	src, err := os.ReadFile(m.ConfigPath)
 	var cfg *config.Config
 	if err == nil {
@@ -662,6 +745,27 @@ func (m *Master) reload() {
 	m.startGeneration(m.next)
 }
 
+// reloadRefused says why a reload cannot start now ("" when it can).
+func (m *Master) reloadRefused() string {
+	switch {
+	case m.stop != nil:
+		return "stopping"
+	case m.next != nil:
+		return fmt.Sprintf("the previous reload is still starting its workers (generation %d)", m.next.id)
+	case m.upgrade != nil:
+		return "a binary upgrade is in progress"
+	}
+	return ""
+}
+
+// stopTimeout bounds a stop: worker_shutdown_timeout, or fastStopTimeout.
+func (m *Master) stopTimeout(fast bool) time.Duration {
+	if !fast && m.cur != nil {
+		return m.cur.cfg.WorkerShutdownTimeout
+	}
+	return fastStopTimeout
+}
+
 func (m *Master) shutdown(fast bool) {
 	if m.stop != nil && (m.stop.fast || !fast) {
 		return
@@ -669,12 +773,9 @@ func (m *Master) shutdown(fast bool) {
 	if !m.handedOver {
 		m.notify("STOPPING=1")
 	}
-	timeout := fastStopTimeout
-	if !fast && m.cur != nil {
-		timeout = m.cur.cfg.WorkerShutdownTimeout
-	}
+	timeout := m.stopTimeout(fast)
 	m.stop = &stopState{fast: fast, deadline: time.Now().Add(timeout)}
-	m.entry.WithFields(logrus.Fields{"fast": fast, "timeout": timeout}).Info("stopping")
+	m.entry.WithFields(logrus.Fields{"fast": fast, "timeout": timeout}).Debug("stopping")
 	for w := range m.workers {
 		if fast {
 			w.draining = true

@@ -30,7 +30,8 @@ type fakeWorker struct {
 	sp    *fakeSpawner
 	init  *Message
 	files []*os.File
-	got   chan string // message types received
+	got   chan string    // message types received (but stats requests)
+	polls chan time.Time // when each stats request arrived
 }
 
 func (w *fakeWorker) Pid() int          { return w.pid }
@@ -62,6 +63,12 @@ func (w *fakeWorker) run(readyAfterInit bool) {
 		case MsgHeartbeat:
 			w.got <- m.Type
 			w.peer.Send(&Message{Type: MsgHeartbeat, Seq: m.Seq})
+		case MsgStats:
+			select {
+			case w.polls <- time.Now():
+			default:
+			}
+			w.peer.Send(&Message{Type: MsgStats, Seq: m.Seq, Stats: []byte(`{"pools":[]}`)})
 		case MsgDrain, MsgStop:
 			w.got <- m.Type
 			go w.die(ExitStatus{})
@@ -92,7 +99,8 @@ func (s *fakeSpawner) Spawn(spec WorkerSpec) (WorkerProc, error) {
 	}
 	s.mu.Lock()
 	s.nextPid++
-	w := &fakeWorker{pid: s.nextPid, spec: spec, ch: mine, peer: theirs, exit: make(chan ExitStatus, 1), sp: s, got: make(chan string, 100)}
+	w := &fakeWorker{pid: s.nextPid, spec: spec, ch: mine, peer: theirs, exit: make(chan ExitStatus, 1), sp: s, got: make(chan string, 100),
+		polls: make(chan time.Time, 1000)}
 	s.workers = append(s.workers, w)
 	ready := !s.notReady[spec.Generation]
 	s.mu.Unlock()
@@ -157,7 +165,13 @@ type masterRun struct {
 
 func writeConfig(t *testing.T, path string, workers int, pools ...string) {
 	t.Helper()
-	src := fmt.Sprintf("worker_processes = %d\nworker_shutdown_timeout = \"1s\"\nuser = \"root\"\ngroup = \"root\"\nstats {\n  listen = \"\"\n}\n", workers)
+	writeConfigStats(t, path, workers, "30s", pools...)
+}
+
+// writeConfigStats is writeConfig with a stats.interval.
+func writeConfigStats(t *testing.T, path string, workers int, interval string, pools ...string) {
+	t.Helper()
+	src := fmt.Sprintf("worker_processes = %d\nworker_shutdown_timeout = \"1s\"\nuser = \"root\"\ngroup = \"root\"\nstats {\n  listen = \"\"\n  interval = %q\n}\n", workers, interval)
 	for i, p := range pools {
 		src += fmt.Sprintf("pool %q {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  server \"127.0.0.1:6379\" {}\n}\n", p, 30000+i)
 	}
@@ -170,13 +184,20 @@ func startMaster(t *testing.T, workers int, pools ...string) *masterRun {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "nuthatch.hcl")
 	writeConfig(t, path, workers, pools...)
+	return runMaster(t, path, io.Discard)
+}
+
+// runMaster runs a master on the configuration in path, logging to out.
+func runMaster(t *testing.T, path string, out io.Writer) *masterRun {
+	t.Helper()
 	src, _ := os.ReadFile(path)
 	cfg, err := config.Parse(src, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log.SetOutput(out)
+	log.SetFormatter(&logrus.JSONFormatter{})
 	r := &masterRun{sp: newFakeSpawner(), sigs: make(chan os.Signal, 4), done: make(chan error, 1), notes: make(chan string, 100), path: path}
 	r.m = &Master{Log: log, Spawner: r.sp, ConfigPath: path, Signals: r.sigs, openSocket: fakeSockets,
 		Notify: func(s string) { r.notes <- s }}

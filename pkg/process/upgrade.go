@@ -74,19 +74,25 @@ const (
 	evParentGone
 )
 
-// startUpgrade launches the new binary.
-func (m *Master) startUpgrade() {
+// upgradeRefused says why a binary upgrade cannot start now ("" when it
+// can).
+func (m *Master) upgradeRefused() string {
 	switch {
 	case m.stop != nil:
-		return
+		return "stopping"
 	case m.upgrade != nil:
-		m.entry.Warn("binary upgrade already in progress, refusing a second one")
-		return
+		return "a binary upgrade is already in progress"
 	case m.parent != nil:
-		m.entry.Warn("this master is itself still taking over from an upgrade, refusing")
-		return
+		return "this master is itself still taking over from an upgrade"
 	case m.cur == nil || m.next != nil:
-		m.entry.Warn("a reload is in progress, upgrade refused; try again")
+		return "a reload is in progress; try again"
+	}
+	return ""
+}
+
+// startUpgrade launches the new binary.
+func (m *Master) startUpgrade() {
+	if m.upgradeRefused() != "" {
 		return
 	}
 	exe := m.Binary

@@ -26,8 +26,8 @@ type Info struct {
 	Service          string        // "" means DefaultService
 	Source           string        // the host name
 	Version          string        // nuthatch's version
-	Uptime           time.Duration // since the master started; printed in whole seconds
-	Timestamp        time.Time     // when the document is made; printed in unix seconds
+	Uptime           time.Duration // from the master's start to Timestamp; printed in whole seconds
+	Timestamp        time.Time     // when the counters were gathered; printed in unix seconds
 	TotalConnections int64         // connections ever opened (see Connections)
 	CurrConnections  int64         // connections open now (see Connections)
 	// Config, when set, names each server as twemproxy does (its placement

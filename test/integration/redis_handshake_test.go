@@ -229,7 +229,8 @@ func TestRedisInfoSumsWorkers(t *testing.T) {
 	harness.Nuthatch(t, fmt.Sprintf(`
 worker_processes = 2
 stats {
-  listen = ""
+  listen   = ""
+  interval = "100ms"
 }
 pool "w" {
   listen   = %q

@@ -84,8 +84,9 @@ func TestStatsAcrossWorkersReloadAndUpgrade(t *testing.T) {
 	statsAddr := fmt.Sprintf("127.0.0.1:%d", statsPort)
 	extra := fmt.Sprintf("metrics {\n  listen = \"127.0.0.1:%d\"\n}\n", metricsPort)
 	s.write(t, 2, map[string]int{"alpha": port}, extra)
-	// setup.write disables stats; point it at our port instead.
-	replaceInFile(t, s.conf, `listen = ""`, fmt.Sprintf("listen = %q", statsAddr))
+	// setup.write disables stats; point it at our port instead, polled
+	// often enough for waitRequests (the default is twemproxy's 30s).
+	replaceInFile(t, s.conf, `listen = ""`, fmt.Sprintf("listen = %q\n  interval = \"100ms\"", statsAddr))
 	// twemproxy's stats test runs modula: sequential keys then span both
 	// servers (under ketama, fnv1a_64 sends such keys to one arc).
 	replaceInFile(t, s.conf, `protocol = "redis"`, "protocol = \"redis\"\n  distribution = \"modula\"")
@@ -167,4 +168,61 @@ func TestStatsAcrossWorkersReloadAndUpgrade(t *testing.T) {
 		_ = p
 	}
 	killTree(t, s.proxy)
+}
+
+// TestStatsPortFollowsInterval: with stats.interval = 100ms the stats port
+// shows every request answered through two workers at most one interval
+// (plus the workers' answer) later, as nutcracker -i 100 does; the fixed
+// 1 s poll this replaces showed them up to a second late.
+func TestStatsPortFollowsInterval(t *testing.T) {
+	be := harness.Redis(t)
+	port, statsPort := harness.FreePort(t), harness.FreePort(t)
+	addr, statsAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", statsPort)
+	p := harness.Nuthatch(t, fmt.Sprintf(`worker_processes = 2
+stats {
+  listen   = %q
+  interval = "100ms"
+}
+pool "alpha" {
+  listen   = %q
+  protocol = "redis"
+  server %q {}
+}
+`, statsAddr, addr, be.Addr), addr, statsAddr)
+	waitWorkers(t, p.Cmd.Process.Pid, 2, 5*time.Second)
+
+	const within = 300 * time.Millisecond
+	var want int64
+	var worst time.Duration
+	for round := 0; round < 5; round++ {
+		// New connections each round, so that both workers take some.
+		for i := 0; i < 4; i++ {
+			c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
+			k := fmt.Sprintf("interval:%d:%d", round, i)
+			if err := c.Set(ctx, k, i, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Get(ctx, k).Err(); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			want += 2
+		}
+		answered := time.Now()
+		for {
+			d := readStats(t, statsAddr)
+			req, resp := poolRequests(d, "alpha")
+			late := time.Since(answered)
+			if req == want && resp == want {
+				worst = max(worst, late)
+				break
+			}
+			if late > within {
+				t.Fatalf("round %d: %v after the last reply the stats port shows %d requests, %d responses, want %d",
+					round, late.Round(time.Millisecond), req, resp, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("counts visible at most %v after the last reply", worst.Round(time.Millisecond))
 }
