@@ -388,7 +388,8 @@ func TestClosedLoopServerGone(t *testing.T) {
 	start := time.Now()
 	_, err = Run(context.Background(), Spec{Protocol: Redis, Op: Get, Addrs: []string{ln.Addr().String()},
 		Clients: 2, Pipeline: 1, Keys: 10, Warmup: 10 * time.Millisecond, Duration: 200 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "server closed") {
+	// A close with a request unread reaches the client as a reset.
+	if err == nil || !strings.Contains(err.Error(), "server closed") && !strings.Contains(err.Error(), "connection reset") {
 		t.Fatalf("Run = %v, want a server-closed error", err)
 	}
 	if time.Since(start) > 3*time.Second {
