@@ -36,6 +36,7 @@ type server struct {
 	managed  bool
 	version  uint64
 	down     bool
+	paused   bool // a failover is under way: writes wait
 	waiting  []*msg
 	lastHint int64
 

@@ -23,6 +23,9 @@ type ServerAddress struct {
 	Server  string `json:"server"`
 	Addr    string `json:"addr"` // host:port; "" while the source knows none
 	Version uint64 `json:"version"`
+	// Paused: the master is being failed over; writes wait for the next
+	// address (reads still go to Addr).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // maxWaiting bounds the requests that wait for one server's master.
@@ -121,13 +124,19 @@ func (p *pool) setAddress(a ServerAddress) {
 			}
 		})
 	}
-	s.down = false
+	s.down, s.paused = false, a.Paused
 	s.flushWaiting()
 }
 
 // hasMaster reports whether requests may be sent to s now.
 func (s *server) hasMaster() bool {
 	return !s.managed || (s.addr.Network != "" && !s.down)
+}
+
+// mayTake reports whether m may be sent to s now: a paused server takes
+// reads only.
+func (s *server) mayTake(m *msg) bool {
+	return s.hasMaster() && (!s.paused || m.readOnly)
 }
 
 // park holds m until s has a master, or fails it when too many wait.
@@ -138,7 +147,7 @@ func (s *server) park(m *msg) {
 	}
 	m.sentAt = 0
 	s.waiting = append(s.waiting, m)
-	s.hintNow(HintWaiting)
+	s.waitingHint()
 }
 
 // markDown stops sending to s until the topology source speaks again.
@@ -171,6 +180,14 @@ func (s *server) flushWaiting() {
 	}
 }
 
+// waitingHint: requests wait for a pause to end, which a refresh ends;
+// no hint is needed then.
+func (s *server) waitingHint() {
+	if !s.paused {
+		s.hintNow(HintWaiting)
+	}
+}
+
 // expireWaiting fails the requests that waited failover_timeout; on the
 // loop's tick. A server still without a master is hinted again.
 func (s *server) expireWaiting(now int64) {
@@ -189,14 +206,14 @@ func (s *server) expireWaiting(now int64) {
 	clear(s.waiting[len(keep):])
 	s.waiting = keep
 	if len(keep) > 0 {
-		s.hintNow(HintWaiting)
+		s.waitingHint()
 	}
 }
 
 // sendManaged queues m, whose request is in m.req, on a link of s, or
 // parks it while s has no master.
 func (p *pool) sendManaged(m *msg, s *server) {
-	if !s.hasMaster() {
+	if !s.mayTake(m) {
 		s.park(m)
 		return
 	}
