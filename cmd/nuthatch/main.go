@@ -19,8 +19,8 @@ import (
 	"github.com/nuthatch-proxy/nuthatch/pkg/convert"
 	"github.com/nuthatch-proxy/nuthatch/pkg/logging"
 	"github.com/nuthatch-proxy/nuthatch/pkg/process"
-	"github.com/nuthatch-proxy/nuthatch/pkg/sentinel"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
+	"github.com/nuthatch-proxy/nuthatch/pkg/sentinel"
 	"github.com/nuthatch-proxy/nuthatch/pkg/systemd"
 )
 
