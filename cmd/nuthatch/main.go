@@ -20,6 +20,7 @@ import (
 	"github.com/nuthatch-proxy/nuthatch/pkg/logging"
 	"github.com/nuthatch-proxy/nuthatch/pkg/process"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
+	"github.com/nuthatch-proxy/nuthatch/pkg/sentinel"
 	"github.com/nuthatch-proxy/nuthatch/pkg/systemd"
 )
 
@@ -137,6 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		NotifySocket:     notifier.Socket(),
 		Barrier:          notifier.Barrier,
 		WatchdogInterval: systemd.WatchdogInterval(),
+		Topology:         process.SentinelTopology(sentinel.New(log.WithField("role", "master"))),
 	}
 	os.Unsetenv("WATCHDOG_USEC")
 	os.Unsetenv("WATCHDOG_PID")

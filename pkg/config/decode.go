@@ -89,8 +89,10 @@ type rawPool struct {
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 
-	Servers []*rawServer `hcl:"server,block"`
+	Servers  []*rawServer   `hcl:"server,block"`
+	Sentinel []*rawSentinel `hcl:"sentinel,block"`
 
+	AutoEjectHostsName      hcl.Range `hcl:"auto_eject_hosts,attr_name_range"`
 	ListenRange             hcl.Range `hcl:"listen,attr_value_range"`
 	ListenModeRange         hcl.Range `hcl:"listen_mode,attr_value_range"`
 	ProtocolRange           hcl.Range `hcl:"protocol,attr_value_range"`
@@ -120,9 +122,25 @@ type rawServer struct {
 
 	Address *string `hcl:"address,optional"`
 	Weight  *int    `hcl:"weight,optional"`
+	Master  *string `hcl:"master,optional"`
 
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	WeightRange  hcl.Range `hcl:"weight,attr_value_range"`
+	MasterRange  hcl.Range `hcl:"master,attr_value_range"`
+}
+
+type rawSentinel struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	Addresses       *[]string `hcl:"addresses,optional"`
+	Username        *string   `hcl:"username,optional"`
+	Password        *string   `hcl:"password,optional"`
+	FailoverTimeout *string   `hcl:"failover_timeout,optional"`
+	RefreshInterval *string   `hcl:"refresh_interval,optional"`
+
+	AddressesRange       hcl.Range `hcl:"addresses,attr_value_range"`
+	FailoverTimeoutRange hcl.Range `hcl:"failover_timeout,attr_value_range"`
+	RefreshIntervalRange hcl.Range `hcl:"refresh_interval,attr_value_range"`
 }
 
 // numCPU is replaced by tests so that goldens do not depend on the host.
@@ -555,18 +573,34 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		c.errorf(rp.CoalesceGetsName, "Invalid attribute for a redis pool", "coalesce_gets is only valid in a memcache pool.")
 	}
 
+	p.Sentinel = c.sentinel(rp, p)
 	if len(rp.Servers) == 0 {
 		c.errorf(rp.DefRange, "Empty pool", "pool %q has no server blocks; add at least one, as in server \"127.0.0.1:6379\" {}.", rp.Name)
 	}
 	labels := map[string]hcl.Range{}
 	placement := map[string]hcl.Range{}
+	masters := map[string]hcl.Range{}
 	for _, rs := range rp.Servers {
-		s := c.server(rs)
+		var s *Server
+		if p.Sentinel != nil {
+			s = c.sentinelServer(rs)
+			if first, dup := masters[s.Master]; dup {
+				c.errorf(rs.LabelRange, "Duplicate master name",
+					"Server %q follows Sentinel master %q, as the server at %s does.", rs.Label, s.Master, first)
+			} else {
+				masters[s.Master] = rs.LabelRange
+			}
+		} else {
+			s = c.server(rs)
+			if rs.Master != nil {
+				c.errorf(rs.MasterRange, "Invalid attribute", "master names a Sentinel master; it is valid only in a pool with a sentinel block.")
+			}
+		}
 		if first, dup := labels[rs.Label]; dup {
 			c.errorf(rs.LabelRange, "Duplicate server", "pool %q already has a server %q at %s.", rp.Name, rs.Label, first)
 		} else {
 			labels[rs.Label] = rs.LabelRange
-			if s.Address.Network != "" {
+			if s.Address.Network != "" || s.Master != "" {
 				// twemproxy rejects two servers with one ring identity.
 				pn := s.PlacementName()
 				if first, dup := placement[pn]; dup {
@@ -588,6 +622,77 @@ func quotedAlternatives(set []string) []string {
 		out[i] = strconv.Quote(s)
 	}
 	return out
+}
+
+// sentinel checks a pool's sentinel block, if any.
+func (c *checker) sentinel(rp *rawPool, p *Pool) *Sentinel {
+	switch len(rp.Sentinel) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		c.errorf(rp.Sentinel[1].DefRange, "Duplicate sentinel block", "pool %q has more than one sentinel block.", rp.Name)
+	}
+	rs := rp.Sentinel[0]
+	if p.Protocol == ProtocolMemcache {
+		c.errorf(rs.DefRange, "Invalid block for a memcache pool", "memcached has no replication; sentinel is only valid in a redis pool.")
+		return nil
+	}
+	if present(rp.AutoEjectHostsName) && p.AutoEjectHosts {
+		c.errorf(rp.AutoEjectHostsName, "Invalid attribute for a sentinel pool",
+			"auto_eject_hosts would move a server's keys to the others; in a sentinel pool a server's new master takes them over instead.")
+	}
+	s := &Sentinel{
+		Username:        deref(rs.Username, ""),
+		Password:        deref(rs.Password, ""),
+		FailoverTimeout: c.duration("failover_timeout", deref(rs.FailoverTimeout, DefaultFailoverTimeout.String()), rs.FailoverTimeoutRange, 0),
+		RefreshInterval: c.duration("refresh_interval", deref(rs.RefreshInterval, DefaultRefreshInterval.String()), rs.RefreshIntervalRange, 0),
+	}
+	if s.RefreshInterval < 100*time.Millisecond {
+		c.errorf(rs.RefreshIntervalRange, "Invalid refresh_interval", "refresh_interval must be at least 100ms (got %s).", s.RefreshInterval)
+	}
+	if rs.Addresses == nil || len(*rs.Addresses) == 0 {
+		c.errorf(rs.DefRange, "Missing sentinel addresses", "the sentinel block needs addresses = [\"host:port\", ...].")
+		return s
+	}
+	seen := map[string]bool{}
+	for _, a := range *rs.Addresses {
+		addr, err := parseAddress(a, addrServer)
+		switch {
+		case err != nil:
+			c.errorf(rs.AddressesRange, "Invalid sentinel address", "%s.", err)
+		case addr.Network != "tcp":
+			c.errorf(rs.AddressesRange, "Invalid sentinel address", "%q: sentinels are reached over TCP, as host:port.", a)
+		case seen[addr.Addr]:
+			c.errorf(rs.AddressesRange, "Duplicate sentinel address", "%q is listed twice.", a)
+		default:
+			seen[addr.Addr] = true
+			s.Addresses = append(s.Addresses, addr.Addr)
+		}
+	}
+	return s
+}
+
+// sentinelServer checks a server of a sentinel pool: its label is its
+// placement name, its master name defaults to the label, and it has no
+// address of its own.
+func (c *checker) sentinelServer(rs *rawServer) *Server {
+	s := &Server{Name: rs.Label, Weight: deref(rs.Weight, 1), Named: true, Master: deref(rs.Master, rs.Label)}
+	if err := checkName(rs.Label); err != nil {
+		c.errorf(rs.LabelRange, "Invalid server name", "%s.", err)
+	}
+	if rs.Address != nil {
+		c.errorf(rs.AddressRange, "Invalid attribute for a sentinel pool",
+			"in a sentinel pool the sentinels give each server's address; the label (or master) is the Sentinel master name.")
+	}
+	if s.Master == "" || strings.ContainsAny(s.Master, " \r\n") {
+		c.errorf(rs.MasterRange, "Invalid master name", "%q is not a Sentinel master name.", s.Master)
+	}
+	if s.Weight < 1 || s.Weight > MaxWeight {
+		c.errorf(rs.WeightRange, "Invalid weight", "weight must be from 1 to %d (got %d).", MaxWeight, s.Weight)
+		s.Weight = 1
+	}
+	return s
 }
 
 func (c *checker) server(rs *rawServer) *Server {

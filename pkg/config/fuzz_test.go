@@ -46,10 +46,15 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("invalid pool accepted: %v %+v", p, *p)
 			}
 			for _, s := range p.Servers {
-				if s.Weight < 1 || s.Weight > MaxWeight || s.Address.Network == "" || s.PlacementName() == "" {
+				// A sentinel pool's servers have a master name instead of an address.
+				located := s.Address.Network != "" || (p.Sentinel != nil && s.Master != "")
+				if s.Weight < 1 || s.Weight > MaxWeight || !located || s.PlacementName() == "" {
 					t.Fatalf("invalid server accepted: %+v", *s)
 				}
 			}
+		}
+		if sc := cfg.Pools[0].Sentinel; sc != nil && (len(sc.Addresses) == 0 || sc.RefreshInterval <= 0) {
+			t.Fatalf("invalid sentinel block accepted: %+v", *sc)
 		}
 		_ = cfg.Redacted()
 	})

@@ -40,6 +40,9 @@ func (s *Server) PlacementName() string {
 }
 
 func (s *Server) String() string {
+	if s.Master != "" {
+		return fmt.Sprintf("%s (Sentinel master %s) weight %d", s.Name, s.Master, s.Weight)
+	}
 	if s.Named {
 		return fmt.Sprintf("%s (%s) weight %d", s.Name, s.Address, s.Weight)
 	}
@@ -54,6 +57,12 @@ func (p *Pool) String() string {
 	auth := ""
 	if p.RedisAuth != "" {
 		auth = " redis_auth=" + redactedMark
+	}
+	if p.Sentinel != nil {
+		auth += fmt.Sprintf(" sentinels=%v", p.Sentinel.Addresses)
+		if p.Sentinel.Password != "" {
+			auth += " sentinel_password=" + redactedMark
+		}
 	}
 	return fmt.Sprintf("pool %q %s listen=%s hash=%s distribution=%s servers=%d%s",
 		p.Name, p.Protocol, p.Listen, p.Hash, p.Distribution, len(p.Servers), auth)
@@ -71,6 +80,13 @@ func (c *Config) Redacted() *Config {
 		cp := *p
 		if cp.RedisAuth != "" {
 			cp.RedisAuth = redactedMark
+		}
+		if p.Sentinel != nil {
+			sc := *p.Sentinel
+			if sc.Password != "" {
+				sc.Password = redactedMark
+			}
+			cp.Sentinel = &sc
 		}
 		cp.Servers = make([]*Server, len(p.Servers))
 		for j, s := range p.Servers {

@@ -104,8 +104,34 @@ type Pool struct {
 	RedisAuth string
 	RedisDB   int
 
+	// Sentinel, when set, makes every server a Redis Sentinel master name
+	// whose address is followed live; nil for a pool of fixed addresses.
+	Sentinel *Sentinel
+
 	Servers []*Server
 }
+
+// Sentinel is where a pool's servers' addresses come from.
+type Sentinel struct {
+	// Addresses are the sentinels' host:port, tried in order.
+	Addresses []string
+	// Username and Password authenticate to the sentinels; Password is a
+	// secret: String, GoString and Redacted never show it.
+	Username string
+	Password string
+	// FailoverTimeout is how long requests for a server without a master
+	// wait for its new one.
+	FailoverTimeout time.Duration
+	// RefreshInterval is how often every sentinel is asked again, events
+	// or not: Sentinel's events can be lost.
+	RefreshInterval time.Duration
+}
+
+// Sentinel defaults.
+const (
+	DefaultFailoverTimeout = 10 * time.Second
+	DefaultRefreshInterval = time.Second
+)
 
 // Server is one backend of a pool.
 type Server struct {
@@ -116,8 +142,13 @@ type Server struct {
 	Weight  int
 	// Named is true when the block set an address different from its
 	// label: the label is then an explicit placement name (twemproxy's
-	// "host:port:weight name" form) rather than an address.
+	// "host:port:weight name" form) rather than an address. Servers of a
+	// sentinel pool are named.
 	Named bool
+	// Master is the Sentinel master name of a sentinel pool's server (the
+	// label unless the block sets master); its address is unknown until
+	// the sentinels tell it.
+	Master string
 }
 
 // Address is a listen or connect address: TCP host:port or a unix socket.

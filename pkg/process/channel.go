@@ -27,9 +27,11 @@ const (
 	MsgHeartbeat = "heartbeat" // answered with MsgHeartbeat
 	MsgLogLevel  = "loglevel"  // set the log level
 	MsgStats     = "stats"     // answered with MsgStats
+	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
 
 	// worker -> master
 	MsgReady = "ready" // every listener is served
+	MsgHint  = "hint"  // what the worker saw of a server that moves
 )
 
 // Message is one control message. Fds travel beside it (SCM_RIGHTS).
@@ -52,9 +54,21 @@ type Message struct {
 
 	// MsgStats (worker -> master)
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// MsgInit, MsgTopology: the current addresses of servers that move.
+	Topology []proxy.ServerAddress `json:"topology,omitempty"`
+	// MsgHint: the server (Pool, Server) and what was seen (Reason).
+	Hint *HintInfo `json:"hint,omitempty"`
+
 	// MsgStats (master -> worker): the other workers' counters per pool,
 	// as last summed, for the INFO a worker answers.
 	Peers []proxy.PeerTotals `json:"peers,omitempty"`
+}
+
+// HintInfo is a worker's report about a server whose address moves.
+type HintInfo struct {
+	Pool   string `json:"pool"`
+	Server string `json:"server"`
+	Reason string `json:"reason"`
 }
 
 // ListenerSpec names the fd at the same index of the attached fds.

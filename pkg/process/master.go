@@ -63,6 +63,11 @@ type Master struct {
 	WatchdogInterval time.Duration
 	Barrier          func(timeout time.Duration) error
 
+	// Topology, when set, follows the servers whose address moves
+	// (Sentinel pools) and tells the master each new address; nil leaves
+	// such servers without an address.
+	Topology TopologySource
+
 	// openSocket replaces listener.Open in tests.
 	openSocket func(addr config.Address, o listener.Options) (*os.File, error)
 
@@ -88,6 +93,21 @@ type Master struct {
 	statsEvery time.Duration // statsPeriod of the serving configuration
 	lastStatus time.Time
 	rate       rateMeter
+	addresses  map[[2]string]proxy.ServerAddress // (pool, server) -> the latest from Topology
+}
+
+// TopologySource is where the addresses of servers that move come from:
+// one per master, whatever the number of workers, so that the sentinels
+// see one set of connections per host.
+type TopologySource interface {
+	// Watch starts following cfg's servers that move; servers it follows
+	// already keep their state.
+	Watch(cfg *config.Config)
+	// Updates delivers new addresses, and confirmations of unchanged ones
+	// after a Hint, with growing versions.
+	Updates() <-chan proxy.ServerAddress
+	// Hint asks for a server to be resolved again now.
+	Hint(pool, server string)
 }
 
 type generation struct {
@@ -178,10 +198,16 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 	m.statsTick = time.NewTicker(m.statsEvery)
 	defer m.statsTick.Stop()
 	lastBeat := time.Now()
+	var topo <-chan proxy.ServerAddress
+	if m.Topology != nil {
+		topo = m.Topology.Updates()
+	}
 	for {
 		select {
 		case sig := <-m.Signals:
 			m.onSignal(sig.(syscall.Signal))
+		case a := <-topo:
+			m.onAddress(a)
 		case ev := <-m.events:
 			m.onEvent(ev)
 		case now := <-m.statsTick.C:
@@ -217,6 +243,9 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 // prepare validates what a new generation needs and acquires its sockets,
 // touching nothing that is running (nginx's ngx_init_cycle).
 func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
+	if m.Topology != nil {
+		m.Topology.Watch(cfg)
+	}
 	cred, err := workerCredential(cfg, m.entry)
 	if err != nil {
 		return nil, err
@@ -284,7 +313,7 @@ func (m *Master) spawn(g *generation, slot int) {
 		cpu = slot % runtime.NumCPU()
 	}
 	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
-		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots))}
+		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg)}
 	if err := proc.Channel().Send(init, files...); err != nil {
 		m.entry.WithError(err).WithField("slot", slot).Error("cannot initialise worker")
 		proc.Signal(syscall.SIGKILL)
@@ -379,6 +408,10 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 		}
 	case MsgHeartbeat:
 		w.lastBeat = time.Now()
+	case MsgHint:
+		if m.Topology != nil && msg.Hint != nil {
+			m.Topology.Hint(msg.Hint.Pool, msg.Hint.Server)
+		}
 	case MsgStats:
 		at := w.asked
 		if at.IsZero() {
@@ -387,6 +420,36 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 		w.asked = time.Time{}
 		m.stats.update(w, msg.Stats, at)
 	}
+}
+
+// onAddress records a server's new address and tells every worker.
+func (m *Master) onAddress(a proxy.ServerAddress) {
+	if m.addresses == nil {
+		m.addresses = map[[2]string]proxy.ServerAddress{}
+	}
+	k := [2]string{a.Pool, a.Server}
+	if old, ok := m.addresses[k]; ok && old.Version > a.Version {
+		return
+	}
+	m.addresses[k] = a
+	m.broadcast(&Message{Type: MsgTopology, Topology: []proxy.ServerAddress{a}})
+}
+
+// addressesFor is what a new worker of cfg starts with: the addresses
+// known now, not the file's.
+func (m *Master) addressesFor(cfg *config.Config) []proxy.ServerAddress {
+	var out []proxy.ServerAddress
+	for _, p := range cfg.Pools {
+		if p.Sentinel == nil {
+			continue
+		}
+		for _, s := range p.Servers {
+			if a, ok := m.addresses[[2]string{p.Name, s.Name}]; ok {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // promote makes g the serving generation once all its workers are ready,

@@ -82,6 +82,13 @@ func (w *worker) run(files []*os.File) int {
 		return 1
 	}
 	w.px = px
+	px.SetHintFunc(func(pool, server, reason string) {
+		// On the proxy's loop: a datagram to the master, never waited for.
+		w.ch.Send(&Message{Type: MsgHint, Hint: &HintInfo{Pool: pool, Server: server, Reason: reason}})
+	})
+	if len(m.Topology) > 0 {
+		px.SetServerAddresses(m.Topology)
+	}
 	if len(files) != len(m.Listeners) {
 		w.entry.Errorf("got %d listeners for %d specs", len(files), len(m.Listeners))
 		return 1
@@ -143,6 +150,8 @@ func (w *worker) control() int {
 			if lvl, err := logrus.ParseLevel(m.Level); err == nil {
 				w.log.SetLevel(lvl)
 			}
+		case MsgTopology:
+			w.px.SetServerAddresses(m.Topology)
 		case MsgStats:
 			if m.Peers != nil {
 				w.px.SetPeerTotals(m.Peers)

@@ -69,8 +69,9 @@ type clientConn struct {
 
 	// The request being routed, for the slow log and the per-command
 	// counts: set by the protocol before it queues anything.
-	cmdName string
-	cmdKey  []byte
+	cmdName     string
+	cmdKey      []byte
+	cmdReadOnly bool // the command is read-only (retry.go)
 	// The counter of the last command seen: clients mostly repeat one.
 	cmdCountName string
 	cmdCount     *atomic.Uint64

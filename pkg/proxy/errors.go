@@ -24,6 +24,9 @@ var (
 // puts in "-ERR <text>" and "SERVER_ERROR <text>", so clients that match on it
 // keep working.
 func errnoText(err error) string {
+	if text, ok := proxyErrorText(err); ok {
+		return text
+	}
 	var errno syscall.Errno
 	switch {
 	case errors.Is(err, ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):

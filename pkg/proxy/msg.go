@@ -42,6 +42,11 @@ type msg struct {
 	members   []*msg
 	memberEnd []int32
 
+	// req is a copy of the request for a server whose address moves, so
+	// that it can be replayed; readOnly says an unknown outcome may be.
+	req      []byte
+	readOnly bool
+
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a
 	// copy of its first key, kept only when slowlog_log_keys is on.
@@ -85,7 +90,7 @@ const (
 
 // buffered is the capacity of the buffers m keeps when recycled, in bytes.
 func (m *msg) buffered() int {
-	return cap(m.reply) + cap(m.keys) + cap(m.key) + 4*(cap(m.keyIdx)+cap(m.keyOff)+cap(m.memberEnd)) +
+	return cap(m.reply) + cap(m.keys) + cap(m.key) + cap(m.req) + 4*(cap(m.keyIdx)+cap(m.keyOff)+cap(m.memberEnd)) +
 		8*(cap(m.frags)+cap(m.members))
 }
 
@@ -101,7 +106,10 @@ func (m *msg) free() {
 		r = nil
 	}
 	k := m.keyIdx[:0]
-	ks, ko, sk := m.keys[:0], m.keyOff[:0], m.key[:0]
+	ks, ko, sk, rq := m.keys[:0], m.keyOff[:0], m.key[:0], m.req[:0]
+	if cap(rq) > maxPooledReply {
+		rq = nil
+	}
 	f := m.frags[:0]
 	for i := range f[:cap(f)] {
 		f[:cap(f)][i] = nil
@@ -113,11 +121,11 @@ func (m *msg) free() {
 	if lp == nil || len(lp.freeMsgs) >= maxFreeMsgs {
 		return
 	}
-	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = r, k, f, ks, ko, sk
+	m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key, m.req = r, k, f, ks, ko, sk, rq
 	m.members, m.memberEnd = mb, me
 	if b := m.buffered(); lp.freeBytes+b > maxFreeBytes {
 		// Keep the msg, not its buffers.
-		m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key = nil, nil, nil, nil, nil, nil
+		m.reply, m.keyIdx, m.frags, m.keys, m.keyOff, m.key, m.req = nil, nil, nil, nil, nil, nil, nil
 		m.members, m.memberEnd = nil, nil
 	} else {
 		lp.freeBytes += b

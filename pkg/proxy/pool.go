@@ -63,6 +63,9 @@ type pool struct {
 	authLim  rateLimiter // AUTH attempts checked per second
 	commands sync.Map    // command name -> *atomic.Uint64
 	peers    PeerTotals  // the other workers' counters, for INFO; on the loop
+	// hint reports what the engine saw of a server whose address moves
+	// (topology.go); nil without a topology source.
+	hint func(pool, server, reason string)
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -99,7 +102,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	p.limitLog.limit = slowLogPerSecond
 	p.authLim.limit = authChecksPerSecond
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address}
+		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, managed: cfg.Sentinel != nil}
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
 		p.servers = append(p.servers, s)
 		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})
@@ -116,6 +119,9 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 func (p *pool) start() {
 	if p.cfg.Preconnect {
 		for _, s := range p.servers {
+			if !s.hasMaster() {
+				continue // dialled once its address is known
+			}
 			for _, sc := range s.conns {
 				sc.link()
 			}
@@ -143,6 +149,9 @@ func (p *pool) expire(now int64) {
 			s.ejectedUntil.Store(0)
 			readmit = true
 			p.log.WithField("server", s.name).Info("server back on the ring")
+		}
+		if s.managed {
+			s.expireWaiting(now)
 		}
 		if timeout <= 0 {
 			continue
@@ -204,6 +213,19 @@ func (p *pool) serverFor(key []byte) *server {
 // forward queues m on server s with the request bytes appended by build;
 // the client flushes the link once its whole batch is routed.
 func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
+	if s.managed {
+		// The request is kept, to be replayed if the master moves.
+		m.server = s
+		s.stats.Requests.Add(1)
+		m.req = build(m.req[:0])
+		if c := m.owner(); c != nil {
+			m.readOnly = c.cmdReadOnly
+		} else {
+			m.readOnly = true // the proxy's own INFO
+		}
+		p.sendManaged(m, s)
+		return
+	}
 	p.forwardVia(m, s, func(l *link) bool { return l.enqueueFunc(m, build) })
 }
 
@@ -309,6 +331,14 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
+		// The server is no master (yet, or any more): the request did not
+		// run; it waits for the master the topology source names next.
+		s := m.server
+		s.markDown(HintNotMaster)
+		p.retryOrFail(m, s, notRun)
+		return
+	}
 	if len(m.members) > 0 {
 		// Only a protocol that coalesces requests makes carriers.
 		p.proto.(coalescer).scatter(m, reply, isErr)

@@ -161,6 +161,8 @@ func (px *Proxy) snapshot() Snapshot {
 			AuthFailures:      p.stats.AuthFailures.Load(),
 			ClientIdleClosed:  p.stats.ClientIdleClosed.Load(),
 			SlowRequests:      p.stats.SlowRequests.Load(),
+			Replayed:          p.stats.Replayed.Load(),
+			OutcomeUnknown:    p.stats.OutcomeUnknown.Load(),
 			RequestLatency:    p.latency.snapshot(),
 			Commands:          map[string]uint64{},
 		}
@@ -183,6 +185,10 @@ func (px *Proxy) snapshot() Snapshot {
 				ResponseBytes:     st.ResponseBytes.Load(),
 				ServerLatency:     sv.latency.snapshot(),
 			})
+			if sv.managed {
+				ss := &ps.Servers[len(ps.Servers)-1]
+				ss.Address, ss.Switches, ss.Waiting = sv.addr.Addr, st.Switches.Load(), int64(len(sv.waiting))
+			}
 			ss := &ps.Servers[len(ps.Servers)-1]
 			sv.eachConn(func(sc *serverConn) {
 				if l := sc.current(); l != nil {

@@ -130,7 +130,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
 		return
 	}
-	c.cmdName, c.cmdKey = cmd.Name, nil
+	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
 	c.rs.lastCmd = cmd.Name
 	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
 		c.cmdKey = args[1]

@@ -29,6 +29,17 @@ type server struct {
 	failures     atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanos; 0 when on the ring
 
+	// A server whose address moves (topology.go): addr is the master the
+	// topology source last named (zero until it names one), version that
+	// message's; down stops requests until it speaks again; waiting holds
+	// the requests meanwhile. All on the loop.
+	managed  bool
+	version  uint64
+	down     bool
+	paused   bool // a failover is under way: writes wait
+	waiting  []*msg
+	lastHint int64
+
 	stats   ServerStats
 	latency histogram // from write to reply
 }
@@ -117,7 +128,7 @@ func (sc *serverConn) link() *link {
 		l = &link{sc: sc, lp: sc.srv.pool.lp, fd: -1}
 		sc.l = l
 		sc.srv.pool.proto.handshake(l)
-		go l.dial()
+		go l.dial(sc.srv.addr)
 	}
 	return l
 }
@@ -262,14 +273,14 @@ const maxKeptWriteBuf = 1 << 20
 // dial connects the link on its own goroutine (name resolution and the
 // connect timeout are the net package's), then hands the socket to the
 // loop, which sends what clients queued meanwhile.
-func (l *link) dial() {
+func (l *link) dial(addr config.Address) {
 	s := l.sc.srv
 	p := s.pool
 	d := net.Dialer{Timeout: p.cfg.Timeout, KeepAlive: -1}
 	if p.cfg.TCPKeepalive {
 		d.KeepAlive = 0 // Go's default keepalive interval
 	}
-	conn, err := d.Dial(s.addr.Network, s.addr.Addr)
+	conn, err := d.Dial(addr.Network, addr.Addr)
 	fd := -1
 	if err == nil {
 		fd, err = rawFD(conn)
@@ -402,6 +413,7 @@ func (l *link) kill(err error) {
 		return
 	}
 	l.dead = true
+	connected := l.fd >= 0
 	pending := l.inflight[l.head:]
 	l.inflight, l.head = nil, 0
 	l.wbuf = nil
@@ -423,7 +435,34 @@ func (l *link) kill(err error) {
 	if err != errLinkShutdown {
 		s.failed()
 	}
+	if s.managed && err != errLinkShutdown {
+		l.replay(pending, connected, err)
+		return
+	}
 	for _, m := range pending {
 		s.pool.fail(m, err)
 	}
+}
+
+// replay sorts a dead link's requests of a server whose address moves by
+// retry class (retry.go), then sends what may go to the server's master.
+func (l *link) replay(pending []*msg, connected bool, err error) {
+	s := l.sc.srv
+	p := s.pool
+	if !connected && err != errAddressChanged && err != ErrTimeout {
+		// The dial failed: nothing was written, and the address answers
+		// no more; the topology source is told.
+		s.markDown(HintUnreachable)
+	}
+	for _, m := range pending {
+		switch {
+		case m.client == nil && m.parent == nil:
+			m.free() // the link's own set-up
+		case m.sentAt == 0:
+			p.retryOrFail(m, s, neverWritten)
+		default:
+			p.retryOrFail(m, s, unknownOutcome)
+		}
+	}
+	s.flushWaiting()
 }

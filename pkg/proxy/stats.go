@@ -21,6 +21,11 @@ type PoolStats struct {
 	ClientIdleClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
 	SlowRequests atomic.Uint64
+	// Replayed counts requests sent again to a server's new master;
+	// OutcomeUnknown writes failed because their master's connection
+	// died after they were written (retry.go).
+	Replayed       atomic.Uint64
+	OutcomeUnknown atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -34,6 +39,8 @@ type ServerStats struct {
 	RequestBytes  atomic.Uint64
 	Responses     atomic.Uint64
 	ResponseBytes atomic.Uint64
+	// Switches counts the master moves of a Sentinel server.
+	Switches atomic.Uint64
 }
 
 // Snapshot is a point-in-time copy of every counter of a proxy, the unit a
@@ -100,6 +107,8 @@ type PoolSnapshot struct {
 	AuthFailures      uint64            `json:"auth_failures"`
 	ClientIdleClosed  uint64            `json:"client_idle_closed"`
 	SlowRequests      uint64            `json:"slow_requests"`
+	Replayed          uint64            `json:"replayed,omitempty"`
+	OutcomeUnknown    uint64            `json:"outcome_unknown,omitempty"`
 	RequestLatency    HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`
@@ -122,4 +131,8 @@ type ServerSnapshot struct {
 	InQueueBytes      int64             `json:"in_queue_bytes"`
 	OutQueue          int64             `json:"out_queue"`
 	ServerLatency     HistogramSnapshot `json:"server_latency"`
+	// A Sentinel server's current master and how often it moved.
+	Address  string `json:"address,omitempty"`
+	Switches uint64 `json:"switches,omitempty"`
+	Waiting  int64  `json:"waiting,omitempty"`
 }

@@ -25,6 +25,7 @@ declare -A want=(
   [redis-cli]=redis-tools
   [redis-benchmark]=redis-tools
   [memcached]=memcached
+  [redis-sentinel]=redis-sentinel
   [nutcracker]=nutcracker
   [memcslap]=libmemcached-tools
   # test/nspawn boots a Debian root under systemd-nspawn; test/packaging
@@ -67,7 +68,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; the tests run their own instances.
-for svc in redis-server memcached nutcracker prometheus; do
+for svc in redis-server redis-sentinel memcached nutcracker prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi

@@ -61,6 +61,9 @@ type Command struct {
 	CrossKey bool
 	// Reason is a short explanation for KindUnsupported.
 	Reason string
+	// ReadOnly is redis's readonly flag: running the command twice
+	// changes nothing, so it may be replayed after a lost connection.
+	ReadOnly bool
 }
 
 // Unsupported reasons.
@@ -180,7 +183,7 @@ func buildCommands() map[string]*Command {
 		c := &Command{
 			Name: f.name, Arity: f.arity, Kind: p.kind,
 			FirstKey: f.first, LastKey: f.last, Step: f.step,
-			KeyNum: f.keyNum, Reason: p.reason,
+			KeyNum: f.keyNum, Reason: p.reason, ReadOnly: f.flags&flagReadonly != 0,
 		}
 		if p.kind == KindSingleKey || p.kind == KindEval {
 			c.CrossKey = c.KeyNum > 0 || c.LastKey != c.FirstKey

@@ -1,0 +1,5 @@
+pool "s" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  server "127.0.0.1:6379" { master = "mymaster" }
+}

@@ -1,0 +1,8 @@
+pool "s" {
+  listen   = "127.0.0.1:22121"
+  protocol = "redis"
+  sentinel {
+    addresses = ["127.0.0.1:26379"]
+  }
+  server "shard-a" { address = "127.0.0.1:6379" }
+}

@@ -1,0 +1,266 @@
+package sentinel
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+)
+
+// placer tells which shard the proxy's ring (ketama, fnv1a_64, by server
+// name) puts a key on: the same as nutcracker with these names.
+func placer(t *testing.T, names ...string) func(key string) string {
+	t.Helper()
+	h, err := hashkit.Hash("fnv1a_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []hashkit.Node
+	for _, n := range names {
+		nodes = append(nodes, hashkit.Node{Name: n, Weight: 1})
+	}
+	ring, err := hashkit.Build("ketama", nodes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(key string) string { return names[ring.Pick(h([]byte(key)))] }
+}
+
+// report sums a load's results per shard: errors, and the time from the
+// first error to the last.
+type shardReport struct {
+	ok, failed  int
+	first, last time.Time
+	errs        map[string]int
+}
+
+func summarize(results []result, shardOf func(string) string) map[string]*shardReport {
+	out := map[string]*shardReport{}
+	for _, r := range results {
+		s := shardOf(r.key)
+		rep := out[s]
+		if rep == nil {
+			rep = &shardReport{errs: map[string]int{}}
+			out[s] = rep
+		}
+		if r.err == nil {
+			rep.ok++
+			continue
+		}
+		rep.failed++
+		rep.errs[r.err.Error()]++
+		if rep.first.IsZero() {
+			rep.first = r.at
+		}
+		rep.last = r.at
+	}
+	return out
+}
+
+// lostWrites counts acknowledged SETs of a shard missing from its master.
+func lostWrites(t *testing.T, r *rig, results []result, shardOf func(string) string, name string) (acked, lost int) {
+	t.Helper()
+	var sh *shard
+	for _, s := range r.shards {
+		if s.name == name {
+			sh = s
+		}
+	}
+	c := sh.nodeAt(r.masterOf(t, name)).client()
+	defer c.Close()
+	for _, res := range results {
+		if !res.write || res.err != nil || shardOf(res.key) != name {
+			continue
+		}
+		acked++
+		if n, err := c.Exists(ctx, res.key).Result(); err != nil || n != 1 {
+			lost++
+		}
+	}
+	return acked, lost
+}
+
+func cmdCalls(t *testing.T, n *node, cmd string) int {
+	t.Helper()
+	c := n.client()
+	defer c.Close()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return -1
+	}
+	m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.Atoi(m[1])
+	return v
+}
+
+// A master killed: its shard's requests wait for the new master instead of
+// failing (failover ≈ down-after + 1.3 s, within failover_timeout), the
+// other shard sees nothing, no key moves, and no acknowledged write is
+// lost when the replica was in sync.
+func TestSentinelKillMaster(t *testing.T) {
+	r := startRig(t, "shard-a", "shard-b")
+	addr, px := r.proxy(t, "")
+	shardOf := placer(t, "shard-a", "shard-b")
+	stop := make(chan struct{})
+	wait := load(addr, 16, stop)
+	time.Sleep(time.Second)
+	r.waitInSync(t, r.shards[0])
+	old := r.shards[0].nodeAt(r.masterOf(t, "shard-a"))
+	killed := time.Now()
+	old.proc.Kill()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.masterOf(t, "shard-a") == old.addr() {
+		if time.Now().After(deadline) {
+			t.Fatal("the sentinels did not fail shard-a over in 15 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	switched := time.Since(killed)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	results := wait()
+	rep := summarize(results, shardOf)
+	a, b := rep["shard-a"], rep["shard-b"]
+	t.Logf("failover after %v; shard-a: %d ok, %d failed %v; shard-b: %d ok, %d failed %v",
+		switched.Round(time.Millisecond), a.ok, a.failed, a.errs, b.ok, b.failed, b.errs)
+	if b.failed > 0 {
+		t.Errorf("shard-b saw %d errors during shard-a's failover: %v", b.failed, b.errs)
+	}
+	if a.failed > 0 {
+		if window := a.last.Sub(killed); window > 3*time.Second {
+			t.Errorf("shard-a failed for %v after the kill (down-after + 2 s = 3 s): %v", window, a.errs)
+		}
+	}
+	acked, lost := lostWrites(t, r, results, shardOf, "shard-a")
+	t.Logf("shard-a: %d acknowledged writes, %d lost", acked, lost)
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged writes lost although the replica was in sync", lost, acked)
+	}
+	if _, lostB := lostWrites(t, r, results, shardOf, "shard-b"); lostB > 0 {
+		t.Errorf("shard-b lost %d writes (a key moved?)", lostB)
+	}
+	if !strings.Contains(px.Output(), "server master moved") {
+		t.Errorf("no switch logged:\n%s", px.Output())
+	}
+}
+
+// SENTINEL FAILOVER under load: once the sentinels switched, no command
+// reaches the old master (which still says it is master for ~10 s).
+func TestSentinelManualFailover(t *testing.T) {
+	r := startRig(t, "shard-a", "shard-b")
+	addr, _ := r.proxy(t, "")
+	shardOf := placer(t, "shard-a", "shard-b")
+	stop := make(chan struct{})
+	wait := load(addr, 16, stop)
+	time.Sleep(time.Second)
+	r.waitInSync(t, r.shards[0])
+	old := r.shards[0].nodeAt(r.masterOf(t, "shard-a"))
+	c := redis.NewClient(&redis.Options{Addr: r.sentAddrs[0], Protocol: 2})
+	if err := c.Do(ctx, "SENTINEL", "FAILOVER", "shard-a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.masterOf(t, "shard-a") == old.addr() {
+		if time.Now().After(deadline) {
+			t.Fatal("no switch in 15 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The proxy hears of it from the event (or at most a refresh later).
+	time.Sleep(1200 * time.Millisecond)
+	before := cmdCalls(t, old, "set")
+	time.Sleep(3 * time.Second)
+	after := cmdCalls(t, old, "set")
+	close(stop)
+	results := wait()
+	rep := summarize(results, shardOf)
+	acked, lost := lostWrites(t, r, results, shardOf, "shard-a")
+	t.Logf("shard-a: %d ok, %d failed %v; %d acknowledged writes, %d lost (written to the old master between its demotion and the switch)",
+		rep["shard-a"].ok, rep["shard-a"].failed, rep["shard-a"].errs, acked, lost)
+	if after != before {
+		t.Errorf("the old master ran %d SETs after the switch", after-before)
+	}
+	// Writes wait from the failover's start (failover_in_progress), so
+	// none is acknowledged by the old master after the replica took over:
+	// without the pause, 488 of 17745 were lost here.
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, acked)
+	}
+	if rep["shard-a"].failed > 0 {
+		t.Errorf("shard-a saw errors: %v", rep["shard-a"].errs)
+	}
+	if rep["shard-b"].failed > 0 {
+		t.Errorf("shard-b saw errors: %v", rep["shard-b"].errs)
+	}
+}
+
+// A master paused (SIGSTOP) for 5 s: the sentinels fail over; nothing is
+// answered OK by the old master after the switch, and it receives nothing
+// once woken.
+func TestSentinelHungMaster(t *testing.T) {
+	r := startRig(t, "shard-a")
+	addr, _ := r.proxy(t, "")
+	stop := make(chan struct{})
+	wait := load(addr, 8, stop)
+	time.Sleep(time.Second)
+	r.waitInSync(t, r.shards[0])
+	old := r.shards[0].nodeAt(r.masterOf(t, "shard-a"))
+	old.proc.Signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(15 * time.Second)
+	for r.masterOf(t, "shard-a") == old.addr() {
+		if time.Now().After(deadline) {
+			old.proc.Signal(syscall.SIGCONT)
+			t.Fatal("no switch in 15 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	old.proc.Signal(syscall.SIGCONT)
+	time.Sleep(300 * time.Millisecond)
+	before := cmdCalls(t, old, "set")
+	time.Sleep(2 * time.Second)
+	after := cmdCalls(t, old, "set")
+	close(stop)
+	results := wait()
+	shardOf := func(string) string { return "shard-a" }
+	acked, lost := lostWrites(t, r, results, shardOf, "shard-a")
+	rep := summarize(results, shardOf)
+	t.Logf("%d ok, %d failed %v; %d acknowledged writes, %d lost", rep["shard-a"].ok, rep["shard-a"].failed, rep["shard-a"].errs, acked, lost)
+	if after != before {
+		t.Errorf("the woken old master ran %d SETs", after-before)
+	}
+	if lost > 0 {
+		t.Errorf("%d acknowledged writes lost: answered OK by the hung master after the switch?", lost)
+	}
+}
+
+// A master name no sentinel knows: requests fail after failover_timeout
+// with the documented error; the log says why.
+func TestSentinelUnknownMaster(t *testing.T) {
+	r := startRig(t, "shard-a")
+	r.shards[0].name = "no-such-master"
+	addr, px := r.proxy(t, "")
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	defer c.Close()
+	start := time.Now()
+	err := c.Set(ctx, "k", "v", 0).Err()
+	if err == nil || err.Error() != "ERR nuthatch: server 'no-such-master' has no master (failover in progress)" {
+		t.Fatalf("SET = %v", err)
+	}
+	if d := time.Since(start); d < 5*time.Second || d > 8*time.Second {
+		t.Errorf("failed after %v, failover_timeout is 6s", d)
+	}
+	if !strings.Contains(px.Output(), "the sentinels do not know this master name") {
+		t.Errorf("log does not say the name is unknown:\n%s", px.Output())
+	}
+}
