@@ -323,6 +323,8 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.AuthFailures += s.AuthFailures
 	d.ClientIdleClosed += s.ClientIdleClosed
 	d.SlowRequests += s.SlowRequests
+	d.Replayed += s.Replayed
+	d.OutcomeUnknown += s.OutcomeUnknown
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))
@@ -347,7 +349,13 @@ func addServer(d, s *proxy.ServerSnapshot, gauges bool) {
 	// A timestamp, not a gauge: the latest ejection seen by any worker,
 	// kept across restarts (twemproxy keeps the last non-zero one).
 	d.ServerEjectedAt = max(d.ServerEjectedAt, s.ServerEjectedAt)
+	// Every worker sees the same master moves.
+	d.Switches = max(d.Switches, s.Switches)
+	if s.Address != "" {
+		d.Address = s.Address
+	}
 	if gauges {
+		d.Waiting += s.Waiting
 		d.ServerConnections += s.ServerConnections
 		d.InQueue += s.InQueue
 		d.InQueueBytes += s.InQueueBytes

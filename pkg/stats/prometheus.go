@@ -104,6 +104,10 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.ClientIdleClosed) }},
 		{desc("pool_slow_requests_total", "Requests slower than slowlog_slower_than.", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.SlowRequests) }},
+		{desc("pool_replayed_total", "Requests sent again to a Sentinel server's master (never written, or provably not run, or read-only).", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.Replayed) }},
+		{desc("pool_outcome_unknown_total", "Writes failed because their master's connection died after they were sent.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.OutcomeUnknown) }},
 	}
 	c.server = []serverMetric{
 		{desc("server_eof_total", "Server connections closed by the server (twemproxy server_eof).", sl...), counter,
@@ -130,6 +134,10 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(s *proxy.ServerSnapshot) float64 { return i(s.InQueueBytes) }},
 		{desc("server_out_queue", "Requests sent and awaiting a response (twemproxy out_queue).", sl...), gauge,
 			func(s *proxy.ServerSnapshot) float64 { return i(s.OutQueue) }},
+		{desc("server_master_switches_total", "Times a Sentinel server's master moved.", sl...), counter,
+			func(s *proxy.ServerSnapshot) float64 { return u(s.Switches) }},
+		{desc("server_waiting", "Requests waiting for a Sentinel server's master.", sl...), gauge,
+			func(s *proxy.ServerSnapshot) float64 { return i(s.Waiting) }},
 	}
 	c.proc = []procMetric{
 		{desc("worker_cpu_seconds_total", "User and system CPU time of the worker process.", wl...), counter,

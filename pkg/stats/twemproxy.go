@@ -128,6 +128,12 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 			b = addNum(b, "in_queue_bytes", s.InQueueBytes)
 			b = addNum(b, "out_queue", s.OutQueue)
 			b = addNum(b, "out_queue_bytes", 0)
+			if s.Address != "" {
+				// A Sentinel server: not in twemproxy, which has none.
+				b = addString(b, "master", s.Address)
+				b = addNum(b, "master_switches", int64(s.Switches))
+				b = addNum(b, "waiting", s.Waiting)
+			}
 			b = endNesting(b)
 		}
 		b = endNesting(b)
