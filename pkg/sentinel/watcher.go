@@ -237,11 +237,19 @@ func (w *Watcher) resolve(t *target) {
 	wg.Wait()
 	var best *answer
 	unknown, reached := 0, 0
+	refused := ""
 	for i, a := range answers {
 		if errs[i] != nil {
-			if _, ok := errs[i].(replyError); ok {
+			if re, ok := errs[i].(replyError); ok {
 				reached++
-				unknown++
+				if isAuthError(string(re)) {
+					refused = string(re)
+				} else {
+					unknown++
+				}
+			} else if strings.Contains(errs[i].Error(), "AUTH") {
+				reached++
+				refused = errs[i].Error()
 			}
 			continue
 		}
@@ -254,6 +262,9 @@ func (w *Watcher) resolve(t *target) {
 	switch {
 	case reached == 0:
 		w.noteErr(t, log, "no sentinel reachable")
+		return
+	case best == nil && refused != "":
+		w.noteErr(t, log, "the sentinels refuse the proxy: "+refused+" (set username/password in the sentinel block)")
 		return
 	case best == nil && unknown > 0:
 		w.noteErr(t, log, "the sentinels do not know this master name")
@@ -310,6 +321,16 @@ func (w *Watcher) send(u Update) {
 	case w.updates <- u:
 	case <-w.closed:
 	}
+}
+
+// isAuthError tells a refusal of credentials from other error replies.
+func isAuthError(text string) bool {
+	for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "ERR AUTH"} {
+		if strings.HasPrefix(text, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteErr logs a resolution failure once per distinct text.

@@ -55,8 +55,10 @@ func (n *node) addr() string { return fmt.Sprintf("127.0.0.1:%d", n.port) }
 func startNode(t *testing.T, port int, extra ...string) *node {
 	t.Helper()
 	dir := t.TempDir()
+	// No diskless-sync delay: a demoted master resyncs at once, so that a
+	// second failover need not wait 5 s more.
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir}, extra...)
+		"--dir", dir, "--repl-diskless-sync-delay", "0"}, extra...)
 	n := &node{port: port, dir: dir, args: args}
 	n.proc = harness.Start(t, "redis-server", args...)
 	harness.WaitPort(t, "tcp", n.addr(), 10*time.Second)
@@ -81,6 +83,7 @@ type shard struct {
 }
 
 type rig struct {
+	pass      string // the sentinels' requirepass
 	shards    []*shard
 	sentinels []*harness.Proc
 	sentAddrs []string
@@ -91,8 +94,14 @@ type rig struct {
 // every replica and each other.
 func startRig(t *testing.T, names ...string) *rig {
 	t.Helper()
+	return startRigAuth(t, "", names...)
+}
+
+// startRigAuth is startRig with sentinels that require pass.
+func startRigAuth(t *testing.T, pass string, names ...string) *rig {
+	t.Helper()
 	harness.Need(t, "redis-server", "redis-sentinel")
-	r := &rig{}
+	r := &rig{pass: pass}
 	for _, name := range names {
 		m := startNode(t, lowPort(t))
 		rep := startNode(t, lowPort(t), "--replicaof", "127.0.0.1", strconv.Itoa(m.port))
@@ -103,6 +112,9 @@ func startRig(t *testing.T, names ...string) *rig {
 		dir := t.TempDir()
 		var conf strings.Builder
 		fmt.Fprintf(&conf, "port %d\nbind 127.0.0.1\ndir %s\nsentinel resolve-hostnames no\n", port, dir)
+		if pass != "" {
+			fmt.Fprintf(&conf, "requirepass %s\n", pass)
+		}
 		for _, sh := range r.shards {
 			fmt.Fprintf(&conf, "sentinel monitor %s 127.0.0.1 %d 2\n", sh.name, sh.nodes[0].port)
 			fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s 1000\n", sh.name)
@@ -131,7 +143,7 @@ func (r *rig) waitSettled(t *testing.T) {
 	for {
 		ok := true
 		for _, s := range r.sentinels {
-			c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, MaxRetries: -1})
+			c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, MaxRetries: -1, Password: r.pass})
 			for _, sh := range r.shards {
 				m, err := c.Do(ctx, "SENTINEL", "MASTER", sh.name).Result()
 				f := flat(m)
@@ -169,7 +181,7 @@ func (r *rig) masterOf(t *testing.T, name string) string {
 		if s.Exited() {
 			continue
 		}
-		c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, MaxRetries: -1})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, MaxRetries: -1, Password: r.pass})
 		v, err := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name).StringSlice()
 		c.Close()
 		if err == nil && len(v) == 2 {
@@ -195,7 +207,8 @@ func (r *rig) waitInSync(t *testing.T, sh *shard) {
 	t.Helper()
 	master := sh.nodeAt(r.masterOf(t, sh.name))
 	re := regexp.MustCompile(`master_repl_offset:(\d+)`)
-	deadline := time.Now().Add(10 * time.Second)
+	// A demoted master is converted to a replica ~10 s after a failover.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		offsets := map[string]bool{}
 		for _, n := range sh.nodes {
@@ -216,6 +229,15 @@ func (r *rig) waitInSync(t *testing.T, sh *shard) {
 
 // proxy starts nuthatch with two workers over the rig's shards.
 func (r *rig) proxy(t *testing.T, extra string) (string, *harness.Proc) {
+	return r.proxyWithPool(t, extra, "")
+}
+
+// proxyWith adds sentinelAttrs to the sentinel block.
+func (r *rig) proxyWith(t *testing.T, sentinelAttrs string) (string, *harness.Proc) {
+	return r.proxyWithPool(t, "", sentinelAttrs)
+}
+
+func (r *rig) proxyWithPool(t *testing.T, extra, sentinelAttrs string) (string, *harness.Proc) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	var servers strings.Builder
@@ -243,15 +265,18 @@ pool "sessions" {
   sentinel {
     addresses        = [%s]
     failover_timeout = "6s"
+%s
   }
 %s%s}
-`, addr, strings.Join(quoted, ", "), extra, servers.String())
+`, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
 	p := harness.Nuthatch(t, hcl, addr)
 	return addr, p
 }
 
-// keyOn returns keys that the proxy's ring places on each shard, by
-// writing through the proxy and asking each master which keys it holds.
+// harnessChildren lists the worker processes of a master.
+func harnessChildren(pid int) []int { return harness.Children(pid) }
+
+// result is one request of a load.
 type result struct {
 	at    time.Time
 	key   string

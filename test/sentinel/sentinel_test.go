@@ -264,3 +264,104 @@ func TestSentinelUnknownMaster(t *testing.T) {
 		t.Errorf("log does not say the name is unknown:\n%s", px.Output())
 	}
 }
+
+// failover forces a failover of shard and waits for the sentinels to
+// name a new master.
+func (r *rig) failover(t *testing.T, sh *shard) string {
+	t.Helper()
+	r.waitInSync(t, sh)
+	old := r.masterOf(t, sh.name)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: r.sentAddrs[0], Protocol: 2, Password: r.pass})
+		err := c.Do(ctx, "SENTINEL", "FAILOVER", sh.name).Err()
+		c.Close()
+		if err == nil {
+			break
+		}
+		// -INPROG or -NOGOODSLAVE while the last one settles.
+		if time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for r.masterOf(t, sh.name) == old {
+		if time.Now().After(deadline) {
+			t.Fatal("no switch in 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r.masterOf(t, sh.name)
+}
+
+// Two failovers in a row, back to the first node, with one sentinel
+// down, then a worker killed (its replacement starts with the current
+// master, not the file's): no error, no lost write, the proxy follows.
+func TestSentinelRepeatedFailovers(t *testing.T) {
+	r := startRig(t, "shard-a")
+	addr, px := r.proxy(t, "")
+	stop := make(chan struct{})
+	wait := load(addr, 8, stop)
+	time.Sleep(500 * time.Millisecond)
+	sh := r.shards[0]
+	first := r.masterOf(t, sh.name)
+	second := r.failover(t, sh)
+	r.sentinels[2].Kill() // two of three remain: still a majority
+	time.Sleep(1500 * time.Millisecond)
+	if back := r.failover(t, sh); back != first {
+		t.Fatalf("second failover went to %s, want %s back", back, first)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	// A worker killed now is replaced with the current address.
+	for _, pid := range harnessChildren(px.Cmd.Process.Pid)[:1] {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	results := wait()
+	shardOf := func(string) string { return "shard-a" }
+	rep := summarize(results, shardOf)
+	acked, lost := lostWrites(t, r, results, shardOf, "shard-a")
+	t.Logf("%s -> %s -> %s: %d ok, %d failed %v; %d acknowledged writes, %d lost",
+		first, second, first, rep["shard-a"].ok, rep["shard-a"].failed, rep["shard-a"].errs, acked, lost)
+	if lost > 0 {
+		t.Errorf("%d acknowledged writes lost", lost)
+	}
+	// The killed worker's clients see their connection drop (go-redis
+	// reports it as an error); nothing else may fail.
+	for e, n := range rep["shard-a"].errs {
+		if !strings.Contains(e, "EOF") && !strings.Contains(e, "connection reset") && !strings.Contains(e, "broken pipe") {
+			t.Errorf("%d × %s", n, e)
+		}
+	}
+	if n := strings.Count(px.Output(), "server master moved"); n < 4 {
+		t.Errorf("%d switches logged by the workers, want 2 per worker", n)
+	}
+}
+
+// Sentinels with requirepass: the block's password authenticates.
+func TestSentinelPassword(t *testing.T) {
+	r := startRigAuth(t, "s3nt", "shard-a")
+	// Without the password the proxy cannot learn the master.
+	addr, px := r.proxy(t, "")
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	if err := c.Set(ctx, "k", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "has no master") {
+		t.Fatalf("SET without the sentinels' password: %v", err)
+	}
+	c.Close()
+	if !strings.Contains(px.Output(), "the sentinels refuse the proxy: NOAUTH") {
+		t.Errorf("log does not say why:\n%s", px.Output())
+	}
+	if strings.Contains(px.Output(), "s3nt") {
+		t.Errorf("the password is in the log")
+	}
+	addr2, px2 := r.proxyWith(t, `    password = "s3nt"`)
+	c2 := redis.NewClient(&redis.Options{Addr: addr2, MaxRetries: -1})
+	defer c2.Close()
+	if err := c2.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET with the password: %v", err)
+	}
+	if strings.Contains(px2.Output(), "s3nt") {
+		t.Errorf("the password is in the log")
+	}
+}
