@@ -13,12 +13,13 @@ import (
 // buffer: the bytes are read from the server socket straight into the
 // msg's reply buffer (streamWindow bytes), which the client writes out as
 // they come, in its reply order, and reuses once all of it is written.
-// When that buffer is full and the msg is at the head of its client's
-// queue (so only the client's reading can make room), the link pauses: it
+// When that buffer is full and every reply before the msg in its client's
+// queue is ready (so only the client's reading can make room), the link
+// pauses: it
 // reads nothing more, and the rest of the reply waits in the kernel's and
 // the server's buffers, not the proxy's. The client's write that empties
-// the buffer resumes the link. A streaming msg that is not yet at the head
-// of its client's queue cannot be written, so it buffers (its bytes count
+// the buffer resumes the link. A streaming msg behind a reply that is not
+// ready cannot be written, so it buffers (its bytes count
 // toward the client output limits) instead of pausing the link: a pause
 // that waits for anything but the client's own socket could wait for a
 // reply queued behind another paused link, in a cycle.
@@ -86,6 +87,20 @@ func (c *clientConn) atHead(m *msg) bool {
 	return c.qhead < len(c.queue) && c.queue[c.qhead] == m
 }
 
+// writableNext reports whether every reply before m in c's queue is
+// ready, so that only c's socket stands between m and its client.
+func (c *clientConn) writableNext(m *msg) bool {
+	for i := c.qhead; i < len(c.queue); i++ {
+		if c.queue[i] == m {
+			return true
+		}
+		if !c.queue[i].done {
+			return false
+		}
+	}
+	return false
+}
+
 // addHeld counts n more (or, negative, fewer) reply bytes held for c.
 func (c *clientConn) addHeld(n int) {
 	c.held += n
@@ -127,7 +142,7 @@ func (l *link) readStream() bool {
 		buf = l.lp.scratch
 	} else {
 		if len(m.reply) == cap(m.reply) {
-			if c.atHead(m) {
+			if c.writableNext(m) {
 				l.paused = true // resumed by the client's write (clientConn.drainedStream)
 				return false
 			}
