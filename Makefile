@@ -50,12 +50,15 @@ fuzz:
 	done
 
 # Mixed Redis and memcached load through the real binary with periodic
-# reloads, worker kills and backend restarts (test/reliability TestSoak);
+# reloads, worker kills and backend restarts (test/reliability TestSoak),
+# then issue #23's 24 slow readers of 64 MiB values;
 # not part of `make test`. SOAK_DURATION=5m for a shorter run.
 SOAK_DURATION ?= 30m
 soak: deps build
 	NUTHATCH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) NUTHATCH_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./test/reliability
+	NUTHATCH_BIG=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -count=1 -v -run '^TestSlowReadersOfLargeReplies$$' ./test/reliability
 
 run: deps build
 	@test/scripts/run-example.sh $(BIN) etc/nuthatch/example.hcl

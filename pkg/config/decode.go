@@ -22,6 +22,7 @@ type rawConfig struct {
 	WorkerProcesses       hcl.Expression `hcl:"worker_processes,optional"`
 	WorkerCPUAffinity     *string        `hcl:"worker_cpu_affinity,optional"`
 	WorkerShutdownTimeout *string        `hcl:"worker_shutdown_timeout,optional"`
+	WorkerOutputBudget    *string        `hcl:"worker_output_budget,optional"`
 	PidFile               *string        `hcl:"pid_file,optional"`
 	User                  *string        `hcl:"user,optional"`
 	Group                 *string        `hcl:"group,optional"`
@@ -33,6 +34,7 @@ type rawConfig struct {
 
 	WorkerCPUAffinityRange     hcl.Range `hcl:"worker_cpu_affinity,attr_value_range"`
 	WorkerShutdownTimeoutRange hcl.Range `hcl:"worker_shutdown_timeout,attr_value_range"`
+	WorkerOutputBudgetRange    hcl.Range `hcl:"worker_output_budget,attr_value_range"`
 	PidFileRange               hcl.Range `hcl:"pid_file,attr_value_range"`
 	UserRange                  hcl.Range `hcl:"user,attr_value_range"`
 	GroupRange                 hcl.Range `hcl:"group,attr_value_range"`
@@ -86,6 +88,9 @@ type rawPool struct {
 	RedisDB            *int    `hcl:"redis_db,optional"`
 	ClientIdleTimeout  *string `hcl:"client_idle_timeout,optional"`
 	ClientWriteTimeout *string `hcl:"client_write_timeout,optional"`
+	ClientOutputHard   *string `hcl:"client_output_hard_limit,optional"`
+	ClientOutputSoft   *string `hcl:"client_output_soft_limit,optional"`
+	ClientOutputSoftD  *string `hcl:"client_output_soft_duration,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 
@@ -107,6 +112,9 @@ type rawPool struct {
 	ServerFailureLimitRange hcl.Range `hcl:"server_failure_limit,attr_value_range"`
 	ClientIdleTimeoutRange  hcl.Range `hcl:"client_idle_timeout,attr_value_range"`
 	ClientWriteTimeoutRange hcl.Range `hcl:"client_write_timeout,attr_value_range"`
+	ClientOutputHardRange   hcl.Range `hcl:"client_output_hard_limit,attr_value_range"`
+	ClientOutputSoftRange   hcl.Range `hcl:"client_output_soft_limit,attr_value_range"`
+	ClientOutputSoftDRange  hcl.Range `hcl:"client_output_soft_duration,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	// Only the names of the redis_* attributes are ever pointed at, so a
 	// diagnostic cannot underline the password.
@@ -218,6 +226,10 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 	}
 	cfg.WorkerShutdownTimeout = c.duration("worker_shutdown_timeout",
 		deref(raw.WorkerShutdownTimeout, DefaultShutdownTimeout), raw.WorkerShutdownTimeoutRange, 0)
+
+	if raw.WorkerOutputBudget != nil {
+		cfg.WorkerOutputBudget = c.size("worker_output_budget", *raw.WorkerOutputBudget, raw.WorkerOutputBudgetRange)
+	}
 
 	if raw.PidFile != nil {
 		cfg.PidFile = *raw.PidFile
@@ -413,6 +425,44 @@ func (c *checker) metrics(raw *rawMetrics, cfg *Config) []listenAt {
 	return []listenAt{{keyOf(a), raw.ListenRange, "metrics"}}
 }
 
+// size parses a byte count as redis.conf writes them: a bare number of
+// bytes, or a number with a unit: k, m, g are powers of 1000 and kb, mb,
+// gb (or kib, mib, gib) powers of 1024, in any case. "0" is 0.
+func (c *checker) size(name, s string, rng hcl.Range) int64 {
+	n, err := ParseSize(s)
+	if err != nil {
+		c.errorf(rng, "Invalid size", "%s must be a size such as \"64mb\" or \"1gb\" (or a number of bytes): %s.", name, err)
+		return 0
+	}
+	return n
+}
+
+// ParseSize reads a size as redis.conf writes it (see checker.size).
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("%q does not start with a number", s)
+	}
+	v, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is out of range", s)
+	}
+	units := map[string]int64{"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9,
+		"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+	u, ok := units[strings.TrimSpace(t[i:])]
+	if !ok {
+		return 0, fmt.Errorf("%q has an unknown unit; use b, k, kb, m, mb, g or gb", s)
+	}
+	if v > (1<<62)/u {
+		return 0, fmt.Errorf("%q is out of range", s)
+	}
+	return v * u, nil
+}
+
 // duration parses a Go duration of at least minimum (0 allows zero).
 func (c *checker) duration(name, s string, rng hcl.Range, minimum time.Duration) time.Duration {
 	d, err := time.ParseDuration(s)
@@ -552,6 +602,12 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	if rp.ClientWriteTimeout != nil {
 		p.ClientWriteTimeout = c.duration("client_write_timeout", *rp.ClientWriteTimeout, rp.ClientWriteTimeoutRange, 0)
 	}
+	p.ClientOutputHardLimit = c.size("client_output_hard_limit",
+		deref(rp.ClientOutputHard, DefaultClientOutputHardLimit), rp.ClientOutputHardRange)
+	p.ClientOutputSoftLimit = c.size("client_output_soft_limit",
+		deref(rp.ClientOutputSoft, DefaultClientOutputSoftLimit), rp.ClientOutputSoftRange)
+	p.ClientOutputSoftDuration = c.duration("client_output_soft_duration",
+		deref(rp.ClientOutputSoftD, DefaultClientOutputSoftDuration), rp.ClientOutputSoftDRange, 0)
 	if rp.SlowlogSlowerThan != nil {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
 	}

@@ -25,13 +25,17 @@ const (
 	DefaultServerConnections  = 1
 	DefaultServerRetryTimeout = "30s"
 	DefaultServerFailureLimit = 2
-	DefaultStatsListen        = "127.0.0.1:22222"
-	DefaultStatsInterval      = "30s"
-	DefaultShutdownTimeout    = "30s"
-	DefaultUser               = "nuthatch"
-	DefaultGroup              = "nuthatch"
-	DefaultLogLevel           = "info"
-	DefaultLogFormat          = "auto"
+	// Client output limits (docs/configuration.md says why these).
+	DefaultClientOutputHardLimit    = "1gb"
+	DefaultClientOutputSoftLimit    = "64mb"
+	DefaultClientOutputSoftDuration = "60s"
+	DefaultStatsListen              = "127.0.0.1:22222"
+	DefaultStatsInterval            = "30s"
+	DefaultShutdownTimeout          = "30s"
+	DefaultUser                     = "nuthatch"
+	DefaultGroup                    = "nuthatch"
+	DefaultLogLevel                 = "info"
+	DefaultLogFormat                = "auto"
 
 	// MaxWorkerProcesses bounds worker_processes (and "auto").
 	MaxWorkerProcesses = 1024

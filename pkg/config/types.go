@@ -33,6 +33,10 @@ type Config struct {
 	WorkerCPUAffinity bool
 	// WorkerShutdownTimeout bounds how long old workers drain.
 	WorkerShutdownTimeout time.Duration
+	// WorkerOutputBudget bounds the reply bytes a worker holds for its
+	// clients: past it the worker reads no new requests until they drain
+	// below three quarters of it. 0 = no budget.
+	WorkerOutputBudget int64
 	// PidFile is empty when no pid file is written.
 	PidFile string
 	// User and Group the workers run as when the master has privileges.
@@ -96,6 +100,14 @@ type Pool struct {
 	// proxy is writing for that long (it stopped reading); 0 waits
 	// forever (twemproxy).
 	ClientWriteTimeout time.Duration
+	// ClientOutputHardLimit closes a client for which the proxy holds more
+	// reply bytes than this; ClientOutputSoftLimit one whose pending reply
+	// bytes (held, plus the rest of a reply streaming to it) stay over the
+	// soft limit for ClientOutputSoftDuration. 0 = no limit (redis's
+	// client-output-buffer-limit normal class).
+	ClientOutputHardLimit    int64
+	ClientOutputSoftLimit    int64
+	ClientOutputSoftDuration time.Duration
 	// SlowlogSlowerThan logs requests slower than this (0 = off);
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration

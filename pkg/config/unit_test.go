@@ -327,3 +327,17 @@ func TestRedactedIsDeep(t *testing.T) {
 		t.Error("Redacted shares memory with the original")
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for s, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "1k": 1000, "1kb": 1024, "64mb": 64 << 20,
+		"64MB": 64 << 20, "1gb": 1 << 30, "2g": 2e9, "3m": 3e6, "8 MiB": 8 << 20, "10b": 10} {
+		if got, err := ParseSize(s); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "mb", "-1", "1tb", "1.5mb", "99999999999999999999"} {
+		if _, err := ParseSize(s); err == nil {
+			t.Errorf("ParseSize(%q) accepted", s)
+		}
+	}
+}

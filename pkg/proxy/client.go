@@ -32,11 +32,15 @@ type clientConn struct {
 	peer unix.Sockaddr
 	tcp  bool
 
-	rb       readBuf // a partial request, or a batch cut at maxBatch
-	queue    []*msg  // read, reply not written yet, in request order
-	qhead    int
-	partial  int   // bytes of queue[qhead]'s reply already written
-	outSince int64 // when the socket last filled up, for client_write_timeout
+	rb      readBuf // a partial request, or a batch cut at maxBatch
+	queue   []*msg  // read, reply not written yet, in request order
+	qhead   int
+	partial int // bytes of queue[qhead]'s reply already written
+	held    int // reply bytes ready (or streaming) and not yet written
+	// softSince is when the client's output went over
+	// client_output_soft_limit, 0 while under it.
+	softSince int64
+	outSince  int64 // when the socket last filled up, for client_write_timeout
 
 	now      int64 // when the current batch was read
 	lastRead int64
@@ -54,6 +58,7 @@ type clientConn struct {
 	closed   bool
 	served   bool // something was read from the client
 	draining bool
+	parked   bool // not read while the worker is over worker_output_budget
 
 	id        uint64 // unique in the process, for CLIENT ID and CLIENT LIST
 	linkClass uint8  // which of a server's link sets carries its requests
@@ -104,6 +109,14 @@ func (c *clientConn) enqueue(m *msg) {
 // reply queues a reply produced by the proxy itself.
 func (c *clientConn) reply(m *msg) {
 	c.enqueue(m)
+	c.done(m)
+}
+
+// done marks m's reply ready to write.
+func (c *clientConn) done(m *msg) {
+	if !m.streamed && !c.closed {
+		c.addHeld(len(m.out()))
+	}
 	m.done = true
 	c.lp.markReady(c)
 }
@@ -133,7 +146,7 @@ func (c *clientConn) event(ev uint32) {
 func (c *clientConn) serve() {
 	p := c.pool
 	for !c.closed && !c.noMore {
-		if c.inFlight() >= maxBatch || c.blocked {
+		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() {
 			return
 		}
 		if c.rb.len() > 0 && !c.needMore {
@@ -272,6 +285,9 @@ func (c *clientConn) writeOut() {
 		return
 	}
 	lp := c.lp
+	if hard := c.pool.cfg.ClientOutputHardLimit; hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
+		return
+	}
 	for !c.closing && !c.blocked {
 		bufs := lp.bufs[:0]
 		coal := lp.coal[:0]
@@ -280,7 +296,8 @@ func (c *clientConn) writeOut() {
 		end := c.qhead
 		for end < len(c.queue) && len(bufs) < maxIovecs {
 			m := c.queue[end]
-			if !m.done {
+			streaming := !m.done && m.stream != nil
+			if !m.done && (!streaming || len(m.reply) == 0) {
 				break
 			}
 			end++
@@ -291,7 +308,7 @@ func (c *clientConn) writeOut() {
 				bufs, coal = appendReply(bufs, coal, r, &coalFrom)
 				size += len(r)
 			}
-			if m.closeAfter {
+			if m.closeAfter || streaming {
 				break
 			}
 		}
@@ -315,6 +332,7 @@ func (c *clientConn) writeOut() {
 		}
 		// Retire what was written, in order.
 		written := max(n, 0)
+		c.addHeld(-written)
 		for c.qhead < end {
 			m := c.queue[c.qhead]
 			rest := len(m.out()) - c.partial
@@ -323,6 +341,11 @@ func (c *clientConn) writeOut() {
 				break
 			}
 			written -= rest
+			if !m.done {
+				// Streaming: all it has is written, its buffer is reused.
+				c.drainedStream(m)
+				break
+			}
 			c.partial = 0
 			c.queue[c.qhead] = nil
 			c.qhead++
@@ -406,10 +429,13 @@ func appendReply(bufs [][]byte, coal, r []byte, coalFrom *int) ([][]byte, []byte
 func (c *clientConn) unsent() int {
 	n := -c.partial
 	for _, m := range c.queue[c.qhead:] {
-		if !m.done {
+		if !m.done && m.stream == nil {
 			break
 		}
 		n += len(m.out())
+		if !m.done {
+			break
+		}
 	}
 	return n
 }
@@ -439,9 +465,14 @@ func (c *clientConn) close() {
 	}
 	c.closed = true
 	c.lp.closeFD(c.fd)
+	c.lp.held -= c.held
+	c.held = 0
 	for i := c.qhead; i < len(c.queue); i++ {
 		if m := c.queue[i]; m.done {
 			m.free()
+		} else if l := m.stream; l != nil && l.paused {
+			// The rest of its reply is read and dropped.
+			c.lp.resumeLink(l)
 		}
 		c.queue[i] = nil
 	}
@@ -456,6 +487,9 @@ func (c *clientConn) checkTimers(now int64) {
 	p := c.pool
 	if c.drained(now) {
 		c.close()
+		return
+	}
+	if c.overOutputLimit(now) {
 		return
 	}
 	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 &&

@@ -43,6 +43,14 @@ type loop struct {
 	bufs    [][]byte     // writev scratch
 	coal    []byte       // small replies copied together for one iovec
 
+	// held counts the reply bytes the loop's clients are owed and the
+	// proxy holds; over budget (worker_output_budget) clients are parked:
+	// not read until held is back under three quarters of it.
+	held    int
+	budget  int
+	parked  []*clientConn
+	resumed []*link // paused links whose streams made room
+
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
@@ -270,7 +278,11 @@ func (lp *loop) runTasks() {
 // keep the loop from epoll_wait. Clients left over stay ready and the next
 // epoll_wait does not block.
 func (lp *loop) settle() {
-	for pass := 0; pass < settlePasses && len(lp.ready) > 0 || len(lp.dirtyLinks) > 0; pass++ {
+	lp.unpark()
+	for pass := 0; pass < settlePasses && (len(lp.ready) > 0 || len(lp.resumed) > 0) || len(lp.dirtyLinks) > 0; pass++ {
+		if len(lp.resumed) > 0 {
+			lp.resumeLinks()
+		}
 		for i := 0; i < len(lp.dirtyLinks); i++ {
 			l := lp.dirtyLinks[i]
 			l.dirty = false
@@ -296,4 +308,6 @@ func (lp *loop) settle() {
 const settlePasses = 8
 
 // busy reports work left for the next round without waiting.
-func (lp *loop) busy() bool { return len(lp.ready) > 0 || len(lp.dirtyLinks) > 0 }
+func (lp *loop) busy() bool {
+	return len(lp.ready) > 0 || len(lp.dirtyLinks) > 0 || len(lp.resumed) > 0
+}

@@ -57,6 +57,13 @@ type msg struct {
 	start  int64 // unix nanos the request was read from the client
 	isErr  bool  // the server answered with an error reply
 	reqLen int   // request bytes forwarded, for stats
+
+	// A large reply streams (stream.go): stream is the link it arrives on,
+	// until it is complete; reply holds the part not yet written, flushed
+	// counts what was written and dropped from it.
+	stream   *link
+	streamed bool // the reply streamed: its bytes were counted as they came
+	flushed  int
 }
 
 // newMsg returns a msg for a request of client c.

@@ -55,6 +55,7 @@ type pool struct {
 	ringMu  sync.Mutex // serialises rebuilds
 
 	maxReply int
+	streamer streamer // the protocol, when it streams large replies
 	stats    PoolStats
 	latency  histogram // request latency as clients see it
 	slowlog  int64     // slowlog_slower_than in microseconds, 0 = off
@@ -97,6 +98,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 		return nil, fmt.Errorf("pool %s: unknown protocol %q", cfg.Name, cfg.Protocol)
 	}
 	p.maxReply = 1 << 30
+	p.streamer, _ = p.proto.(streamer)
 	p.slowlog = cfg.SlowlogSlowerThan.Microseconds()
 	p.slowLim.limit = slowLogPerSecond
 	p.limitLog.limit = slowLogPerSecond
@@ -157,9 +159,7 @@ func (p *pool) expire(now int64) {
 			continue
 		}
 		s.eachConn(func(sc *serverConn) {
-			l := sc.current()
-			if l != nil && l.head < len(l.inflight) && l.inflight[l.head].sentAt != 0 &&
-				now-l.inflight[l.head].sentAt > timeout {
+			if l := sc.current(); l != nil && l.late(now, timeout) {
 				l.kill(ErrTimeout)
 			}
 		})
@@ -170,7 +170,7 @@ func (p *pool) expire(now int64) {
 	for _, a := range p.acceptors {
 		a.resume(now)
 	}
-	if p.draining || p.cfg.ClientIdleTimeout > 0 || p.cfg.ClientWriteTimeout > 0 {
+	if p.draining || p.cfg.ClientIdleTimeout > 0 || p.cfg.ClientWriteTimeout > 0 || p.cfg.ClientOutputSoftLimit > 0 {
 		for c := range p.clients {
 			c.checkTimers(now)
 		}
@@ -403,8 +403,7 @@ func (p *pool) finish(m *msg) {
 			p.slow(m, us)
 		}
 	}
-	m.done = true
-	p.lp.markReady(c)
+	c.done(m)
 }
 
 // acceptor is one listening socket of a pool, registered with the loop.

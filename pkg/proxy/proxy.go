@@ -51,6 +51,7 @@ func New(cfg *config.Config, log *logrus.Entry) (*Proxy, error) {
 		lp.tick = min(lp.tick, p.tickPeriod())
 	}
 	lp.scratch = make([]byte, scratchSize)
+	lp.budget = int(cfg.WorkerOutputBudget)
 	return px, nil
 }
 
@@ -148,23 +149,24 @@ func (px *Proxy) snapshot() Snapshot {
 	var s Snapshot
 	for _, p := range px.order {
 		ps := PoolSnapshot{
-			Name:              p.cfg.Name,
-			ClientEOF:         p.stats.ClientEOF.Load(),
-			ClientErr:         p.stats.ClientErr.Load(),
-			ClientConnections: p.stats.ClientConnections.Load(),
-			ServerEjects:      p.stats.ServerEjects.Load(),
-			ForwardError:      p.stats.ForwardError.Load(),
-			Fragments:         p.stats.Fragments.Load(),
-			ClientAccepted:    p.stats.ClientAccepted.Load(),
-			ClientRejected:    p.stats.ClientRejected.Load(),
-			AuthAttempts:      p.stats.AuthAttempts.Load(),
-			AuthFailures:      p.stats.AuthFailures.Load(),
-			ClientIdleClosed:  p.stats.ClientIdleClosed.Load(),
-			SlowRequests:      p.stats.SlowRequests.Load(),
-			Replayed:          p.stats.Replayed.Load(),
-			OutcomeUnknown:    p.stats.OutcomeUnknown.Load(),
-			RequestLatency:    p.latency.snapshot(),
-			Commands:          map[string]uint64{},
+			Name:               p.cfg.Name,
+			ClientEOF:          p.stats.ClientEOF.Load(),
+			ClientErr:          p.stats.ClientErr.Load(),
+			ClientConnections:  p.stats.ClientConnections.Load(),
+			ServerEjects:       p.stats.ServerEjects.Load(),
+			ForwardError:       p.stats.ForwardError.Load(),
+			Fragments:          p.stats.Fragments.Load(),
+			ClientAccepted:     p.stats.ClientAccepted.Load(),
+			ClientRejected:     p.stats.ClientRejected.Load(),
+			AuthAttempts:       p.stats.AuthAttempts.Load(),
+			AuthFailures:       p.stats.AuthFailures.Load(),
+			ClientIdleClosed:   p.stats.ClientIdleClosed.Load(),
+			ClientOutputClosed: p.stats.ClientOutputClosed.Load(),
+			SlowRequests:       p.stats.SlowRequests.Load(),
+			Replayed:           p.stats.Replayed.Load(),
+			OutcomeUnknown:     p.stats.OutcomeUnknown.Load(),
+			RequestLatency:     p.latency.snapshot(),
+			Commands:           map[string]uint64{},
 		}
 		p.commands.Range(func(k, v any) bool {
 			ps.Commands[k.(string)] = v.(*atomic.Uint64).Load()

@@ -231,8 +231,7 @@ func (r *redisProto) answerInfo(m *msg) {
 	}
 	text := r.appendInfo(nil, m.op)
 	m.reply = c.appendText(m.reply[:0], text)
-	m.done = true
-	c.lp.markReady(c)
+	c.done(m)
 }
 
 // appendInfo appends the INFO text of the sections in mask, in redis's

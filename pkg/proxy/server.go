@@ -25,6 +25,9 @@ type server struct {
 	conns  []*serverConn
 	conns3 []*serverConn
 	rr     atomic.Uint32
+	// extra are links opened, by link class, while every one of conns
+	// streams a large reply (stream.go).
+	extra [2][]*serverConn
 
 	failures     atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanos; 0 when on the ring
@@ -54,10 +57,14 @@ func (s *server) conn(class uint8) *serverConn {
 		}
 		conns = s.conns3
 	}
-	if len(conns) == 1 {
-		return conns[0]
+	sc := conns[0]
+	if len(conns) > 1 {
+		sc = conns[int(s.rr.Add(1))%len(conns)]
 	}
-	return conns[int(s.rr.Add(1))%len(conns)]
+	if sc.l.busy() {
+		sc = s.unbusy(class, conns, sc)
+	}
+	return sc
 }
 
 // Link classes: which set of a server's links a client's requests use.
@@ -82,6 +89,11 @@ func (s *server) eachConn(fn func(sc *serverConn)) {
 	}
 	for _, sc := range s.conns3 {
 		fn(sc)
+	}
+	for _, extra := range s.extra {
+		for _, sc := range extra {
+			fn(sc)
+		}
 	}
 }
 
@@ -166,6 +178,15 @@ type link struct {
 	rb       readBuf
 	rscan    *resp.ReplyScanner    // Redis: the reply being framed
 	mscan    memcache.ReplyScanner // memcached: the reply being framed
+
+	// A large reply streaming (stream.go): its msg, the bytes of it still
+	// to read, when some last arrived; paused while its client's buffer
+	// for it is full.
+	stream     *msg
+	streamLeft int
+	streamAt   int64
+	paused     bool
+	resuming   bool // on the loop's list of links to resume
 }
 
 // enqueueFunc appends a request, encoded straight into the write buffer by
@@ -335,7 +356,13 @@ func (l *link) event(ev uint32) {
 func (l *link) read() {
 	s := l.sc.srv
 	p := s.pool
-	for !l.dead {
+	for !l.dead && !l.paused {
+		if l.stream != nil {
+			if !l.readStream() {
+				return
+			}
+			continue
+		}
 		if err := l.rb.makeRoom(); err != nil {
 			l.kill(err)
 			return
@@ -373,6 +400,12 @@ func (l *link) read() {
 				return
 			}
 			if n == 0 {
+				if p.streamer != nil {
+					if total := p.streamer.streamLen(l, head, l.rb.bytes()); total > 0 {
+						l.startStream(head, total)
+						break
+					}
+				}
 				if err := l.rb.want(need, p.maxReply); err != nil {
 					l.kill(err)
 					return
@@ -414,6 +447,9 @@ func (l *link) kill(err error) {
 	}
 	l.dead = true
 	connected := l.fd >= 0
+	if l.stream != nil {
+		l.failStream(err)
+	}
 	pending := l.inflight[l.head:]
 	l.inflight, l.head = nil, 0
 	l.wbuf = nil

@@ -19,6 +19,8 @@ type PoolStats struct {
 	AuthFailures atomic.Uint64
 	// ClientIdleClosed counts clients closed by client_idle_timeout.
 	ClientIdleClosed atomic.Uint64
+	// ClientOutputClosed counts clients closed by an output limit.
+	ClientOutputClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
 	SlowRequests atomic.Uint64
 	// Replayed counts requests sent again to a server's new master;
@@ -94,22 +96,23 @@ func sumCommands(m map[string]uint64) uint64 {
 
 // PoolSnapshot is one pool's counters.
 type PoolSnapshot struct {
-	Name              string            `json:"name"`
-	ClientEOF         uint64            `json:"client_eof"`
-	ClientErr         uint64            `json:"client_err"`
-	ClientConnections int64             `json:"client_connections"`
-	ServerEjects      uint64            `json:"server_ejects"`
-	ForwardError      uint64            `json:"forward_error"`
-	Fragments         uint64            `json:"fragments"`
-	ClientAccepted    uint64            `json:"client_accepted"`
-	ClientRejected    uint64            `json:"client_rejected"`
-	AuthAttempts      uint64            `json:"auth_attempts"`
-	AuthFailures      uint64            `json:"auth_failures"`
-	ClientIdleClosed  uint64            `json:"client_idle_closed"`
-	SlowRequests      uint64            `json:"slow_requests"`
-	Replayed          uint64            `json:"replayed,omitempty"`
-	OutcomeUnknown    uint64            `json:"outcome_unknown,omitempty"`
-	RequestLatency    HistogramSnapshot `json:"request_latency"`
+	Name               string            `json:"name"`
+	ClientEOF          uint64            `json:"client_eof"`
+	ClientErr          uint64            `json:"client_err"`
+	ClientConnections  int64             `json:"client_connections"`
+	ServerEjects       uint64            `json:"server_ejects"`
+	ForwardError       uint64            `json:"forward_error"`
+	Fragments          uint64            `json:"fragments"`
+	ClientAccepted     uint64            `json:"client_accepted"`
+	ClientRejected     uint64            `json:"client_rejected"`
+	AuthAttempts       uint64            `json:"auth_attempts"`
+	AuthFailures       uint64            `json:"auth_failures"`
+	ClientIdleClosed   uint64            `json:"client_idle_closed"`
+	ClientOutputClosed uint64            `json:"client_output_closed"`
+	SlowRequests       uint64            `json:"slow_requests"`
+	Replayed           uint64            `json:"replayed,omitempty"`
+	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
+	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`
 	Servers  []ServerSnapshot  `json:"servers"`

@@ -322,6 +322,7 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.AuthAttempts += s.AuthAttempts
 	d.AuthFailures += s.AuthFailures
 	d.ClientIdleClosed += s.ClientIdleClosed
+	d.ClientOutputClosed += s.ClientOutputClosed
 	d.SlowRequests += s.SlowRequests
 	d.Replayed += s.Replayed
 	d.OutcomeUnknown += s.OutcomeUnknown

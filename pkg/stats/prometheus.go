@@ -102,6 +102,8 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.AuthFailures) }},
 		{desc("pool_client_idle_closed_total", "Clients closed by client_idle_timeout.", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.ClientIdleClosed) }},
+		{desc("pool_client_output_closed_total", "Clients closed by client_output_hard_limit or client_output_soft_limit.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ClientOutputClosed) }},
 		{desc("pool_slow_requests_total", "Requests slower than slowlog_slower_than.", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.SlowRequests) }},
 		{desc("pool_replayed_total", "Requests sent again to a Sentinel server's master (never written, or provably not run, or read-only).", pl...), counter,
