@@ -51,7 +51,10 @@ type msg struct {
 	sentAt int64 // unix nanos the request was written to the server, 0 before
 	start  int64 // unix nanos the request was read from the client
 	isErr  bool  // the server answered with an error reply
-	reqLen int   // request bytes forwarded, for stats
+	// uncounted requests are the proxy's own (COMMAND on a new link):
+	// their replies are left out of the server's stats.
+	uncounted bool
+	reqLen    int // request bytes forwarded, for stats
 }
 
 // newMsg returns a msg for a request of client c.

@@ -379,8 +379,10 @@ func (l *link) read() {
 				return
 			}
 			m := l.pop()
-			s.stats.Responses.Add(uint64(max(1, len(m.members))))
-			s.stats.ResponseBytes.Add(uint64(n))
+			if !m.uncounted {
+				s.stats.Responses.Add(uint64(max(1, len(m.members))))
+				s.stats.ResponseBytes.Add(uint64(n))
+			}
 			s.ok()
 			p.complete(m, l.rb.bytes()[:n], isErr)
 			l.rb.consume(n)
