@@ -350,12 +350,12 @@ func (lc *LearnedCommand) Keys(args [][]byte, dst []int) ([]int, error) {
 				return dst[:start], ErrKeyCount
 			case n < 0:
 				return dst[:start], ErrKeyCountNeg
-			case n > int64(argc):
+			case n > int64(argc) || int64(first+s.FirstKeyOffset)+(n-1)*int64(s.KeyStep) >= int64(argc):
 				return dst[:start], ErrKeyCountBig
 			}
 			first += s.FirstKeyOffset
-			last = first + int(n) - 1
 			step = s.KeyStep
+			last = first + (int(n)-1)*step
 			if n == 0 {
 				continue
 			}
