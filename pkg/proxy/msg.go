@@ -56,7 +56,10 @@ type msg struct {
 	sentAt int64 // unix nanos the request was written to the server, 0 before
 	start  int64 // unix nanos the request was read from the client
 	isErr  bool  // the server answered with an error reply
-	reqLen int   // request bytes forwarded, for stats
+	// uncounted requests are the proxy's own (COMMAND on a new link):
+	// their replies are left out of the server's stats.
+	uncounted bool
+	reqLen    int // request bytes forwarded, for stats
 
 	// A large reply streams (stream.go): stream is the link it arrives on,
 	// until it is complete; reply holds the part not yet written, flushed

@@ -15,7 +15,20 @@ type redisProto struct {
 	pool    *pool
 	lim     resp.Limits
 	backend backendInfo // the servers' INFO, for the proxy's
+
+	// learned is what the first server to answer COMMAND said about its
+	// commands; dispatch consults it only for names resp.Lookup does not
+	// know. learnState says whether COMMAND was sent (see learnCommands).
+	learned    *resp.KeySpecTable
+	learnState uint8
 }
+
+// learnState values.
+const (
+	learnNone    uint8 = iota // not asked yet, or the link failed first
+	learnPending              // COMMAND is on a link
+	learnDone                 // answered (learned holds the table) or refused
+)
 
 func newRedisProto(p *pool) *redisProto {
 	return &redisProto{pool: p, lim: resp.DefaultLimits()}
@@ -67,6 +80,74 @@ func (r *redisProto) handshake(l *link) {
 			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
 		})
 	}
+	if r.learnState == learnNone {
+		r.learnCommands(l)
+	}
+}
+
+// learnCommands sends COMMAND once per pool, on the first link that
+// connects, after its handshake: an internal msg with one fragment, so
+// that merge (opCommandFetch) gets the reply.
+func (r *redisProto) learnCommands(l *link) {
+	r.learnState = learnPending
+	parent := l.lp.newMsg(nil)
+	parent.op = opCommandFetch
+	parent.pending = 1
+	f := l.lp.newMsg(nil)
+	f.parent, f.op, f.server, f.uncounted = parent, opCommandFetch, l.sc.srv, true
+	parent.frags = append(parent.frags, f)
+	if !l.enqueueFunc(f, func(dst []byte) []byte { return resp.AppendCommand(dst, commandFetchArgs) }) {
+		r.learnState = learnNone
+		parent.frags = parent.frags[:0]
+		f.free()
+		parent.free()
+	}
+}
+
+var commandFetchArgs = [][]byte{[]byte("COMMAND")}
+
+// commandsLearned reads the reply to learnCommands' COMMAND. A link that
+// failed first leaves the next link to ask; an error reply (a server that
+// refuses COMMAND) or a reply without key specs leaves the built-in table
+// alone, and is not asked again.
+func (r *redisProto) commandsLearned(f *msg) {
+	log := r.pool.log
+	if f.err != nil {
+		r.learnState = learnNone
+		log.WithError(f.err).Debug("COMMAND not answered; asking on the next server connection")
+		return
+	}
+	r.learnState = learnDone
+	if f.isErr {
+		log.WithField("reply", string(bytes.TrimSpace(f.reply))).Info("server refused COMMAND; only the built-in command table routes")
+		return
+	}
+	t, err := resp.ParseCommandReply(f.reply)
+	if err != nil {
+		log.WithError(err).Info("unreadable COMMAND reply; only the built-in command table routes")
+		return
+	}
+	e := log.WithField("commands", t.Len()).WithField("skipped", t.Skipped)
+	if f.server != nil {
+		e = e.WithField("server", f.server.name)
+	}
+	if len(t.Errors) > 0 {
+		e = e.WithField("first_error", t.Errors[0].Error())
+	}
+	e.Debug("learned the servers' commands")
+	r.learned = t
+}
+
+// lookupLearned finds a command the built-in table does not know in what
+// the servers said. Before they have said anything, it opens a link so
+// that they do.
+func (r *redisProto) lookupLearned(name []byte) (*resp.Command, bool) {
+	if r.learnState == learnNone {
+		if s := r.pool.anyServer(); s != nil {
+			s.conn(linkDefault).link()
+		}
+	}
+	return r.learned.Lookup(name)
 }
 
 // localReply queues a reply made by the proxy.
@@ -125,6 +206,9 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	p := r.pool
 	cmd, ok := resp.Lookup(args[0])
+	if !ok {
+		cmd, ok = r.lookupLearned(args[0])
+	}
 	if !ok {
 		c.cmdName, c.cmdKey = "unknown", nil
 		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
@@ -214,7 +298,8 @@ const (
 	opMGet
 	opSum
 	opMSet
-	opInfoFetch // the proxy's own INFO to every server
+	opInfoFetch    // the proxy's own INFO to every server
+	opCommandFetch // the proxy's own COMMAND to one server (learnCommands)
 )
 
 // split sends a multi-key command as one sub-command per server and merges
@@ -269,6 +354,10 @@ func (r *redisProto) merge(parent *msg) {
 			}
 		}
 		r.backendInfoRead(replies)
+		return
+	}
+	if parent.op == opCommandFetch {
+		r.commandsLearned(parent.frags[0])
 		return
 	}
 	for _, f := range parent.frags {

@@ -423,12 +423,14 @@ func (l *link) read() {
 				return
 			}
 			m := l.pop()
-			if m.client != nil || m.parent != nil || len(m.members) > 0 {
-				// Replies to the link's own set-up (AUTH, SELECT, HELLO)
-				// are not counted, as their requests are not.
+			if !m.uncounted && (m.client != nil || m.parent != nil || len(m.members) > 0) {
+				// Replies to the link's own set-up (AUTH, SELECT, HELLO,
+				// COMMAND) are not counted, as their requests are not.
 				s.stats.Responses.Add(uint64(max(1, len(m.members))))
 			}
-			s.stats.ResponseBytes.Add(uint64(n))
+			if !m.uncounted {
+				s.stats.ResponseBytes.Add(uint64(n))
+			}
 			s.ok()
 			p.complete(m, l.rb.bytes()[:n], isErr)
 			l.rb.consume(n)

@@ -65,8 +65,12 @@ type Server struct {
 	delay  atomic.Int64
 	pushes atomic.Bool
 
-	requests atomic.Int64
-	accepted atomic.Int64
+	requests      atomic.Int64
+	accepted      atomic.Int64
+	commandsAsked atomic.Int64
+
+	commandReply atomic.Pointer[[]byte]
+	getLike      sync.Map // upper-case command name -> struct{}
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -132,6 +136,42 @@ func (s *Server) Conns() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// AdvertiseCommands makes the server answer COMMAND (and COMMAND INFO)
+// with reply, and run the commands named in getLike as GET of their first
+// argument. Without it COMMAND is an unknown command, as on a server that
+// refuses it.
+func (s *Server) AdvertiseCommands(reply []byte, getLike ...string) {
+	s.commandReply.Store(&reply)
+	for _, n := range getLike {
+		s.getLike.Store(string(bytes.ToUpper([]byte(n))), struct{}{})
+	}
+}
+
+// CommandsAsked counts the COMMAND requests the server received.
+func (s *Server) CommandsAsked() int64 { return s.commandsAsked.Load() }
+
+// HGetExReply is a COMMAND INFO reply, in RESP2, describing HGETEX as
+// redis 8 does (a single key at argument 1: begin_search index 1,
+// find_keys range lastkey 0 keystep 1 limit 0), plus a command whose keys
+// the proxy cannot know (an unknown begin_search) and a blocking one.
+const HGetExReply = "*3\r\n" +
+	"*10\r\n$6\r\nhgetex\r\n:-5\r\n*2\r\n+write\r\n+fast\r\n:1\r\n:1\r\n:1\r\n" +
+	"*2\r\n+@write\r\n+@hash\r\n*0\r\n" +
+	"*1\r\n*6\r\n$5\r\nflags\r\n*3\r\n+RW\r\n+access\r\n+update\r\n" +
+	"$12\r\nbegin_search\r\n*4\r\n$4\r\ntype\r\n$5\r\nindex\r\n$4\r\nspec\r\n*2\r\n$5\r\nindex\r\n:1\r\n" +
+	"$9\r\nfind_keys\r\n*4\r\n$4\r\ntype\r\n$5\r\nrange\r\n$4\r\nspec\r\n*6\r\n$7\r\nlastkey\r\n:0\r\n$7\r\nkeystep\r\n:1\r\n$5\r\nlimit\r\n:0\r\n" +
+	"*0\r\n" +
+	"*10\r\n$7\r\nmystery\r\n:-2\r\n*2\r\n+write\r\n+movablekeys\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n" +
+	"*1\r\n*6\r\n$5\r\nflags\r\n*1\r\n+RW\r\n" +
+	"$12\r\nbegin_search\r\n*4\r\n$4\r\ntype\r\n$7\r\nunknown\r\n$4\r\nspec\r\n*0\r\n" +
+	"$9\r\nfind_keys\r\n*4\r\n$4\r\ntype\r\n$7\r\nunknown\r\n$4\r\nspec\r\n*0\r\n" +
+	"*0\r\n" +
+	"*10\r\n$7\r\nbhgetex\r\n:-3\r\n*2\r\n+write\r\n+blocking\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n" +
+	"*1\r\n*6\r\n$5\r\nflags\r\n*1\r\n+RW\r\n" +
+	"$12\r\nbegin_search\r\n*4\r\n$4\r\ntype\r\n$5\r\nindex\r\n$4\r\nspec\r\n*2\r\n$5\r\nindex\r\n:1\r\n" +
+	"$9\r\nfind_keys\r\n*4\r\n$4\r\ntype\r\n$5\r\nrange\r\n$4\r\nspec\r\n*6\r\n$7\r\nlastkey\r\n:0\r\n$7\r\nkeystep\r\n:1\r\n$5\r\nlimit\r\n:0\r\n" +
+	"*0\r\n"
 
 // Stop closes the listener and resets every connection: the server is
 // down (connections are refused) until Start. Its data survives, as a
@@ -308,12 +348,23 @@ func (s *Server) redis(p *resp.RequestParser, buf, out []byte, resp3 *bool) (int
 	if *resp3 && s.pushes.Load() {
 		out = append(out, ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"...)
 	}
-	switch string(bytes.ToUpper(args[0])) {
+	name := string(bytes.ToUpper(args[0]))
+	if _, ok := s.getLike.Load(name); ok && len(args) > 1 {
+		name = "GET"
+	}
+	switch name {
 	case "HELLO":
 		*resp3 = len(args) > 1 && string(args[1]) == "3"
 		out = resp.AppendMapHeader(out, 1)
 		out = resp.AppendBulkString(out, "proto")
 		out = resp.AppendInt(out, map[bool]int64{true: 3, false: 2}[*resp3])
+	case "COMMAND":
+		s.commandsAsked.Add(1)
+		if r := s.commandReply.Load(); r != nil {
+			out = append(out, *r...)
+		} else {
+			out = resp.AppendError(out, "ERR unknown command '"+string(args[0])+"'")
+		}
 	case "PING":
 		out = resp.AppendStatus(out, "PONG")
 	case "AUTH", "SELECT":

@@ -64,6 +64,9 @@ type Command struct {
 	// ReadOnly is redis's readonly flag: running the command twice
 	// changes nothing, so it may be replayed after a lost connection.
 	ReadOnly bool
+	// Learned is set for commands learned from a server's COMMAND reply
+	// (Classify): Keys follows its key specs instead of the fields above.
+	Learned *LearnedCommand
 }
 
 // Unsupported reasons.
@@ -254,6 +257,9 @@ func CheckArity(c *Command, nargs int) bool {
 // differs, so the engine may forward such a request to get it. Arity must
 // have been checked.
 func Keys(c *Command, args [][]byte, dst []int) ([]int, error) {
+	if c.Learned != nil {
+		return c.Learned.Keys(args, dst)
+	}
 	start := len(dst)
 	if c.FirstKey > 0 {
 		last := c.LastKey
