@@ -351,7 +351,8 @@ func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 
 // answered finishes m, whose reply is in place.
 func (p *pool) answered(m *msg, isErr bool) {
-	if m.sentAt != 0 && m.server != nil {
+	if m.sentAt != 0 && m.server != nil && !m.uncounted {
+		// The proxy's own requests (COMMAND) are not in the histograms.
 		m.server.latency.observe((p.lp.now - m.sentAt) / 1e3)
 	}
 	m.isErr = isErr

@@ -563,7 +563,7 @@ func (c *Container) Journal(unit string) string {
 func (c *Container) Stop() {
 	c.once.Do(func() {
 		if c.t.Failed() && c.PID1 > 0 {
-			out, _ := c.Exec("journalctl", "--no-pager", "-b", "-n", "150", "-o", "short-precise")
+			out, _ := c.Exec("journalctl", "--no-pager", "-b", "-n", "400", "-o", "short-precise")
 			c.t.Logf("nspawn %s: last journal lines before stopping:\n%s", c.Name, out)
 		}
 		if c.cmd != nil {
