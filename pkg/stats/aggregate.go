@@ -326,6 +326,10 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.SlowRequests += s.SlowRequests
 	d.Replayed += s.Replayed
 	d.OutcomeUnknown += s.OutcomeUnknown
+	d.Moved += s.Moved
+	d.Asked += s.Asked
+	d.TryAgain += s.TryAgain
+	d.RedirectsExhausted += s.RedirectsExhausted
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))
