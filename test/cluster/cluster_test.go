@@ -227,3 +227,35 @@ func TestClusterReshard(t *testing.T) {
 		t.Errorf("%d acknowledged writes lost", lost)
 	}
 }
+
+// The stats port shows each node of a cluster pool by address, with the
+// requests it served.
+func TestClusterStats(t *testing.T) {
+	r := startCluster(t, 3, 0)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", freePair(t))
+	addr, _ := r.proxyWithStats(t, statsAddr)
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	for i := range 300 {
+		if err := c.Set(ctx, fmt.Sprintf("s:%d", i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := readStats(t, statsAddr)
+		n := 0
+		for _, nd := range r.nodes {
+			if strings.Contains(out, `"`+nd.addr()+`": {`) {
+				n++
+			}
+		}
+		if n == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats show %d of 3 nodes:\n%s", n, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -8,6 +8,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"os/exec"
@@ -194,6 +195,23 @@ func (r *rig) waitInSync(t *testing.T, master *node) {
 
 // proxy starts nuthatch with two workers over the cluster.
 func (r *rig) proxy(t *testing.T) (string, *harness.Proc) {
+	return r.proxyWithStats(t, "")
+}
+
+// readStats reads the twemproxy-style stats port once.
+func readStats(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func (r *rig) proxyWithStats(t *testing.T, statsAddr string) (string, *harness.Proc) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	hcl := fmt.Sprintf(`
@@ -202,7 +220,8 @@ log {
   level = "debug"
 }
 stats {
-  listen = ""
+  listen   = %q
+  interval = "100ms"
 }
 pool "store" {
   listen   = %q
@@ -213,7 +232,7 @@ pool "store" {
     failover_timeout = "8s"
   }
 }
-`, addr, r.nodes[0].addr(), r.nodes[1].addr())
+`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr())
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
 
