@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/cluster"
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/convert"
 	"github.com/nuthatch-proxy/nuthatch/pkg/logging"
@@ -139,6 +140,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Barrier:          notifier.Barrier,
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Topology:         process.SentinelTopology(sentinel.New(log.WithField("role", "master"))),
+		Cluster:          process.ClusterTopology(cluster.New(log.WithField("role", "master"))),
 	}
 	os.Unsetenv("WATCHDOG_USEC")
 	os.Unsetenv("WATCHDOG_PID")

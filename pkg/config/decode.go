@@ -96,6 +96,10 @@ type rawPool struct {
 
 	Servers  []*rawServer   `hcl:"server,block"`
 	Sentinel []*rawSentinel `hcl:"sentinel,block"`
+	Cluster  []*rawCluster  `hcl:"cluster,block"`
+
+	HashName         hcl.Range `hcl:"hash,attr_name_range"`
+	DistributionName hcl.Range `hcl:"distribution,attr_name_range"`
 
 	AutoEjectHostsName      hcl.Range `hcl:"auto_eject_hosts,attr_name_range"`
 	ListenRange             hcl.Range `hcl:"listen,attr_value_range"`
@@ -135,6 +139,22 @@ type rawServer struct {
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	WeightRange  hcl.Range `hcl:"weight,attr_value_range"`
 	MasterRange  hcl.Range `hcl:"master,attr_value_range"`
+}
+
+type rawCluster struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	Seeds           *[]string `hcl:"seeds,optional"`
+	RefreshInterval *string   `hcl:"refresh_interval,optional"`
+	FailoverTimeout *string   `hcl:"failover_timeout,optional"`
+	MaxRedirects    *int      `hcl:"max_redirects,optional"`
+	ReadFrom        *string   `hcl:"read_from,optional"`
+
+	SeedsRange           hcl.Range `hcl:"seeds,attr_value_range"`
+	RefreshIntervalRange hcl.Range `hcl:"refresh_interval,attr_value_range"`
+	FailoverTimeoutRange hcl.Range `hcl:"failover_timeout,attr_value_range"`
+	MaxRedirectsRange    hcl.Range `hcl:"max_redirects,attr_value_range"`
+	ReadFromRange        hcl.Range `hcl:"read_from,attr_value_range"`
 }
 
 type rawSentinel struct {
@@ -630,6 +650,14 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	}
 
 	p.Sentinel = c.sentinel(rp, p)
+	p.Cluster = c.cluster(rp, p)
+	if p.Cluster != nil {
+		for _, rs := range rp.Servers {
+			c.errorf(rs.LabelRange, "Server block in a cluster pool",
+				"a cluster pool's nodes come from the cluster itself (CLUSTER SLOTS); list some of them as seeds in the cluster block instead.")
+		}
+		return p
+	}
 	if len(rp.Servers) == 0 {
 		c.errorf(rp.DefRange, "Empty pool", "pool %q has no server blocks; add at least one, as in server \"127.0.0.1:6379\" {}.", rp.Name)
 	}
@@ -727,6 +755,75 @@ func (c *checker) sentinel(rp *rawPool, p *Pool) *Sentinel {
 		}
 	}
 	return s
+}
+
+// cluster checks a pool's cluster block, if any.
+func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
+	switch len(rp.Cluster) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		c.errorf(rp.Cluster[1].DefRange, "Duplicate cluster block", "pool %q has more than one cluster block.", rp.Name)
+	}
+	rc := rp.Cluster[0]
+	switch {
+	case p.Protocol == ProtocolMemcache:
+		c.errorf(rc.DefRange, "Invalid block for a memcache pool", "cluster is a Redis Cluster; it is only valid in a redis pool.")
+		return nil
+	case p.Sentinel != nil:
+		c.errorf(rc.DefRange, "Both cluster and sentinel", "a pool follows either a Redis Cluster or Sentinel, not both.")
+		return nil
+	}
+	placement := "placement in a cluster pool is the key's hash slot (CRC16 of the key or its {tag}), as the cluster decides"
+	if present(rp.HashName) {
+		c.errorf(rp.HashName, "Invalid attribute for a cluster pool", "%s; remove hash.", placement)
+	}
+	if present(rp.DistributionName) {
+		c.errorf(rp.DistributionName, "Invalid attribute for a cluster pool", "%s; remove distribution.", placement)
+	}
+	if present(rp.AutoEjectHostsName) && p.AutoEjectHosts {
+		c.errorf(rp.AutoEjectHostsName, "Invalid attribute for a cluster pool",
+			"auto_eject_hosts would move keys; the cluster promotes a replica instead.")
+	}
+	if present(rp.RedisDBNameRange) && p.RedisDB != 0 {
+		c.errorf(rp.RedisDBNameRange, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")
+	}
+	cl := &Cluster{
+		RefreshInterval: c.duration("refresh_interval", deref(rc.RefreshInterval, DefaultClusterRefresh.String()), rc.RefreshIntervalRange, 0),
+		FailoverTimeout: c.duration("failover_timeout", deref(rc.FailoverTimeout, DefaultFailoverTimeout.String()), rc.FailoverTimeoutRange, 0),
+		MaxRedirects:    deref(rc.MaxRedirects, DefaultMaxRedirects),
+		ReadFrom:        deref(rc.ReadFrom, "master"),
+	}
+	if cl.RefreshInterval < time.Second {
+		c.errorf(rc.RefreshIntervalRange, "Invalid refresh_interval", "refresh_interval must be at least 1s (got %s); redirects and failures refresh at once.", cl.RefreshInterval)
+	}
+	if cl.MaxRedirects < 1 || cl.MaxRedirects > 100 {
+		c.errorf(rc.MaxRedirectsRange, "Invalid max_redirects", "max_redirects must be from 1 to 100 (got %d).", cl.MaxRedirects)
+	}
+	if cl.ReadFrom != "master" {
+		c.errorf(rc.ReadFromRange, "Invalid read_from", "read_from = %q: only \"master\" is supported in cluster pools for now.", cl.ReadFrom)
+	}
+	if rc.Seeds == nil || len(*rc.Seeds) == 0 {
+		c.errorf(rc.DefRange, "Missing cluster seeds", "the cluster block needs seeds = [\"host:port\", ...]: some of the cluster's nodes.")
+		return cl
+	}
+	seen := map[string]bool{}
+	for _, a := range *rc.Seeds {
+		addr, err := parseAddress(a, addrServer)
+		switch {
+		case err != nil:
+			c.errorf(rc.SeedsRange, "Invalid seed address", "%s.", err)
+		case addr.Network != "tcp":
+			c.errorf(rc.SeedsRange, "Invalid seed address", "%q: cluster nodes are reached over TCP, as host:port.", a)
+		case seen[addr.Addr]:
+			c.errorf(rc.SeedsRange, "Duplicate seed address", "%q is listed twice.", a)
+		default:
+			seen[addr.Addr] = true
+			cl.Seeds = append(cl.Seeds, addr.Addr)
+		}
+	}
+	return cl
 }
 
 // sentinelServer checks a server of a sentinel pool: its label is its

@@ -39,7 +39,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("invalid config accepted: %+v", cfg)
 		}
 		for _, p := range cfg.Pools {
-			if len(p.Servers) == 0 || p.ServerConnections < 1 || p.Listen.Network == "" ||
+			if (len(p.Servers) == 0 && p.Cluster == nil) || p.ServerConnections < 1 || p.Listen.Network == "" ||
 				(p.Protocol != ProtocolRedis && p.Protocol != ProtocolMemcache) ||
 				!oneOf(p.Hash, Hashes) || !oneOf(p.Distribution, Distributions) ||
 				(p.HashTag != "" && len(p.HashTag) != 2) || p.Timeout < 0 || p.Backlog < 0 {

@@ -119,9 +119,34 @@ type Pool struct {
 	// Sentinel, when set, makes every server a Redis Sentinel master name
 	// whose address is followed live; nil for a pool of fixed addresses.
 	Sentinel *Sentinel
+	// Cluster, when set, makes the pool a Redis Cluster's: no servers of
+	// its own, keys placed by hash slot on the nodes the cluster names.
+	Cluster *Cluster
 
 	Servers []*Server
 }
+
+// Cluster is where a cluster pool's nodes and slots come from.
+type Cluster struct {
+	// Seeds are nodes' host:port to ask for the slot map first.
+	Seeds []string
+	// RefreshInterval is how often the slot map is read again without a
+	// reason (a redirect or a failure reads it at once).
+	RefreshInterval time.Duration
+	// FailoverTimeout is how long a request for a slot whose owner is
+	// down, or that is being moved, is retried before it fails.
+	FailoverTimeout time.Duration
+	// MaxRedirects bounds the MOVED/ASK/TRYAGAIN a request follows.
+	MaxRedirects int
+	// ReadFrom is "master" (replica reads are not built yet).
+	ReadFrom string
+}
+
+// Cluster defaults.
+const (
+	DefaultClusterRefresh = 30 * time.Second
+	DefaultMaxRedirects   = 5
+)
 
 // Sentinel is where a pool's servers' addresses come from.
 type Sentinel struct {

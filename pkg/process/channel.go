@@ -28,6 +28,7 @@ const (
 	MsgLogLevel  = "loglevel"  // set the log level
 	MsgStats     = "stats"     // answered with MsgStats
 	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
+	MsgSlots     = "slots"     // a cluster pool's slot map
 
 	// worker -> master
 	MsgReady = "ready" // every listener is served
@@ -56,6 +57,8 @@ type Message struct {
 	Stats json.RawMessage `json:"stats,omitempty"`
 	// MsgInit, MsgTopology: the current addresses of servers that move.
 	Topology []proxy.ServerAddress `json:"topology,omitempty"`
+	// MsgInit, MsgSlots: cluster pools' slot maps.
+	Slots []proxy.SlotMap `json:"slots,omitempty"`
 	// MsgHint: the server (Pool, Server) and what was seen (Reason).
 	Hint *HintInfo `json:"hint,omitempty"`
 

@@ -67,6 +67,8 @@ type Master struct {
 	// (Sentinel pools) and tells the master each new address; nil leaves
 	// such servers without an address.
 	Topology TopologySource
+	// Cluster, when set, reads the slot maps of cluster pools.
+	Cluster ClusterSource
 
 	// openSocket replaces listener.Open in tests.
 	openSocket func(addr config.Address, o listener.Options) (*os.File, error)
@@ -94,6 +96,15 @@ type Master struct {
 	lastStatus time.Time
 	rate       rateMeter
 	addresses  map[[2]string]proxy.ServerAddress // (pool, server) -> the latest from Topology
+	slotMaps   map[string]proxy.SlotMap          // cluster pool -> the latest from Cluster
+}
+
+// ClusterSource reads cluster pools' slot maps, one per master.
+type ClusterSource interface {
+	Watch(cfg *config.Config)
+	Maps() <-chan proxy.SlotMap
+	// Hint asks for the pool's map to be read again soon.
+	Hint(pool string)
 }
 
 // TopologySource is where the addresses of servers that move come from:
@@ -202,12 +213,18 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 	if m.Topology != nil {
 		topo = m.Topology.Updates()
 	}
+	var slots <-chan proxy.SlotMap
+	if m.Cluster != nil {
+		slots = m.Cluster.Maps()
+	}
 	for {
 		select {
 		case sig := <-m.Signals:
 			m.onSignal(sig.(syscall.Signal))
 		case a := <-topo:
 			m.onAddress(a)
+		case sm := <-slots:
+			m.onSlotMap(sm)
 		case ev := <-m.events:
 			m.onEvent(ev)
 		case now := <-m.statsTick.C:
@@ -245,6 +262,9 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
 	if m.Topology != nil {
 		m.Topology.Watch(cfg)
+	}
+	if m.Cluster != nil {
+		m.Cluster.Watch(cfg)
 	}
 	cred, err := workerCredential(cfg, m.entry)
 	if err != nil {
@@ -313,7 +333,8 @@ func (m *Master) spawn(g *generation, slot int) {
 		cpu = slot % runtime.NumCPU()
 	}
 	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
-		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg)}
+		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg),
+		Slots: m.slotMapsFor(g.cfg)}
 	if err := proc.Channel().Send(init, files...); err != nil {
 		m.entry.WithError(err).WithField("slot", slot).Error("cannot initialise worker")
 		proc.Signal(syscall.SIGKILL)
@@ -412,6 +433,9 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 		if m.Topology != nil && msg.Hint != nil {
 			m.Topology.Hint(msg.Hint.Pool, msg.Hint.Server)
 		}
+		if m.Cluster != nil && msg.Hint != nil {
+			m.Cluster.Hint(msg.Hint.Pool)
+		}
 	case MsgStats:
 		at := w.asked
 		if at.IsZero() {
@@ -433,6 +457,29 @@ func (m *Master) onAddress(a proxy.ServerAddress) {
 	}
 	m.addresses[k] = a
 	m.broadcast(&Message{Type: MsgTopology, Topology: []proxy.ServerAddress{a}})
+}
+
+// onSlotMap records a cluster pool's map and tells every worker.
+func (m *Master) onSlotMap(sm proxy.SlotMap) {
+	if m.slotMaps == nil {
+		m.slotMaps = map[string]proxy.SlotMap{}
+	}
+	if old, ok := m.slotMaps[sm.Pool]; ok && old.Version > sm.Version {
+		return
+	}
+	m.slotMaps[sm.Pool] = sm
+	m.broadcast(&Message{Type: MsgSlots, Slots: []proxy.SlotMap{sm}})
+}
+
+// slotMapsFor is what a new worker of cfg starts with.
+func (m *Master) slotMapsFor(cfg *config.Config) []proxy.SlotMap {
+	var out []proxy.SlotMap
+	for _, p := range cfg.Pools {
+		if sm, ok := m.slotMaps[p.Name]; ok && p.Cluster != nil {
+			out = append(out, sm)
+		}
+	}
+	return out
 }
 
 // addressesFor is what a new worker of cfg starts with: the addresses

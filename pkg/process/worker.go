@@ -89,6 +89,9 @@ func (w *worker) run(files []*os.File) int {
 	if len(m.Topology) > 0 {
 		px.SetServerAddresses(m.Topology)
 	}
+	for _, sm := range m.Slots {
+		px.SetSlotMap(sm)
+	}
 	if len(files) != len(m.Listeners) {
 		w.entry.Errorf("got %d listeners for %d specs", len(files), len(m.Listeners))
 		return 1
@@ -152,6 +155,10 @@ func (w *worker) control() int {
 			}
 		case MsgTopology:
 			w.px.SetServerAddresses(m.Topology)
+		case MsgSlots:
+			for _, sm := range m.Slots {
+				w.px.SetSlotMap(sm)
+			}
 		case MsgStats:
 			if m.Peers != nil {
 				w.px.SetPeerTotals(m.Peers)

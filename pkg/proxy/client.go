@@ -64,19 +64,21 @@ type clientConn struct {
 	linkClass uint8  // which of a server's link sets carries its requests
 
 	// proto-specific per-client state
-	rs     *redisSession // what a Redis client set on its connection
-	quit   bool          // a request asked to close after its reply
-	rp     *resp.RequestParser
-	mp     *memcache.RequestParser
-	groups [][]int32 // per-server key positions while splitting
-	keys   []int     // key positions of the request being routed
-	skip   int       // bytes of an oversized value still to discard
+	rs        *redisSession // what a Redis client set on its connection
+	quit      bool          // a request asked to close after its reply
+	rp        *resp.RequestParser
+	mp        *memcache.RequestParser
+	groups    [][]int32 // per-server (cluster: per-slot) key positions while splitting
+	groupSlot []int32   // cluster pools: the slot of each group
+	keys      []int     // key positions of the request being routed
+	skip      int       // bytes of an oversized value still to discard
 
 	// The request being routed, for the slow log and the per-command
 	// counts: set by the protocol before it queues anything.
-	cmdName     string
-	cmdKey      []byte
-	cmdReadOnly bool // the command is read-only (retry.go)
+	cmdName       string
+	cmdKey        []byte
+	cmdReadOnly   bool // the command is read-only
+	cmdReplaySafe bool // running it twice is running it once (retry.go)
 	// The counter of the last command seen: clients mostly repeat one.
 	cmdCountName string
 	cmdCount     *atomic.Uint64

@@ -43,9 +43,17 @@ type msg struct {
 	memberEnd []int32
 
 	// req is a copy of the request for a server whose address moves, so
-	// that it can be replayed; readOnly says an unknown outcome may be.
-	req      []byte
-	readOnly bool
+	// that it can be replayed; replaySafe says an unknown outcome may be
+	// (retry.go); readOnly lets it go to a master whose writes wait.
+	req        []byte
+	readOnly   bool
+	replaySafe bool
+	// A cluster pool's request: its slot, the redirects it followed, and
+	// when to try again after TRYAGAIN or CLUSTERDOWN (cluster.go).
+	slot      int32
+	hasSlot   bool
+	redirects uint8
+	retryAt   int64
 
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a
@@ -152,6 +160,14 @@ func (m *msg) out() []byte {
 }
 
 func (m *msg) keyAt(i int) []byte { return m.keys[m.keyOff[i]:m.keyOff[i+1]] }
+
+// started is when m's request (or its parent's) was read from the client.
+func (m *msg) started() int64 {
+	if m.parent != nil {
+		return m.parent.start
+	}
+	return m.start
+}
 
 // owner is the client m (or its parent) answers, nil for internal requests.
 func (m *msg) owner() *clientConn {

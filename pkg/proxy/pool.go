@@ -67,6 +67,9 @@ type pool struct {
 	// hint reports what the engine saw of a server whose address moves
 	// (topology.go); nil without a topology source.
 	hint func(pool, server, reason string)
+	// cluster is a cluster pool's slot map and waiting requests; nil for
+	// other pools.
+	cluster *clusterState
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -108,6 +111,10 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
 		p.servers = append(p.servers, s)
 		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})
+	}
+	if cfg.Cluster != nil {
+		p.cluster = newClusterState()
+		return p, nil
 	}
 	r, err := hashkit.Build(cfg.Distribution, p.nodes, nil)
 	if err != nil {
@@ -167,6 +174,9 @@ func (p *pool) expire(now int64) {
 	if readmit {
 		p.rebuildRing()
 	}
+	if p.cluster != nil {
+		p.expireCluster(now)
+	}
 	for _, a := range p.acceptors {
 		a.resume(now)
 	}
@@ -218,11 +228,7 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 		m.server = s
 		s.stats.Requests.Add(1)
 		m.req = build(m.req[:0])
-		if c := m.owner(); c != nil {
-			m.readOnly = c.cmdReadOnly
-		} else {
-			m.readOnly = true // the proxy's own INFO
-		}
+		p.setReplaySafe(m)
 		p.sendManaged(m, s)
 		return
 	}
@@ -248,6 +254,28 @@ func (p *pool) forwardVia(m *msg, s *server, enqueue func(l *link) bool) {
 	p.fail(m, ErrClosed)
 }
 
+// setReplaySafe records whether m may be replayed after an unknown
+// outcome (retry.go): the command is read-only.
+func (p *pool) setReplaySafe(m *msg) {
+	if c := m.owner(); c != nil {
+		m.readOnly, m.replaySafe = c.cmdReadOnly, c.cmdReplaySafe
+	} else {
+		m.readOnly, m.replaySafe = true, true // the proxy's own INFO
+	}
+}
+
+// failoverTimeout bounds how long a request waits for a server's (or a
+// slot's) owner.
+func (p *pool) failoverTimeout() int64 {
+	switch {
+	case p.cfg.Cluster != nil:
+		return int64(p.cfg.Cluster.FailoverTimeout)
+	case p.cfg.Sentinel != nil:
+		return int64(p.cfg.Sentinel.FailoverTimeout)
+	}
+	return 0
+}
+
 // mergeScratch returns n nil slices for a merge to fill; the caller
 // clears them when done so that no reply stays referenced.
 func (p *pool) mergeScratch(n int) [][]byte {
@@ -271,6 +299,9 @@ func (p *pool) countCommand(name string) *atomic.Uint64 {
 // s's keys. It returns how many servers hold keys, or 0 when some key has
 // no live server.
 func (p *pool) groupKeys(c *clientConn, first, n, step int, key func(i int) []byte) int {
+	if p.cluster != nil {
+		return p.groupSlots(c, first, n, step, key)
+	}
 	if len(c.groups) < len(p.servers) {
 		c.groups = make([][]int32, len(p.servers))
 	}
@@ -296,6 +327,10 @@ func (p *pool) groupKeys(c *clientConn, first, n, step int, key func(i int) []by
 // them hold keys); build encodes a fragment from its key positions. The
 // last fragment to finish merges the replies into parent.
 func (p *pool) fragment(c *clientConn, parent *msg, nserv int, build func(dst []byte, keys []int32) []byte) {
+	if p.cluster != nil {
+		p.fragmentSlots(c, parent, nserv, build)
+		return
+	}
 	p.fragmentWith(c, parent, nserv, func(f *msg, s *server, g []int32) {
 		p.forward(f, s, func(dst []byte) []byte { return build(dst, g) })
 	})
@@ -331,6 +366,9 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
+		return
+	}
 	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
 		// The server is no master (yet, or any more): the request did not
 		// run; it waits for the master the topology source names next.

@@ -165,6 +165,10 @@ func (px *Proxy) snapshot() Snapshot {
 			SlowRequests:       p.stats.SlowRequests.Load(),
 			Replayed:           p.stats.Replayed.Load(),
 			OutcomeUnknown:     p.stats.OutcomeUnknown.Load(),
+			Moved:              p.stats.Moved.Load(),
+			Asked:              p.stats.Asked.Load(),
+			TryAgain:           p.stats.TryAgain.Load(),
+			RedirectsExhausted: p.stats.RedirectsExhausted.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
 		}

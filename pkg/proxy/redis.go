@@ -215,6 +215,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		return
 	}
 	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
+	c.cmdReplaySafe = replaySafe(cmd, args)
 	c.rs.lastCmd = cmd.Name
 	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
 		c.cmdKey = args[1]
@@ -257,6 +258,10 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 // first key picks it. With no keys, any server answers (COMMAND, LOLWUT).
 func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, keys []int) {
 	p := r.pool
+	if p.cluster != nil {
+		r.singleCluster(c, args, raw, keys)
+		return
+	}
 	var s *server
 	if len(keys) > 0 {
 		s = p.serverFor(args[keys[0]])
@@ -285,6 +290,9 @@ func (r *redisProto) single(c *clientConn, args [][]byte, raw []byte, keys []int
 }
 
 func (p *pool) anyServer() *server {
+	if p.cluster != nil {
+		return p.anyClusterServer()
+	}
 	r := p.ring.Load()
 	if i := r.Pick(0); i >= 0 {
 		return p.servers[i]

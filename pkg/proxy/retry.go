@@ -1,5 +1,11 @@
 package proxy
 
+import (
+	"bytes"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+)
+
 // The retry rule, in one place. A request that did not get its reply from
 // a server whose address moves is in one of three classes:
 //
@@ -10,10 +16,10 @@ package proxy
 //     the reply, so the server may have run it.
 //
 // The first two are replayed on the server's (new) master. An unknown
-// outcome is replayed only for a read-only command, which running twice
-// cannot change; a write fails with an error saying its outcome is
-// unknown, since replaying it could apply it twice and answering anything
-// else could lie. Servers of fixed address are never replayed (twemproxy's
+// outcome is replayed only for a command that running twice leaves as
+// running once: a read-only one, or an overwrite (replaySafe's list); any
+// other write fails with an error saying its outcome is unknown, since
+// replaying it could apply it twice and answering anything else could lie. Servers of fixed address are never replayed (twemproxy's
 // behaviour: the client sees the connection error).
 type retryClass uint8
 
@@ -25,7 +31,36 @@ const (
 
 // replayable is the rule.
 func replayable(class retryClass, m *msg) bool {
-	return class != unknownOutcome || m.readOnly
+	return class != unknownOutcome || m.replaySafe
+}
+
+// overwrites are writes whose effect does not depend on how often they
+// ran: they set a value (or remove it) rather than change it.
+var overwrites = map[string]bool{
+	"set": true, "setex": true, "psetex": true, "mset": true, "hset": true, "hmset": true,
+	"del": true, "unlink": true, "hdel": true, "sadd": true, "srem": true, "zrem": true,
+	"expireat": true, "pexpireat": true, "persist": true,
+}
+
+// replaySafe reports whether a request may be replayed after an unknown
+// outcome. SET with NX, XX or GET answers differently the second time;
+// relative EXPIRE, INCR, LPUSH and the like change what they find.
+func replaySafe(cmd *resp.Command, args [][]byte) bool {
+	if cmd.ReadOnly {
+		return true
+	}
+	if !overwrites[cmd.Name] {
+		return false
+	}
+	if cmd.Name == "set" {
+		for _, a := range args[3:] {
+			switch string(bytes.ToUpper(a)) {
+			case "NX", "XX", "GET":
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // retryOrFail replays m on s, or fails it, by its class.

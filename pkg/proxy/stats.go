@@ -28,6 +28,9 @@ type PoolStats struct {
 	// died after they were written (retry.go).
 	Replayed       atomic.Uint64
 	OutcomeUnknown atomic.Uint64
+	// Cluster pools: MOVED and ASK followed, TRYAGAIN/CLUSTERDOWN/LOADING
+	// retried, requests that ran out of redirects or time.
+	Moved, Asked, TryAgain, RedirectsExhausted atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -112,6 +115,10 @@ type PoolSnapshot struct {
 	SlowRequests       uint64            `json:"slow_requests"`
 	Replayed           uint64            `json:"replayed,omitempty"`
 	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
+	Moved              uint64            `json:"moved,omitempty"`
+	Asked              uint64            `json:"asked,omitempty"`
+	TryAgain           uint64            `json:"try_again,omitempty"`
+	RedirectsExhausted uint64            `json:"redirects_exhausted,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

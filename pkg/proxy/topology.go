@@ -36,6 +36,7 @@ const (
 	HintUnreachable = "unreachable" // connecting failed, or the connection died
 	HintNotMaster   = "not-master"  // the server answered READONLY, MASTERDOWN, ...
 	HintWaiting     = "waiting"     // requests wait for an address
+	HintMoved       = "moved"       // a cluster node answered MOVED
 )
 
 // hintEvery throttles a server's hints.
@@ -63,7 +64,10 @@ var errAddressChanged = errors.New("proxy: the server's master moved")
 func proxyErrorText(err error) (string, bool) {
 	var nm *noMasterError
 	var oe *outcomeError
+	var se *slotError
 	switch {
+	case errors.As(err, &se):
+		return se.Error(), true
 	case errors.As(err, &nm):
 		return nm.Error(), true
 	case errors.As(err, &oe):
@@ -176,7 +180,11 @@ func (s *server) flushWaiting() {
 	waiting := s.waiting
 	s.waiting = nil
 	for _, m := range waiting {
-		s.pool.sendManaged(m, s)
+		if s.pool.cluster != nil {
+			s.pool.sendSlot(m) // the slot may have moved meanwhile
+		} else {
+			s.pool.sendManaged(m, s)
+		}
 	}
 }
 
@@ -194,10 +202,10 @@ func (s *server) expireWaiting(now int64) {
 	if len(s.waiting) == 0 {
 		return
 	}
-	limit := int64(s.pool.cfg.Sentinel.FailoverTimeout)
+	limit := s.pool.failoverTimeout()
 	keep := s.waiting[:0]
 	for _, m := range s.waiting {
-		if now-m.start > limit {
+		if now-m.started() > limit {
 			s.pool.fail(m, &noMasterError{server: s.name})
 			continue
 		}

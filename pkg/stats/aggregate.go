@@ -37,6 +37,8 @@ type Aggregator struct {
 	mu    sync.Mutex
 	cfg   *config.Config
 	names map[string]map[string]string // pool -> label or placement name -> label
+	// clusterPools' servers are not in the file: they are kept by name.
+	clusterPools map[string]bool
 	live  map[string]proxy.Snapshot
 	base  proxy.Snapshot // retired counters; gauges are always zero
 }
@@ -55,9 +57,13 @@ func (a *Aggregator) SetConfig(cfg *config.Config) {
 	defer a.mu.Unlock()
 	a.cfg = cfg
 	a.names = nil
+	a.clusterPools = map[string]bool{}
 	if cfg != nil {
 		a.names = make(map[string]map[string]string, len(cfg.Pools))
 		for _, p := range cfg.Pools {
+			if p.Cluster != nil {
+				a.clusterPools[p.Name] = true
+			}
 			m := make(map[string]string, 2*len(p.Servers))
 			// Placement names first so that a label wins a collision.
 			for _, s := range p.Servers {
@@ -219,6 +225,11 @@ func (a *Aggregator) resolve(pool, server string) (string, bool) {
 		return server, true
 	}
 	label, ok := a.names[pool][server]
+	if !ok && a.clusterPools[pool] {
+		// A cluster pool's servers are its nodes, named by address as
+		// the cluster reports them: none is in the file.
+		return server, true
+	}
 	return label, ok
 }
 
@@ -259,7 +270,7 @@ func (a *Aggregator) fold(t *acc, s proxy.Snapshot, gauges bool) {
 			}
 			ss := pa.byName[label]
 			if ss == nil {
-				if !create {
+				if !create && !a.clusterPools[p.Name] {
 					continue
 				}
 				ss = pa.add(label)
@@ -326,6 +337,10 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.SlowRequests += s.SlowRequests
 	d.Replayed += s.Replayed
 	d.OutcomeUnknown += s.OutcomeUnknown
+	d.Moved += s.Moved
+	d.Asked += s.Asked
+	d.TryAgain += s.TryAgain
+	d.RedirectsExhausted += s.RedirectsExhausted
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))

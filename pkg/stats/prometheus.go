@@ -110,6 +110,14 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.Replayed) }},
 		{desc("pool_outcome_unknown_total", "Writes failed because their master's connection died after they were sent.", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.OutcomeUnknown) }},
+		{desc("pool_cluster_moved_total", "MOVED replies followed (cluster pools).", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.Moved) }},
+		{desc("pool_cluster_ask_total", "ASK replies followed (cluster pools).", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.Asked) }},
+		{desc("pool_cluster_tryagain_total", "TRYAGAIN, CLUSTERDOWN and LOADING replies retried (cluster pools).", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.TryAgain) }},
+		{desc("pool_cluster_redirects_exhausted_total", "Requests failed after max_redirects or failover_timeout (cluster pools).", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.RedirectsExhausted) }},
 	}
 	c.server = []serverMetric{
 		{desc("server_eof_total", "Server connections closed by the server (twemproxy server_eof).", sl...), counter,

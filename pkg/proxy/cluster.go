@@ -1,0 +1,392 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+)
+
+// A cluster pool fronts a Redis Cluster. Its servers are the cluster's
+// masters, made as the slot map names them; a key goes to the owner of
+// its hash slot. The slot map is data pushed to the engine (SetSlotMap) by
+// the master process, which reads it from the cluster; the engine patches
+// a slot on MOVED and reports what it sees (hints), never asking the
+// cluster itself. Requests are kept (m.req, as for any server whose
+// address moves) so that a MOVED, an ASK, a TRYAGAIN or a dead owner
+// sends them again, by retry.go's rule, within failover_timeout.
+
+// SlotMap is a cluster pool's slot map as the master last read it.
+type SlotMap struct {
+	Pool    string      `json:"pool"`
+	Version uint64      `json:"version"`
+	Nodes   []string    `json:"nodes"` // masters' host:port
+	Ranges  []SlotRange `json:"ranges"`
+}
+
+// SlotRange is a run of slots owned by Nodes[Node].
+type SlotRange struct {
+	Start int `json:"start"`
+	End   int `json:"end"` // inclusive
+	Node  int `json:"node"`
+}
+
+type clusterState struct {
+	slots    [hashkit.SlotCount]int32 // server index, -1 while unowned
+	version  uint64
+	byAddr   map[string]*server
+	unrouted []*msg // requests for slots no map has named an owner for
+	later    []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
+	lastHint int64
+}
+
+func newClusterState() *clusterState {
+	cs := &clusterState{byAddr: map[string]*server{}}
+	for i := range cs.slots {
+		cs.slots[i] = -1
+	}
+	return cs
+}
+
+// SetSlotMap applies a slot map from the topology source.
+func (px *Proxy) SetSlotMap(m SlotMap) {
+	px.lp.post(func() {
+		if p, ok := px.pools[m.Pool]; ok && p.cluster != nil {
+			p.setSlotMap(m)
+		}
+	})
+}
+
+func (p *pool) setSlotMap(sm SlotMap) {
+	cs := p.cluster
+	if sm.Version < cs.version {
+		return
+	}
+	cs.version = sm.Version
+	idx := make([]int32, len(sm.Nodes))
+	for i, addr := range sm.Nodes {
+		idx[i] = int32(p.clusterServer(addr).idx)
+	}
+	moved := 0
+	for _, r := range sm.Ranges {
+		if r.Node < 0 || r.Node >= len(idx) || r.Start < 0 || r.End >= hashkit.SlotCount {
+			continue
+		}
+		for sl := r.Start; sl <= r.End; sl++ {
+			if cs.slots[sl] != idx[r.Node] {
+				cs.slots[sl] = idx[r.Node]
+				moved++
+			}
+		}
+	}
+	if moved > 0 {
+		p.log.WithField("version", sm.Version).WithField("slots_changed", moved).Info("cluster slot map updated")
+	}
+	// Every server may be tried again: the map is the cluster's word.
+	var again []*msg
+	for _, s := range p.servers {
+		s.down = false
+		again = append(again, s.waiting...)
+		s.waiting = nil
+	}
+	again = append(again, cs.unrouted...)
+	cs.unrouted = nil
+	for _, m := range again {
+		p.sendSlot(m)
+	}
+}
+
+// clusterServer returns the server of a node's address, made on first
+// sight (a map or a MOVED naming a new node).
+func (p *pool) clusterServer(addr string) *server {
+	cs := p.cluster
+	if s := cs.byAddr[addr]; s != nil {
+		return s
+	}
+	s := &server{pool: p, idx: len(p.servers), name: addr, managed: true,
+		addr: config.Address{Network: "tcp", Addr: addr}}
+	s.conns = newServerConns(s, p.cfg.ServerConnections, false)
+	p.servers = append(p.servers, s)
+	cs.byAddr[addr] = s
+	return s
+}
+
+// slotOwner returns the server of a slot, nil while none is known.
+func (p *pool) slotOwner(slot int32) *server {
+	if i := p.cluster.slots[slot]; i >= 0 {
+		return p.servers[i]
+	}
+	return nil
+}
+
+// forwardSlot sends m, for slot, to its owner, or holds it until a map
+// names one.
+func (p *pool) forwardSlot(m *msg, slot int32, build func(dst []byte) []byte) {
+	m.slot, m.hasSlot = slot, true
+	if s := p.slotOwner(slot); s != nil {
+		p.forward(m, s, build)
+		return
+	}
+	m.req = build(m.req[:0])
+	p.setReplaySafe(m)
+	p.cluster.unrouted = append(p.cluster.unrouted, m)
+	p.clusterHint("", HintWaiting)
+}
+
+// sendSlot sends m again to the owner of its slot now (keyless requests
+// go to any master).
+func (p *pool) sendSlot(m *msg) {
+	s := m.server
+	if m.hasSlot {
+		s = p.slotOwner(m.slot)
+	}
+	if s == nil {
+		p.cluster.unrouted = append(p.cluster.unrouted, m)
+		return
+	}
+	m.server = s
+	p.sendManaged(m, s)
+}
+
+// anyClusterServer is a master for keyless commands.
+func (p *pool) anyClusterServer() *server {
+	for _, s := range p.servers {
+		if !s.down {
+			return s
+		}
+	}
+	if len(p.servers) > 0 {
+		return p.servers[0]
+	}
+	return nil
+}
+
+// clusterHint tells the topology source what the engine saw, at most
+// every hintEvery per pool.
+func (p *pool) clusterHint(addr, reason string) {
+	if p.hint == nil {
+		return
+	}
+	if now := p.lp.now; now-p.cluster.lastHint >= hintEvery {
+		p.cluster.lastHint = now
+		p.hint(p.cfg.Name, addr, reason)
+	}
+}
+
+// redirected handles a cluster's refusal of m (MOVED, ASK, TRYAGAIN,
+// CLUSTERDOWN, LOADING): none reaches the client while m is within its
+// redirect budget and failover_timeout. It reports whether it took m.
+func (p *pool) redirected(m *msg, reply []byte) bool {
+	kind, slot, addr := parseRedirect(reply)
+	if kind == "" {
+		return false
+	}
+	cc := p.cfg.Cluster
+	m.redirects++
+	if int(m.redirects) > cc.MaxRedirects || p.lp.now-m.started() > int64(cc.FailoverTimeout) {
+		p.stats.RedirectsExhausted.Add(1)
+		p.fail(m, &slotError{slot: m.slot, what: "too many redirections (" + kind + ")"})
+		return true
+	}
+	m.sentAt = 0
+	switch kind {
+	case "MOVED":
+		p.stats.Moved.Add(1)
+		s := p.clusterServer(addr)
+		p.cluster.slots[slot] = int32(s.idx)
+		p.clusterHint(addr, HintMoved)
+		if m.redirects > 1 {
+			// MOVED again: two nodes disagree while the cluster settles
+			// (a failover, a slot's last step of a move); wait a little.
+			m.retryAt = p.lp.now + int64(10e6)<<min(m.redirects, 4)
+			p.cluster.later = append(p.cluster.later, m)
+			return true
+		}
+		m.server = s
+		p.sendManaged(m, s)
+	case "ASK":
+		p.stats.Asked.Add(1)
+		p.sendAsking(m, p.clusterServer(addr))
+	default: // TRYAGAIN, CLUSTERDOWN, LOADING: again a little later
+		p.stats.TryAgain.Add(1)
+		if kind == "CLUSTERDOWN" {
+			p.clusterHint("", HintNotMaster)
+		}
+		backoff := int64(10e6) << min(m.redirects, 4) // 20 ms .. 160 ms
+		m.retryAt = p.lp.now + backoff
+		p.cluster.later = append(p.cluster.later, m)
+	}
+	return true
+}
+
+// sendAsking sends ASKING and m back to back on one link of s: the
+// importing node serves m's slot for the next command only.
+func (p *pool) sendAsking(m *msg, s *server) {
+	class := linkDefault
+	if c := m.owner(); c != nil {
+		class = c.linkClass
+	}
+	l := s.conn(class).link()
+	ask := p.lp.newMsg(nil)
+	ask.uncounted = true
+	if !l.enqueueFunc(ask, appendAsking) {
+		ask.free()
+		s.park(m)
+		return
+	}
+	m.server = s
+	if !l.enqueueFunc(m, m.appendReq) {
+		s.park(m)
+	}
+}
+
+func appendAsking(dst []byte) []byte { return append(dst, "*1\r\n$6\r\nASKING\r\n"...) }
+
+// expireCluster retries what waited its backoff and fails what waited
+// failover_timeout without an owner; on the loop's tick.
+func (p *pool) expireCluster(now int64) {
+	cs := p.cluster
+	limit := int64(p.cfg.Cluster.FailoverTimeout)
+	if len(cs.later) > 0 {
+		later := cs.later
+		cs.later = nil
+		for _, m := range later {
+			if now < m.retryAt {
+				cs.later = append(cs.later, m)
+				continue
+			}
+			p.sendSlot(m)
+		}
+	}
+	if len(cs.unrouted) > 0 {
+		keep := cs.unrouted[:0]
+		for _, m := range cs.unrouted {
+			if now-m.started() > limit {
+				p.fail(m, &slotError{slot: m.slot, what: "no reachable owner (failover in progress)"})
+				continue
+			}
+			keep = append(keep, m)
+		}
+		clear(cs.unrouted[len(keep):])
+		cs.unrouted = keep
+		if len(keep) > 0 {
+			p.clusterHint("", HintWaiting)
+		}
+	}
+}
+
+// slotError fails a request of a cluster pool that could not be served
+// within failover_timeout or the redirect budget.
+type slotError struct {
+	slot int32
+	what string
+}
+
+func (e *slotError) Error() string {
+	return "nuthatch: slot " + strconv.Itoa(int(e.slot)) + " has " + e.what
+}
+
+// parseRedirect reads "-MOVED 3999 127.0.0.1:6381", "-ASK ...",
+// "-TRYAGAIN ...", "-CLUSTERDOWN ...", "-LOADING ...".
+func parseRedirect(reply []byte) (kind string, slot int, addr string) {
+	if len(reply) < 6 || reply[0] != '-' {
+		return "", 0, ""
+	}
+	line := bytes.TrimRight(reply[1:], "\r\n")
+	word, rest, _ := bytes.Cut(line, []byte(" "))
+	switch string(word) {
+	case "MOVED", "ASK":
+		sl, target, ok := bytes.Cut(rest, []byte(" "))
+		n, err := strconv.Atoi(string(sl))
+		if !ok || err != nil || n < 0 || n >= hashkit.SlotCount || len(target) == 0 {
+			return "", 0, ""
+		}
+		return string(word), n, string(target)
+	case "TRYAGAIN", "CLUSTERDOWN", "LOADING":
+		return string(word), 0, ""
+	}
+	return "", 0, ""
+}
+
+// groupSlots is groupKeys for a cluster pool: keys are grouped by slot
+// (Redis refuses keys of two slots in one command even on one node), one
+// group per slot in the order first seen, c.groupSlot[i] the slot of
+// c.groups[i]. It returns the number of groups.
+func (p *pool) groupSlots(c *clientConn, first, n, step int, key func(i int) []byte) int {
+	ng := 0
+	c.groupSlot = c.groupSlot[:0]
+	for i := first; i < n; i += step {
+		sl := int32(hashkit.Slot(key(i)))
+		g := -1
+		for j := 0; j < ng; j++ {
+			if c.groupSlot[j] == sl {
+				g = j
+				break
+			}
+		}
+		if g < 0 {
+			if ng == len(c.groups) {
+				c.groups = append(c.groups, nil)
+			}
+			c.groups[ng] = c.groups[ng][:0]
+			c.groupSlot = append(c.groupSlot, sl)
+			g = ng
+			ng++
+		}
+		c.groups[g] = append(c.groups[g], int32(i))
+	}
+	return ng
+}
+
+// fragmentSlots is fragment for a cluster pool: one fragment per slot.
+func (p *pool) fragmentSlots(c *clientConn, parent *msg, ng int, build func(dst []byte, keys []int32) []byte) {
+	parent.pending = int32(ng)
+	p.stats.Fragments.Add(uint64(ng))
+	for i := 0; i < ng; i++ {
+		f := p.lp.newMsg(nil)
+		f.parent = parent
+		f.op = parent.op
+		f.keyIdx = append(f.keyIdx[:0], c.groups[i]...)
+		parent.frags = append(parent.frags, f)
+	}
+	c.enqueue(parent)
+	for i := 0; i < ng; i++ {
+		f, g := parent.frags[i], parent.frags[i].keyIdx
+		p.forwardSlot(f, c.groupSlot[i], func(dst []byte) []byte { return build(dst, g) })
+	}
+}
+
+// singleCluster is single for a cluster pool: every key must be in the
+// first key's slot, as Redis Cluster requires.
+func (r *redisProto) singleCluster(c *clientConn, args [][]byte, raw []byte, keys []int) {
+	p := r.pool
+	build := func(dst []byte) []byte { return resp.AppendCommand(dst, args) }
+	if raw != nil {
+		build = func(dst []byte) []byte { return append(dst, raw...) }
+	}
+	if len(keys) == 0 {
+		s := p.anyClusterServer()
+		m := newMsg(c)
+		c.enqueue(m)
+		if s == nil {
+			m.req = build(m.req[:0])
+			p.setReplaySafe(m)
+			p.cluster.unrouted = append(p.cluster.unrouted, m)
+			return
+		}
+		p.forward(m, s, build)
+		return
+	}
+	slot := int32(hashkit.Slot(args[keys[0]]))
+	for _, k := range keys[1:] {
+		if int32(hashkit.Slot(args[k])) != slot {
+			c.localError("CROSSSLOT Keys in request don't hash to the same slot")
+			return
+		}
+	}
+	m := newMsg(c)
+	c.enqueue(m)
+	p.forwardSlot(m, slot, build)
+}
