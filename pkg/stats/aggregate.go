@@ -39,8 +39,8 @@ type Aggregator struct {
 	names map[string]map[string]string // pool -> label or placement name -> label
 	// clusterPools' servers are not in the file: they are kept by name.
 	clusterPools map[string]bool
-	live  map[string]proxy.Snapshot
-	base  proxy.Snapshot // retired counters; gauges are always zero
+	live         map[string]proxy.Snapshot
+	base         proxy.Snapshot // retired counters; gauges are always zero
 }
 
 // NewAggregator returns an empty aggregator that reports every name seen
