@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -232,9 +234,20 @@ func (c *clientConn) finished() {
 // parse routes the complete requests at the start of data and returns the
 // bytes consumed. It stops at maxBatch requests in flight, at a request
 // that ends the connection, and before an incomplete request.
-func (c *clientConn) parse(data []byte) int {
+func (c *clientConn) parse(data []byte) (used int) {
 	p := c.pool
-	used := 0
+	defer func() {
+		// A bug met by one client's request must not take the worker, and
+		// every other client, with it: that client is closed, loudly.
+		if r := recover(); r != nil {
+			p.log.WithField("client", c.remoteAddr()).WithField("panic", fmt.Sprint(r)).
+				WithField("stack", string(debug.Stack())).Error("internal error routing a request; closing its client")
+			p.stats.ClientErr.Add(1)
+			c.noMore = true
+			c.close()
+			used = len(data)
+		}
+	}()
 	for used < len(data) {
 		if c.inFlight() >= maxBatch {
 			break

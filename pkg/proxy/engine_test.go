@@ -140,6 +140,8 @@ var redisSeeds = []string{
 	"*2\r\n*1\r\n$1\r\na\r\n",
 	"*3\r\n$4\r\nEVAL\r\n$1\r\nx\r\n$1\r\n1\r\n",
 	"*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n*1\r\n$5\r\nHELLO\r\n*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n",
+	// Wrong arity of commands whose options the proxy reads.
+	"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n*1\r\n$3\r\nSET\r\n*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nNX\r\n",
 	// RESP3 and the connection commands.
 	"HELLO 3 SETNAME x\r\nMGET echo:a echo:b k\r\nCLIENT GETNAME\r\nINFO\r\nCLIENT LIST\r\nRESET\r\nGET echo:c\r\n",
 	"CLIENT REPLY OFF\r\nGET echo:a\r\nCLIENT REPLY ON\r\nCLIENT REPLY SKIP\r\nPING\r\nCLIENT INFO\r\nCLIENT ID\r\n",

@@ -215,7 +215,6 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		return
 	}
 	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
-	c.cmdReplaySafe = replaySafe(cmd, args)
 	c.rs.lastCmd = cmd.Name
 	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
 		c.cmdKey = args[1]
@@ -224,6 +223,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
 		return
 	}
+	c.cmdReplaySafe = replaySafe(cmd, args)
 	if p.cfg.RedisAuth != "" && !c.rs.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
 		c.localError("NOAUTH Authentication required.")
 		return

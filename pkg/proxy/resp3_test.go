@@ -67,3 +67,18 @@ func TestRESP3PushesOnSharedLinksDropped(t *testing.T) {
 		}
 	}
 }
+
+// replaySafe reads SET's options: a SET of any length must not panic.
+func TestReplaySafeArity(t *testing.T) {
+	set, _ := resp.Lookup([]byte("set"))
+	for _, args := range [][][]byte{
+		{[]byte("SET")}, {[]byte("SET"), []byte("k")}, {[]byte("SET"), []byte("k"), []byte("v")},
+		{[]byte("SET"), []byte("k"), []byte("v"), []byte("nx")},
+	} {
+		got := replaySafe(set, args)
+		want := len(args) == 3
+		if got != want {
+			t.Errorf("replaySafe(%q) = %v, want %v", args, got, want)
+		}
+	}
+}

@@ -53,6 +53,9 @@ func replaySafe(cmd *resp.Command, args [][]byte) bool {
 		return false
 	}
 	if cmd.Name == "set" {
+		if len(args) < 3 {
+			return false
+		}
 		for _, a := range args[3:] {
 			switch string(bytes.ToUpper(a)) {
 			case "NX", "XX", "GET":
