@@ -239,6 +239,12 @@ func (r *rig) proxyWith(t *testing.T, sentinelAttrs string) (string, *harness.Pr
 
 func (r *rig) proxyWithPool(t *testing.T, extra, sentinelAttrs string) (string, *harness.Proc) {
 	t.Helper()
+	return r.proxyConf(t, "", extra, sentinelAttrs)
+}
+
+// proxyConf is proxyWithPool with top-level attributes too.
+func (r *rig) proxyConf(t *testing.T, top, extra, sentinelAttrs string) (string, *harness.Proc) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	var servers strings.Builder
 	for _, sh := range r.shards {
@@ -250,6 +256,7 @@ func (r *rig) proxyWithPool(t *testing.T, extra, sentinelAttrs string) (string, 
 	}
 	hcl := fmt.Sprintf(`
 worker_processes = 2
+%s
 log {
   level = "debug"
 }
@@ -268,7 +275,7 @@ pool "sessions" {
 %s
   }
 %s%s}
-`, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
+`, top, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
 	p := harness.Nuthatch(t, hcl, addr)
 	return addr, p
 }
