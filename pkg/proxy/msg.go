@@ -46,6 +46,9 @@ type msg struct {
 	// that it can be replayed; readOnly says an unknown outcome may be.
 	req      []byte
 	readOnly bool
+	// replicaOK: a client's read-only command, which read_from may send
+	// to a replica (replica.go).
+	replicaOK bool
 
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a

@@ -67,6 +67,8 @@ type pool struct {
 	// hint reports what the engine saw of a server whose address moves
 	// (topology.go); nil without a topology source.
 	hint func(pool, server, reason string)
+	// readFrom is the sentinel block's read_from (config.ReadFrom*).
+	readFrom string
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -96,6 +98,10 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 		p.proto = newMemcacheProto(p)
 	default:
 		return nil, fmt.Errorf("pool %s: unknown protocol %q", cfg.Name, cfg.Protocol)
+	}
+	p.readFrom = config.ReadFromMaster
+	if cfg.Sentinel != nil && cfg.Sentinel.ReadFrom != "" {
+		p.readFrom = cfg.Sentinel.ReadFrom
 	}
 	p.maxReply = 1 << 30
 	p.streamer, _ = p.proto.(streamer)
@@ -158,7 +164,7 @@ func (p *pool) expire(now int64) {
 		if timeout <= 0 {
 			continue
 		}
-		s.eachConn(func(sc *serverConn) {
+		s.eachConnAndReplicas(func(sc *serverConn) {
 			if l := sc.current(); l != nil && l.late(now, timeout) {
 				l.kill(ErrTimeout)
 			}
@@ -219,9 +225,9 @@ func (p *pool) forward(m *msg, s *server, build func(dst []byte) []byte) {
 		s.stats.Requests.Add(1)
 		m.req = build(m.req[:0])
 		if c := m.owner(); c != nil {
-			m.readOnly = c.cmdReadOnly
+			m.readOnly, m.replicaOK = c.cmdReadOnly, c.cmdReadOnly
 		} else {
-			m.readOnly = true // the proxy's own INFO
+			m.readOnly = true // the proxy's own INFO, which asks the master
 		}
 		p.sendManaged(m, s)
 		return
@@ -331,6 +337,14 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
+	if isErr && m.server != nil && m.server.primary != nil && replicaRefused(reply) {
+		// A replica that cannot serve (LOADING, MASTERDOWN): the read
+		// did not run; it goes to the master or another replica.
+		m.server.replicaFailed(p.lp.now)
+		p.retryOrFail(m, m.server.primary, notRun)
+		m.server.primary.flushWaiting()
+		return
+	}
 	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
 		// The server is no master (yet, or any more): the request did not
 		// run; it waits for the master the topology source names next.
@@ -534,7 +548,7 @@ func (p *pool) closeAll() {
 	}
 	// Fail what is still in flight so that no client waits for a reply.
 	for _, s := range p.servers {
-		s.eachConn(func(sc *serverConn) {
+		s.eachConnAndReplicas(func(sc *serverConn) {
 			if l := sc.current(); l != nil {
 				l.kill(errLinkShutdown)
 			}

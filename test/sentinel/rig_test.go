@@ -87,6 +87,7 @@ type rig struct {
 	shards    []*shard
 	sentinels []*harness.Proc
 	sentAddrs []string
+	sentConfs []string // each sentinel's config file (Sentinel rewrites it)
 }
 
 // startRig starts n shards of a master and a replica each, and three
@@ -130,6 +131,7 @@ func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 		harness.WaitPort(t, "tcp", p.Addr, 10*time.Second)
 		r.sentinels = append(r.sentinels, p)
 		r.sentAddrs = append(r.sentAddrs, p.Addr)
+		r.sentConfs = append(r.sentConfs, file)
 	}
 	r.waitSettled(t)
 	return r
@@ -332,4 +334,26 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Wait()
 		return out
 	}
+}
+
+// restartSentinel starts sentinel i again (after a kill) from file.
+func (r *rig) restartSentinel(t *testing.T, i int, file string) {
+	t.Helper()
+	old := r.sentinels[i]
+	p := harness.Start(t, "redis-sentinel", file)
+	p.Port, p.Addr = old.Port, old.Addr
+	harness.WaitPort(t, "tcp", p.Addr, 10*time.Second)
+	r.sentinels[i] = p
+}
+
+// sentinelView is what sentinel i says of name: its master and config-epoch.
+func (r *rig) sentinelView(i int, name string) (addr, epoch string) {
+	c := redis.NewClient(&redis.Options{Addr: r.sentAddrs[i], Protocol: 2, MaxRetries: -1, Password: r.pass})
+	defer c.Close()
+	m, err := c.Do(ctx, "SENTINEL", "MASTER", name).Result()
+	if err != nil {
+		return "", err.Error()
+	}
+	f := flat(m)
+	return f["ip"] + ":" + f["port"], f["config-epoch"]
 }
