@@ -296,6 +296,14 @@ type result struct {
 // load runs n clients through addr writing numbered keys (SET k i, then
 // GET k) until stop; it returns every result.
 func load(addr string, n int, stop <-chan struct{}) func() []result {
+	return loadWith(func() *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
+			DialTimeout: time.Second})
+	}, "w", n, stop)
+}
+
+// loadWith is load with clients from newClient and keys prefix<n>:<i>.
+func loadWith(newClient func() *redis.Client, prefix string, n int, stop <-chan struct{}) func() []result {
 	var mu sync.Mutex
 	var out []result
 	var wg sync.WaitGroup
@@ -303,8 +311,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
-				DialTimeout: time.Second})
+			c := newClient()
 			defer c.Close()
 			for i := 0; ; i++ {
 				select {
@@ -312,7 +319,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 					return
 				default:
 				}
-				k := fmt.Sprintf("w%d:%d", w, i)
+				k := fmt.Sprintf("%s%d:%d", prefix, w, i)
 				err := c.Set(ctx, k, k, 0).Err()
 				mu.Lock()
 				out = append(out, result{at: time.Now(), key: k, write: true, err: err})
