@@ -47,6 +47,9 @@ type Update struct {
 const (
 	askTimeout = 300 * time.Millisecond
 	resubEvery = time.Second
+	// refusedResubEvery: a sentinel that refused the subscription is
+	// asked again this rarely (its ACL may be fixed).
+	refusedResubEvery = 30 * time.Second
 )
 
 // events are the sentinel channels that say a master may be moving.
@@ -94,6 +97,7 @@ type sentinel struct {
 	mu               sync.Mutex
 	cmd              *conn
 	up               bool
+	eventsRefused    bool // logged: the sentinel refuses SUBSCRIBE (ACL)
 }
 
 // New returns a watcher; Watch gives it pools.
@@ -545,13 +549,23 @@ func (w *Watcher) subscribe(s *sentinel) {
 		default:
 		}
 		err := w.listen(s)
-		if err != nil {
+		wait := resubEvery
+		if re, ok := err.(replyError); ok && isAuthError(string(re)) {
+			// An ACL user without channel rights (&*): events are lost,
+			// the refresh alone follows the masters. Said once.
+			if !s.eventsRefused {
+				s.eventsRefused = true
+				w.log.WithField("sentinel", s.addr).WithField("reply", string(re)).
+					Warn("sentinel refuses the event subscription; following its masters by polling every refresh_interval only")
+			}
+			wait = refusedResubEvery
+		} else if err != nil {
 			w.log.WithField("sentinel", s.addr).WithError(err).Debug("sentinel subscription lost")
 		}
 		select {
 		case <-w.closed:
 			return
-		case <-time.After(resubEvery):
+		case <-time.After(wait):
 		}
 	}
 }

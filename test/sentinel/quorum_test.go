@@ -95,3 +95,47 @@ func TestSentinelQuorumAndStaleSentinel(t *testing.T) {
 		t.Errorf("no sentinel down logged")
 	}
 }
+
+// A sentinel ACL user without channel rights: SUBSCRIBE is refused
+// (NOPERM), the log says so once per sentinel, and the refresh alone
+// follows a kill -9 of the master.
+func TestSentinelACLWithoutChannels(t *testing.T) {
+	r := startRigConf(t, "", "user watcher on >w4tch +@all resetchannels\n", "shard-a")
+	addr, px := r.proxyWith(t, `    username = "watcher"
+    password = "w4tch"`)
+	stop := make(chan struct{})
+	wait := load(addr, 8, stop)
+	time.Sleep(time.Second)
+	sh := r.shards[0]
+	r.waitInSync(t, sh)
+	old := sh.nodeAt(r.masterOf(t, sh.name))
+	killed := time.Now()
+	old.proc.Kill()
+	switched := r.waitSwitch(t, sh.name, old.addr())
+	time.Sleep(2 * time.Second)
+	close(stop)
+	results := wait()
+	shardOf := func(string) string { return "shard-a" }
+	rep := summarize(results, shardOf)["shard-a"]
+	acked, lost := lostWrites(t, r, results, shardOf, "shard-a")
+	out := px.Output()
+	t.Logf("polling only: switch after %v; %d ok, %d failed %v; %d acknowledged writes, %d lost",
+		switched.Sub(killed).Round(time.Millisecond), rep.ok, rep.failed, rep.errs, acked, lost)
+	if n := strings.Count(out, "sentinel refuses the event subscription"); n != 3 {
+		t.Errorf("the refusal logged %d times, want once per sentinel (3)", n)
+	}
+	for e, n := range rep.errs {
+		if !strings.Contains(e, outcomeUnknown) {
+			t.Errorf("%d × %s", n, e)
+		}
+	}
+	if rep.failed > 0 && rep.last.Sub(killed) > 4*time.Second {
+		t.Errorf("errors until %v after the kill", rep.last.Sub(killed))
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, acked)
+	}
+	if strings.Contains(out, "w4tch") {
+		t.Errorf("the password is in the log")
+	}
+}

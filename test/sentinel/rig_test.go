@@ -101,6 +101,12 @@ func startRig(t *testing.T, names ...string) *rig {
 // startRigAuth is startRig with sentinels that require pass.
 func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 	t.Helper()
+	return startRigConf(t, pass, "", names...)
+}
+
+// startRigConf is startRigAuth with lines added to each sentinel's file.
+func startRigConf(t *testing.T, pass, extra string, names ...string) *rig {
+	t.Helper()
 	harness.Need(t, "redis-server", "redis-sentinel")
 	r := &rig{pass: pass}
 	for _, name := range names {
@@ -116,6 +122,7 @@ func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 		if pass != "" {
 			fmt.Fprintf(&conf, "requirepass %s\n", pass)
 		}
+		conf.WriteString(extra)
 		for _, sh := range r.shards {
 			fmt.Fprintf(&conf, "sentinel monitor %s 127.0.0.1 %d 2\n", sh.name, sh.nodes[0].port)
 			fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s 1000\n", sh.name)
