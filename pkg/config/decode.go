@@ -165,7 +165,9 @@ type rawSentinel struct {
 	Password        *string   `hcl:"password,optional"`
 	FailoverTimeout *string   `hcl:"failover_timeout,optional"`
 	RefreshInterval *string   `hcl:"refresh_interval,optional"`
+	ReadFrom        *string   `hcl:"read_from,optional"`
 
+	ReadFromRange        hcl.Range `hcl:"read_from,attr_value_range"`
 	AddressesRange       hcl.Range `hcl:"addresses,attr_value_range"`
 	FailoverTimeoutRange hcl.Range `hcl:"failover_timeout,attr_value_range"`
 	RefreshIntervalRange hcl.Range `hcl:"refresh_interval,attr_value_range"`
@@ -731,6 +733,12 @@ func (c *checker) sentinel(rp *rawPool, p *Pool) *Sentinel {
 		Password:        deref(rs.Password, ""),
 		FailoverTimeout: c.duration("failover_timeout", deref(rs.FailoverTimeout, DefaultFailoverTimeout.String()), rs.FailoverTimeoutRange, 0),
 		RefreshInterval: c.duration("refresh_interval", deref(rs.RefreshInterval, DefaultRefreshInterval.String()), rs.RefreshIntervalRange, 0),
+	}
+	switch s.ReadFrom = deref(rs.ReadFrom, ReadFromMaster); s.ReadFrom {
+	case ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica:
+	default:
+		c.errorf(rs.ReadFromRange, "Invalid read_from", "read_from is %q, %q or %q (got %q).",
+			ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica, s.ReadFrom)
 	}
 	if s.RefreshInterval < 100*time.Millisecond {
 		c.errorf(rs.RefreshIntervalRange, "Invalid refresh_interval", "refresh_interval must be at least 100ms (got %s).", s.RefreshInterval)

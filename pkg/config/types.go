@@ -162,7 +162,17 @@ type Sentinel struct {
 	// RefreshInterval is how often every sentinel is asked again, events
 	// or not: Sentinel's events can be lost.
 	RefreshInterval time.Duration
+	// ReadFrom is where read-only commands go: ReadFromMaster (the
+	// default), ReadFromReplicaPreferred or ReadFromReplica.
+	ReadFrom string
 }
+
+// Values of Sentinel.ReadFrom.
+const (
+	ReadFromMaster           = "master"            // every command to the master
+	ReadFromReplicaPreferred = "replica_preferred" // reads to a replica, the master when none is usable
+	ReadFromReplica          = "replica"           // reads to replicas only
+)
 
 // Sentinel defaults.
 const (

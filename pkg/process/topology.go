@@ -12,7 +12,8 @@ func SentinelTopology(w *sentinel.Watcher) TopologySource {
 	s := &sentinelSource{w: w, out: make(chan proxy.ServerAddress, 256)}
 	go func() {
 		for u := range w.Updates() {
-			s.out <- proxy.ServerAddress{Pool: u.Pool, Server: u.Server, Addr: u.Addr, Version: u.Version, Paused: u.Paused}
+			s.out <- proxy.ServerAddress{Pool: u.Pool, Server: u.Server, Addr: u.Addr, Version: u.Version, Paused: u.Paused,
+				Replicas: u.Replicas}
 		}
 	}()
 	return s

@@ -126,12 +126,41 @@ func (w *worker) run(files []*os.File) int {
 
 // control obeys the master. A closed channel means the master is gone: the
 // worker drains and exits rather than serve a stale configuration alone.
+// A drain runs beside the control loop, which goes on obeying: a draining
+// worker's requests may be waiting for a server's new address (a reload
+// or an upgrade during a Sentinel failover), which only MsgTopology brings.
 func (w *worker) control() int {
+	type recv struct {
+		m   *Message
+		err error
+	}
+	msgs := make(chan recv)
+	go func() {
+		for {
+			m, files, err := w.ch.Recv()
+			closeAll(files)
+			msgs <- recv{m, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var drained chan struct{}
 	for {
-		m, files, err := w.ch.Recv()
-		closeAll(files)
+		var r recv
+		select {
+		case r = <-msgs:
+		case <-drained:
+			w.finalStats()
+			return 0
+		}
+		m, err := r.m, r.err
 		if err != nil {
 			w.entry.WithError(err).Warn("master gone, draining")
+			if drained != nil {
+				<-drained
+				return 0
+			}
 			w.drain(masterGoneDrain)
 			return 0
 		}
@@ -139,10 +168,14 @@ func (w *worker) control() int {
 		case MsgHeartbeat:
 			w.ch.Send(&Message{Type: MsgHeartbeat, Seq: m.Seq})
 		case MsgDrain:
-			w.entry.Debug("draining")
-			w.drain(w.cfg.WorkerShutdownTimeout)
-			w.finalStats()
-			return 0
+			if drained == nil {
+				w.entry.Debug("draining")
+				drained = make(chan struct{})
+				go func() {
+					w.drain(w.cfg.WorkerShutdownTimeout)
+					close(drained)
+				}()
+			}
 		case MsgStop:
 			w.px.Close()
 			w.finalStats()

@@ -54,6 +54,9 @@ type msg struct {
 	hasSlot   bool
 	redirects uint8
 	retryAt   int64
+	// replicaOK: a client's read-only command, which read_from may send
+	// to a replica (replica.go).
+	replicaOK bool
 
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a

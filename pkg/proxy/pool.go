@@ -70,6 +70,8 @@ type pool struct {
 	// cluster is a cluster pool's slot map and waiting requests; nil for
 	// other pools.
 	cluster *clusterState
+	// readFrom is the sentinel block's read_from (config.ReadFrom*).
+	readFrom string
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -99,6 +101,10 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 		p.proto = newMemcacheProto(p)
 	default:
 		return nil, fmt.Errorf("pool %s: unknown protocol %q", cfg.Name, cfg.Protocol)
+	}
+	p.readFrom = config.ReadFromMaster
+	if cfg.Sentinel != nil && cfg.Sentinel.ReadFrom != "" {
+		p.readFrom = cfg.Sentinel.ReadFrom
 	}
 	p.maxReply = 1 << 30
 	p.streamer, _ = p.proto.(streamer)
@@ -165,7 +171,7 @@ func (p *pool) expire(now int64) {
 		if timeout <= 0 {
 			continue
 		}
-		s.eachConn(func(sc *serverConn) {
+		s.eachConnAndReplicas(func(sc *serverConn) {
 			if l := sc.current(); l != nil && l.late(now, timeout) {
 				l.kill(ErrTimeout)
 			}
@@ -258,7 +264,7 @@ func (p *pool) forwardVia(m *msg, s *server, enqueue func(l *link) bool) {
 // outcome (retry.go): the command is read-only.
 func (p *pool) setReplaySafe(m *msg) {
 	if c := m.owner(); c != nil {
-		m.readOnly, m.replaySafe = c.cmdReadOnly, c.cmdReplaySafe
+		m.readOnly, m.replaySafe, m.replicaOK = c.cmdReadOnly, c.cmdReplaySafe, c.cmdReadOnly
 	} else {
 		m.readOnly, m.replaySafe = true, true // the proxy's own INFO
 	}
@@ -367,6 +373,14 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 	if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
+		return
+	}
+	if isErr && m.server != nil && m.server.primary != nil && replicaRefused(reply) {
+		// A replica that cannot serve (LOADING, MASTERDOWN): the read
+		// did not run; it goes to the master or another replica.
+		m.server.replicaFailed(p.lp.now)
+		p.retryOrFail(m, m.server.primary, notRun)
+		m.server.primary.flushWaiting()
 		return
 	}
 	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
@@ -573,7 +587,7 @@ func (p *pool) closeAll() {
 	}
 	// Fail what is still in flight so that no client waits for a reply.
 	for _, s := range p.servers {
-		s.eachConn(func(sc *serverConn) {
+		s.eachConnAndReplicas(func(sc *serverConn) {
 			if l := sc.current(); l != nil {
 				l.kill(errLinkShutdown)
 			}

@@ -43,6 +43,14 @@ type server struct {
 	waiting  []*msg
 	lastHint int64
 
+	// Replica reads (replica.go): a primary's replicas, each a server of
+	// its own links, off the ring; a replica's primary and when it may be
+	// tried again after a failure.
+	replicas  []*server
+	replRR    uint32
+	primary   *server
+	downUntil int64
+
 	stats   ServerStats
 	latency histogram // from write to reply
 }
@@ -487,6 +495,10 @@ func (l *link) kill(err error) {
 func (l *link) replay(pending []*msg, connected bool, err error) {
 	s := l.sc.srv
 	p := s.pool
+	if s.primary != nil {
+		l.replayReplica(pending, err)
+		return
+	}
 	if !connected && err != errAddressChanged && err != ErrTimeout {
 		// The dial failed: nothing was written, and the address answers
 		// no more; the topology source is told.

@@ -26,6 +26,9 @@ type ServerAddress struct {
 	// Paused: the master is being failed over; writes wait for the next
 	// address (reads still go to Addr).
 	Paused bool `json:"paused,omitempty"`
+	// Replicas are the server's replicas fit for reads, for a pool whose
+	// read_from is not "master" (replica.go); versioned with Addr.
+	Replicas []string `json:"replicas,omitempty"`
 }
 
 // maxWaiting bounds the requests that wait for one server's master.
@@ -72,6 +75,10 @@ func proxyErrorText(err error) (string, bool) {
 		return nm.Error(), true
 	case errors.As(err, &oe):
 		return oe.Error(), true
+	}
+	var nr *noReplicaError
+	if errors.As(err, &nr) {
+		return nr.Error(), true
 	}
 	return "", false
 }
@@ -129,6 +136,9 @@ func (p *pool) setAddress(a ServerAddress) {
 		})
 	}
 	s.down, s.paused = false, a.Paused
+	if p.readFrom != config.ReadFromMaster {
+		s.setReplicas(a.Replicas)
+	}
 	s.flushWaiting()
 }
 
@@ -221,6 +231,16 @@ func (s *server) expireWaiting(now int64) {
 // sendManaged queues m, whose request is in m.req, on a link of s, or
 // parks it while s has no master.
 func (p *pool) sendManaged(m *msg, s *server) {
+	m.server = s
+	if m.replicaOK && p.readFrom != config.ReadFromMaster {
+		if r := s.pickReplica(p.lp.now); r != nil {
+			m.server = r
+			s = r
+		} else if p.readFrom == config.ReadFromReplica {
+			p.fail(m, &noReplicaError{server: s.name})
+			return
+		}
+	}
 	if !s.mayTake(m) {
 		s.park(m)
 		return

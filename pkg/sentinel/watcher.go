@@ -14,7 +14,9 @@
 package sentinel
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +37,9 @@ type Update struct {
 	// for the new one (the old master's acknowledgements from here on may
 	// be lost). Reads may still go to Addr.
 	Paused bool
+	// Replicas are the server's replicas fit for reads (sorted), for a
+	// pool whose read_from is not "master"; nil otherwise.
+	Replicas []string
 }
 
 // Timeouts of the conversations with sentinels and data nodes: short, as
@@ -42,6 +47,9 @@ type Update struct {
 const (
 	askTimeout = 300 * time.Millisecond
 	resubEvery = time.Second
+	// refusedResubEvery: a sentinel that refused the subscription is
+	// asked again this rarely (its ACL may be fixed).
+	refusedResubEvery = 30 * time.Second
 )
 
 // events are the sentinel channels that say a master may be moving.
@@ -66,14 +74,20 @@ type target struct {
 	sentinels            []*sentinel
 	dataUser, dataPass   string // for ROLE on the data nodes
 	refresh              time.Duration
+	replicas             bool          // read_from wants the server's replicas
 	kick                 chan struct{} // resolve now
 	confirm              bool          // a Hint asked: announce even an unchanged address
 
-	addr    string
-	epoch   int64
-	version uint64
-	paused  bool
-	lastErr string
+	// What was last announced; written under Watcher.mu (a reload's
+	// Watch carries it over to a replacing target).
+	addr     string
+	epoch    int64
+	version  uint64
+	paused   bool
+	replList []string
+
+	lastErr   string
+	lastStale string
 }
 
 // sentinel is one sentinel's connections: one for commands, shared by
@@ -83,6 +97,7 @@ type sentinel struct {
 	mu               sync.Mutex
 	cmd              *conn
 	up               bool
+	eventsRefused    bool // logged: the sentinel refuses SUBSCRIBE (ACL)
 }
 
 // New returns a watcher; Watch gives it pools.
@@ -122,18 +137,34 @@ func (w *Watcher) Watch(cfg *config.Config) {
 		}
 		for _, s := range p.Servers {
 			k := [2]string{p.Name, s.Name}
-			if t, ok := w.targets[k]; ok && t.master == s.Master && sameSentinels(t.sentinels, sents) {
+			t := &target{pool: p.Name, server: s.Name, master: s.Master, sentinels: sents,
+				dataPass: p.RedisAuth, refresh: sc.RefreshInterval, replicas: sc.ReadFrom != config.ReadFromMaster,
+				kick: make(chan struct{}, 1)}
+			old, ok := w.targets[k]
+			if ok && old.sameSettings(t) {
 				continue
 			}
-			t := &target{pool: p.Name, server: s.Name, master: s.Master, sentinels: sents,
-				dataPass: p.RedisAuth, refresh: sc.RefreshInterval, kick: make(chan struct{}, 1)}
-			if old, ok := w.targets[k]; ok {
+			if ok {
 				close(old.kick) // its goroutine ends
+				if old.master == t.master {
+					// The same group: what is known of it stands, and
+					// versions go on from the last one announced (the
+					// master and the workers drop lower ones).
+					t.addr, t.epoch, t.paused, t.replList = old.addr, old.epoch, old.paused, old.replList
+				}
+				t.version = old.version
+				t.confirm = true
 			}
 			w.targets[k] = t
 			go w.follow(t)
 		}
 	}
+}
+
+// sameSettings: a reload that changes none of these keeps the target.
+func (t *target) sameSettings(n *target) bool {
+	return t.master == n.master && sameSentinels(t.sentinels, n.sentinels) && t.dataPass == n.dataPass &&
+		t.refresh == n.refresh && t.replicas == n.replicas
 }
 
 func sameSentinels(a, b []*sentinel) bool {
@@ -236,6 +267,7 @@ func (w *Watcher) resolve(t *target) {
 	}
 	wg.Wait()
 	var best *answer
+	bestAt := -1
 	unknown, reached := 0, 0
 	refused := ""
 	for i, a := range answers {
@@ -255,7 +287,7 @@ func (w *Watcher) resolve(t *target) {
 		}
 		reached++
 		if best == nil || a.epoch > best.epoch {
-			best = a
+			best, bestAt = a, i
 		}
 	}
 	log := w.log.WithFields(logrus.Fields{"pool": t.pool, "server": t.server, "master_name": t.master})
@@ -278,24 +310,42 @@ func (w *Watcher) resolve(t *target) {
 			failover = true
 		}
 	}
+	w.noteStale(t, log, answers, errs, best)
 	if failover {
 		// Writes wait from here: once the replica is promoted, what the
 		// old master acknowledges is lost. The answer after the failover
 		// lifts the pause.
 		if !t.paused && t.addr != "" {
-			t.paused = true
-			t.version++
 			log.WithField("address", t.addr).Info("failover in progress, writes wait for the new master")
-			w.send(Update{Pool: t.pool, Server: t.server, Addr: t.addr, Version: t.version, Paused: true})
+			w.announce(t, func() { t.paused = true })
 		}
 		return
 	}
-	if best.addr == t.addr && best.epoch >= t.epoch && !confirm && !t.paused {
-		t.lastErr = ""
+	if best.epoch < t.epoch && best.addr != t.addr {
+		// Every sentinel that answered has an older view than the one
+		// followed (noteStale said so): it stands.
 		return
 	}
-	if best.epoch < t.epoch && best.addr != t.addr {
-		// A sentinel with an older view; the newer one stands.
+	var repl []string
+	replChanged := false
+	if t.replicas {
+		var err error
+		repl, err = t.sentinels[bestAt].replicas(t.master, best.addr)
+		if err != nil {
+			repl = t.replList // keep what is known
+		}
+		replChanged = !slices.Equal(repl, t.replList)
+		if replChanged {
+			log.WithField("replicas", repl).Info("server replicas for reads")
+		}
+	}
+	if best.addr == t.addr && best.epoch >= t.epoch && !confirm && !t.paused && !replChanged {
+		t.lastErr = ""
+		if best.epoch > t.epoch {
+			w.mu.Lock()
+			t.epoch = best.epoch
+			w.mu.Unlock()
+		}
 		return
 	}
 	role, err := roleOf(best.addr, t.dataUser, t.dataPass)
@@ -306,20 +356,61 @@ func (w *Watcher) resolve(t *target) {
 		w.noteErr(t, log.WithField("address", best.addr), "the sentinels' master is not one yet: "+err.Error())
 		return
 	}
-	changed := best.addr != t.addr
-	old := t.addr
-	t.addr, t.epoch, t.lastErr, t.paused = best.addr, best.epoch, "", false
-	t.version++
-	if changed {
-		log.WithFields(logrus.Fields{"from": old, "to": best.addr, "config_epoch": best.epoch}).Info("server master resolved")
+	if best.addr != t.addr {
+		log.WithFields(logrus.Fields{"from": t.addr, "to": best.addr, "config_epoch": best.epoch}).Info("server master resolved")
 	}
-	w.send(Update{Pool: t.pool, Server: t.server, Addr: t.addr, Version: t.version})
+	t.lastErr = ""
+	w.announce(t, func() {
+		t.addr, t.epoch, t.paused = best.addr, best.epoch, false
+		if t.replicas {
+			t.replList = repl
+		}
+	})
+}
+
+// announce applies change to t and sends its new state, unless a reload
+// replaced t meanwhile.
+func (w *Watcher) announce(t *target, change func()) {
+	w.mu.Lock()
+	if w.targets[[2]string{t.pool, t.server}] != t {
+		w.mu.Unlock()
+		return
+	}
+	change()
+	t.version++
+	u := Update{Pool: t.pool, Server: t.server, Addr: t.addr, Version: t.version, Paused: t.paused, Replicas: t.replList}
+	w.mu.Unlock()
+	w.send(u)
 }
 
 func (w *Watcher) send(u Update) {
 	select {
 	case w.updates <- u:
 	case <-w.closed:
+	}
+}
+
+// noteStale logs, once per view, a sentinel whose answer names another
+// master with an older config-epoch than the one followed or the best
+// answer: a sentinel restarted from an old config file, or cut off from
+// the others. It is outvoted.
+func (w *Watcher) noteStale(t *target, log *logrus.Entry, answers []*answer, errs []error, best *answer) {
+	ref := best
+	if t.addr != "" && t.epoch > best.epoch {
+		ref = &answer{addr: t.addr, epoch: t.epoch}
+	}
+	for i, a := range answers {
+		if errs[i] != nil || a.epoch >= ref.epoch || a.addr == ref.addr {
+			continue
+		}
+		key := t.sentinels[i].addr + " " + a.addr + " " + strconv.FormatInt(a.epoch, 10)
+		if key == t.lastStale {
+			return
+		}
+		t.lastStale = key
+		log.WithFields(logrus.Fields{"sentinel": t.sentinels[i].addr, "its_master": a.addr, "its_config_epoch": a.epoch,
+			"master": ref.addr, "config_epoch": ref.epoch}).Warn("a sentinel has an older view of the master, ignored")
+		return
 	}
 }
 
@@ -371,6 +462,55 @@ func (s *sentinel) master(name string) (*answer, error) {
 		failover: strings.Contains(f["flags"], "failover_in_progress")}, nil
 }
 
+// replicas asks the sentinel for the replicas of a master name, and keeps
+// those fit for reads: not subjectively or objectively down, not
+// disconnected, with their link to master (and that master) up. master
+// itself is left out (a promoted replica is listed until the sentinel's
+// next INFO round).
+func (s *sentinel) replicas(name, master string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return nil, errors.New("sentinel: not connected")
+	}
+	v, err := s.cmd.do(askTimeout, "SENTINEL", "REPLICAS", name)
+	if err != nil {
+		if _, isReply := err.(replyError); !isReply {
+			s.cmd.close()
+			s.cmd, s.up = nil, false
+		}
+		return nil, err
+	}
+	return fitReplicas(v, master), nil
+}
+
+// fitReplicas filters a SENTINEL REPLICAS reply (see replicas).
+func fitReplicas(v any, master string) []string {
+	arr, _ := v.([]any)
+	out := []string{}
+	for _, r := range arr {
+		f := fields(r)
+		if f["ip"] == "" || f["port"] == "" {
+			continue
+		}
+		addr := joinHostPort(f["ip"], f["port"])
+		bad := addr == master || f["master-link-status"] != "ok"
+		for _, flag := range strings.Split(f["flags"], ",") {
+			if flag == "s_down" || flag == "o_down" || flag == "disconnected" {
+				bad = true
+			}
+		}
+		if mh, mp := f["master-host"], f["master-port"]; mh != "" && joinHostPort(mh, mp) != master {
+			bad = true // it replicates from elsewhere (an old master)
+		}
+		if !bad && !slices.Contains(out, addr) {
+			out = append(out, addr)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func joinHostPort(ip, port string) string {
 	if strings.Contains(ip, ":") {
 		return "[" + ip + "]:" + port
@@ -409,13 +549,23 @@ func (w *Watcher) subscribe(s *sentinel) {
 		default:
 		}
 		err := w.listen(s)
-		if err != nil {
+		wait := resubEvery
+		if re, ok := err.(replyError); ok && isAuthError(string(re)) {
+			// An ACL user without channel rights (&*): events are lost,
+			// the refresh alone follows the masters. Said once.
+			if !s.eventsRefused {
+				s.eventsRefused = true
+				w.log.WithField("sentinel", s.addr).WithField("reply", string(re)).
+					Warn("sentinel refuses the event subscription; following its masters by polling every refresh_interval only")
+			}
+			wait = refusedResubEvery
+		} else if err != nil {
 			w.log.WithField("sentinel", s.addr).WithError(err).Debug("sentinel subscription lost")
 		}
 		select {
 		case <-w.closed:
 			return
-		case <-time.After(resubEvery):
+		case <-time.After(wait):
 		}
 	}
 }

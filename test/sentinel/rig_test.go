@@ -87,6 +87,7 @@ type rig struct {
 	shards    []*shard
 	sentinels []*harness.Proc
 	sentAddrs []string
+	sentConfs []string // each sentinel's config file (Sentinel rewrites it)
 }
 
 // startRig starts n shards of a master and a replica each, and three
@@ -99,6 +100,12 @@ func startRig(t *testing.T, names ...string) *rig {
 
 // startRigAuth is startRig with sentinels that require pass.
 func startRigAuth(t *testing.T, pass string, names ...string) *rig {
+	t.Helper()
+	return startRigConf(t, pass, "", names...)
+}
+
+// startRigConf is startRigAuth with lines added to each sentinel's file.
+func startRigConf(t *testing.T, pass, extra string, names ...string) *rig {
 	t.Helper()
 	harness.Need(t, "redis-server", "redis-sentinel")
 	r := &rig{pass: pass}
@@ -115,6 +122,7 @@ func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 		if pass != "" {
 			fmt.Fprintf(&conf, "requirepass %s\n", pass)
 		}
+		conf.WriteString(extra)
 		for _, sh := range r.shards {
 			fmt.Fprintf(&conf, "sentinel monitor %s 127.0.0.1 %d 2\n", sh.name, sh.nodes[0].port)
 			fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s 1000\n", sh.name)
@@ -130,6 +138,7 @@ func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 		harness.WaitPort(t, "tcp", p.Addr, 10*time.Second)
 		r.sentinels = append(r.sentinels, p)
 		r.sentAddrs = append(r.sentAddrs, p.Addr)
+		r.sentConfs = append(r.sentConfs, file)
 	}
 	r.waitSettled(t)
 	return r
@@ -239,6 +248,12 @@ func (r *rig) proxyWith(t *testing.T, sentinelAttrs string) (string, *harness.Pr
 
 func (r *rig) proxyWithPool(t *testing.T, extra, sentinelAttrs string) (string, *harness.Proc) {
 	t.Helper()
+	return r.proxyConf(t, "", extra, sentinelAttrs)
+}
+
+// proxyConf is proxyWithPool with top-level attributes too.
+func (r *rig) proxyConf(t *testing.T, top, extra, sentinelAttrs string) (string, *harness.Proc) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	var servers strings.Builder
 	for _, sh := range r.shards {
@@ -250,6 +265,7 @@ func (r *rig) proxyWithPool(t *testing.T, extra, sentinelAttrs string) (string, 
 	}
 	hcl := fmt.Sprintf(`
 worker_processes = 2
+%s
 log {
   level = "debug"
 }
@@ -268,7 +284,7 @@ pool "sessions" {
 %s
   }
 %s%s}
-`, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
+`, top, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
 	p := harness.Nuthatch(t, hcl, addr)
 	return addr, p
 }
@@ -287,6 +303,14 @@ type result struct {
 // load runs n clients through addr writing numbered keys (SET k i, then
 // GET k) until stop; it returns every result.
 func load(addr string, n int, stop <-chan struct{}) func() []result {
+	return loadWith(func() *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
+			DialTimeout: time.Second})
+	}, "w", n, stop)
+}
+
+// loadWith is load with clients from newClient and keys prefix<n>:<i>.
+func loadWith(newClient func() *redis.Client, prefix string, n int, stop <-chan struct{}) func() []result {
 	var mu sync.Mutex
 	var out []result
 	var wg sync.WaitGroup
@@ -294,8 +318,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
-				DialTimeout: time.Second})
+			c := newClient()
 			defer c.Close()
 			for i := 0; ; i++ {
 				select {
@@ -303,7 +326,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 					return
 				default:
 				}
-				k := fmt.Sprintf("w%d:%d", w, i)
+				k := fmt.Sprintf("%s%d:%d", prefix, w, i)
 				err := c.Set(ctx, k, k, 0).Err()
 				mu.Lock()
 				out = append(out, result{at: time.Now(), key: k, write: true, err: err})
@@ -325,4 +348,26 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Wait()
 		return out
 	}
+}
+
+// restartSentinel starts sentinel i again (after a kill) from file.
+func (r *rig) restartSentinel(t *testing.T, i int, file string) {
+	t.Helper()
+	old := r.sentinels[i]
+	p := harness.Start(t, "redis-sentinel", file)
+	p.Port, p.Addr = old.Port, old.Addr
+	harness.WaitPort(t, "tcp", p.Addr, 10*time.Second)
+	r.sentinels[i] = p
+}
+
+// sentinelView is what sentinel i says of name: its master and config-epoch.
+func (r *rig) sentinelView(i int, name string) (addr, epoch string) {
+	c := redis.NewClient(&redis.Options{Addr: r.sentAddrs[i], Protocol: 2, MaxRetries: -1, Password: r.pass})
+	defer c.Close()
+	m, err := c.Do(ctx, "SENTINEL", "MASTER", name).Result()
+	if err != nil {
+		return "", err.Error()
+	}
+	f := flat(m)
+	return f["ip"] + ":" + f["port"], f["config-epoch"]
 }

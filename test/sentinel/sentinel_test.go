@@ -72,7 +72,13 @@ func lostWrites(t *testing.T, r *rig, results []result, shardOf func(string) str
 			sh = s
 		}
 	}
-	c := sh.nodeAt(r.masterOf(t, name)).client()
+	return lostOn(t, sh.nodeAt(r.masterOf(t, name)), results, shardOf, name)
+}
+
+// lostOn counts acknowledged SETs of a shard missing from node n.
+func lostOn(t *testing.T, n *node, results []result, shardOf func(string) string, name string) (acked, lost int) {
+	t.Helper()
+	c := n.client()
 	defer c.Close()
 	for _, res := range results {
 		if !res.write || res.err != nil || shardOf(res.key) != name {

@@ -9,6 +9,7 @@ pool "sessions" {
     username         = "watcher"
     password         = "sentinel-secret"
     failover_timeout = "5s"
+    read_from        = "replica_preferred"
   }
   server "shard-a" {}
   server "shard-b" { weight = 2 }
