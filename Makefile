@@ -66,8 +66,9 @@ run: deps build
 # Benchmarks (docs/performance.md): the Go micro-benchmarks of the codecs,
 # hashing and routing (allocs/op), then test/bench/driver: direct,
 # nutcracker -v 4, predixy ($$PREDIXY_BIN, skipped when absent) and nuthatch
-# with 1 and "auto" workers in alternating rounds, medians printed as a
-# table; results and CPU profiles in bin/bench/. Under 10 minutes; it
+# with 1 and "auto" workers in alternating rounds (and RESP3 against RESP2:
+# BENCH_FLAGS="-only RESP3"), medians printed as a
+# table; results and CPU profiles in bin/bench/. About 11 minutes; it
 # measures and never fails on a number. BENCH_FLAGS="-rounds 5 -duration 3s"
 # for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset.
 BENCH_FLAGS ?=

@@ -359,3 +359,93 @@ func TestRedisBenchmarkMedians(t *testing.T) {
 	reportHas(t, rep, "medians of 3 alternating rounds", "| GET P1 | nuthatch-1 | 400 | 0.500 | 2.000 | 1.00 | 2.00 | — |",
 		"| redis-benchmark GET P1 ≥ 1.15× nutcracker | 2.00× ✓ |")
 }
+
+// The RESP3 group runs direct and the nuthatch targets that speak RESP3,
+// not nutcracker, predixy or the tcp_quickack variant; each RESP3
+// scenario has a RESP2 half with the same load.
+func TestRESP3Scenarios(t *testing.T) {
+	targets := []*target{{name: "direct", resp3: true}, {name: "nutcracker"}, {name: "predixy"},
+		{name: "nuthatch-1", resp3: true, nuthatch: true}, {name: "nuthatch-quickack", only: quickackScenario, nuthatch: true},
+		{name: "nuthatch-auto", resp3: true, nuthatch: true}}
+	var names []string
+	for _, sc := range resp3Scenarios() {
+		names = append(names, sc.name)
+		b := resp2Of(sc)
+		if !sc.resp3 || b.resp3 || b.op != sc.op || b.pipeline != sc.pipeline || b.size != 100 || b.group != groupRESP3 {
+			t.Errorf("%s: RESP2 half %+v", sc.name, b)
+		}
+		if !strings.HasPrefix(b.name, "RESP2 ") || strings.TrimPrefix(b.name, "RESP2") != strings.TrimPrefix(sc.name, "RESP3") {
+			t.Errorf("%s: RESP2 half named %q", sc.name, b.name)
+		}
+		var runs []string
+		for _, tg := range targets {
+			if tg.runs(sc) && tg.runs(b) {
+				runs = append(runs, tg.name)
+			}
+		}
+		if got := strings.Join(runs, " "); got != "direct nuthatch-1 nuthatch-auto" {
+			t.Errorf("%s runs on %s", sc.name, got)
+		}
+	}
+	if got := strings.Join(names, ", "); got != "RESP3 GET 100B, RESP3 SET 100B, RESP3 GET 100B P16, RESP3 SET 100B P16" {
+		t.Errorf("RESP3 scenarios: %s", got)
+	}
+	for _, sc := range scenarios() {
+		if sc.resp3 || sc.group == groupRESP3 {
+			t.Errorf("%s: RESP3 scenario in the main list", sc.name)
+		}
+	}
+}
+
+// The RESP3 table puts each target's RESP3 run beside its RESP2 run with
+// the two ratios, and the targets table checks ±5 % of RESP2.
+func TestReportRESP3(t *testing.T) {
+	rep := &report{targets: []*target{{name: "direct", resp3: true}, {name: "nutcracker", proc: &proc{}},
+		{name: "nuthatch-1", proc: &proc{}, nuthatch: true, resp3: true}, {name: "nuthatch-auto", proc: &proc{}, nuthatch: true, resp3: true}}}
+	sc := resp3Scenarios()[0]
+	rs2, rs3 := rep.add(resp2Of(sc)), rep.add(sc)
+	rs3.base = rs2
+	for i, rps := range []float64{100000, 90000, 110000} {
+		rs2.record("direct", sample{rps: rps, cpuUS: -1, backendUS: 4, p99: time.Millisecond})
+		rs3.record("direct", sample{rps: rps * 1.01, cpuUS: -1, backendUS: 4.2, p99: 1100 * time.Microsecond})
+		rs2.record("nuthatch-1", sample{rps: rps / 2, cpuUS: 8, backendUS: 5, p99: 2 * time.Millisecond})
+		rs3.record("nuthatch-1", sample{rps: rps / 2 * []float64{0.95, 1, 0.98}[i], cpuUS: 8.8, backendUS: 5, p99: 2 * time.Millisecond})
+	}
+	rs2.record("nuthatch-auto", sample{rps: 60000, cpuUS: 10})
+	rs3.failed("nuthatch-auto", errors.New("load: HELLO 3: EOF"))
+	reportHas(t, rep,
+		"## Redis RESP3 against RESP2 (50 clients)",
+		"nutcracker and predixy are not in this group",
+		"| GET 100B | direct | 100000 | 101000 | 1.01 [1.01–1.01] | — | — | — | 1.05 | 1000 / 1100 |",
+		"| GET 100B | nuthatch-1 | 50000 | 47500 | 0.95 [0.95–1.00] | 8.00 | 8.80 | 1.10 | 1.00 | 2000 / 2000 |",
+		"| GET 100B | nuthatch-auto | failed: load: HELLO 3: EOF |",
+		"| RESP3 GET 100B req/s within ±5 % of RESP2 | 0.95× (rounds 0.95–1.00) ✓ | — |",
+		"| RESP3 GET 100B CPU/req within ±5 % of RESP2 | 1.10× (8.80 vs 8.00 µs) ✗ | — |",
+	)
+	var b bytes.Buffer
+	rep.write(&b)
+	if strings.Contains(b.String(), "| RESP2 GET 100B | nuthatch-1 | 50000 | 0%") {
+		t.Error("the RESP3 group also got the generic table")
+	}
+}
+
+// redis-benchmark's RESP3 rows get their ratio to the same target's RESP2
+// row, and a ±5 % row in the targets table.
+func TestRedisBenchmarkRESP3(t *testing.T) {
+	rep := &report{targets: []*target{{name: "nutcracker", proc: &proc{}}, {name: "nuthatch-1", proc: &proc{}, nuthatch: true, resp3: true}}}
+	rep.rb = []rbRow{
+		{target: "nutcracker", test: "GET", depth: 1, rps: 100, cpuUS: 10},
+		{target: "nuthatch-1", test: "GET", depth: 1, rps: 200, cpuUS: 8},
+		{target: "nuthatch-1", test: "GET", depth: 1, rps: 196, cpuUS: 8.8, resp3: true},
+	}
+	reportHas(t, rep,
+		"| GET P1 | nuthatch-1 | 200 | 0.000 | 0.000 | 8.00 | 2.00 | — | — | — |",
+		"| GET P1 RESP3 | nuthatch-1 | 196 | 0.000 | 0.000 | 8.80 | 1.96 | — | 0.98 | 1.10 |",
+		"| redis-benchmark GET P1 ≥ 1.15× nutcracker | 2.00× ✓ |",
+		"| redis-benchmark GET P1 RESP3 req/s within ±5 % of RESP2 | 0.98× ✓ |",
+		"| redis-benchmark GET P1 RESP3 CPU/req within ±5 % of RESP2 | 1.10× ✗ |",
+	)
+	if rows := rbMedians(rep.rb); len(rows) != 3 {
+		t.Errorf("RESP2 and RESP3 rows folded together: %+v", rows)
+	}
+}

@@ -4,7 +4,10 @@
 // tcp_quickack = true (unpipelined GET/SET 100 B and fixed rate only), and
 // with worker_processes = "auto", then runs each scenario in alternating
 // rounds over all of them (A B C D A B C D …) and prints the medians as a
-// table. A last group runs with each proxy pinned to CPU 0 and the
+// table. The RESP3 group runs GET/SET 100 B, unpipelined and 16 deep, in
+// RESP3 (HELLO 3) and RESP2 on the targets that speak RESP3 (direct and
+// nuthatch; nutcracker and predixy close on HELLO 3) and reports the
+// ratios. A last group runs with each proxy pinned to CPU 0 and the
 // generator and backends to CPU 1 (pin.go).
 //
 // It measures; it asserts nothing. Results go to stdout and, with -out, to
@@ -207,7 +210,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		return err
 	}
 
-	targets := []*target{{name: "direct", redis: b.redis, mc: b.mc, note: "clients spread over the 2 backends"}}
+	targets := []*target{{name: "direct", redis: b.redis, mc: b.mc, note: "clients spread over the 2 backends", resp3: true}}
 	var notes []string
 	nc, err := e.nutcracker(ctx, b)
 	if err != nil {
@@ -241,6 +244,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			return err
 		}
 		t.pinnable = v.pinnable
+		t.resp3 = !v.quickack
 		if v.bin != e.nuthatchBin {
 			t.note = "1 worker, " + v.bin
 		}
@@ -263,6 +267,9 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			return err
 		}
 	}
+	if err := e.resp3Group(ctx, o, rep); err != nil {
+		return err
+	}
 	if o.pinned {
 		var pinned []scenario
 		for _, sc := range pinnedScenarios() {
@@ -281,7 +288,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			return err
 		}
 	}
-	if o.rb && (o.only == nil || o.only.MatchString("redis-benchmark")) {
+	if o.rb && (o.only == nil || o.only.MatchString("redis-benchmark") || o.only.MatchString("redis-benchmark RESP3")) {
 		if err := e.redisBenchmark(ctx, o, rep); err != nil {
 			return err
 		}

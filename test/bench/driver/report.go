@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +115,9 @@ type scenarioResult struct {
 	samples map[string][]sample
 	errs    map[string]string
 	loadAvg string
+	// base is, for a RESP3 scenario, its RESP2 half: the same load on the
+	// same targets in the same rounds.
+	base *scenarioResult
 }
 
 func (r *scenarioResult) record(target string, m sample) {
@@ -183,7 +187,11 @@ func (r *scenarioResult) median(target string) (sample, float64, bool) {
 // one round: rounds alternate, so the two runs of a round met the same
 // machine, and the range shows how far one round can be trusted.
 func (r *scenarioResult) pairedRange(a, b string) (lo, hi float64, ok bool) {
-	as, bs := r.samples[a], r.samples[b]
+	return pairedRange(r.samples[a], r.samples[b])
+}
+
+// pairedRange is the range of as[i].rps / bs[i].rps over the rounds i.
+func pairedRange(as, bs []sample) (lo, hi float64, ok bool) {
 	for i := range min(len(as), len(bs)) {
 		if bs[i].rps <= 0 {
 			continue
@@ -364,6 +372,10 @@ func (r *report) write(w io.Writer) {
 	}
 	for _, g := range groups {
 		fmt.Fprintf(w, "\n## %s\n\n", g)
+		if g == groupRESP3 {
+			r.writeRESP3(w)
+			continue
+		}
 		fmt.Fprintln(w, "| scenario | target | req/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MB | × nutcracker | × predixy | × direct |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		// Text after a scenario's rows waits for the end of the table, which
@@ -437,22 +449,28 @@ func (r *report) write(w io.Writer) {
 		for _, row := range rows {
 			rounds = max(rounds, row.rounds)
 		}
-		fmt.Fprintf(w, "\n## redis-benchmark (GET/SET 100 B, 50 clients, medians of %d alternating rounds)\n\n| test | target | req/s | p50 ms | p99 ms | CPU µs/req (GET+SET) | × nutcracker | × predixy |\n|---|---|---:|---:|---:|---:|---:|---:|\n", rounds)
-		base := func(target string, row rbRow) float64 {
-			for _, o := range rows {
-				if o.target == target && o.test == row.test && o.depth == row.depth {
-					return o.rps
-				}
-			}
-			return 0
+		fmt.Fprintf(w, "\n## redis-benchmark (GET/SET 100 B, 50 clients, medians of %d alternating rounds)\n\n", rounds)
+		if slices.ContainsFunc(rows, func(row rbRow) bool { return row.resp3 }) {
+			fmt.Fprint(w, "RESP3 rows: redis-benchmark -3 (HELLO 3 on each connection), against the targets that speak RESP3 (not nutcracker or predixy, which close the connection on HELLO 3), each run back to back with its RESP2 row; × RESP2 is RESP3 ÷ RESP2 of the same target, for req/s and for CPU µs/req.\n\n")
 		}
+		fmt.Fprint(w, "| test | target | req/s | p50 ms | p99 ms | CPU µs/req (GET+SET) | × nutcracker | × predixy | × RESP2 | CPU × RESP2 |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range rows {
 			cpu := "—"
 			if row.cpuUS >= 0 {
 				cpu = fmt.Sprintf("%.2f", row.cpuUS)
 			}
-			fmt.Fprintf(w, "| %s P%d | %s | %.0f | %.3f | %.3f | %s | %s | %s |\n", row.test, row.depth, row.target, row.rps, row.p50, row.p99, cpu,
-				ratio(row.rps, base("nutcracker", row)), ratio(row.rps, base("predixy", row)))
+			test := fmt.Sprintf("%s P%d", row.test, row.depth)
+			vs2, cpu2 := "—", "—"
+			if row.resp3 {
+				test += " RESP3"
+				if b, ok := rbFind(rows, row.target, row, false); ok {
+					vs2, cpu2 = ratio(row.rps, b.rps), ratio(row.cpuUS, b.cpuUS)
+				}
+			}
+			nc, _ := rbFind(rows, "nutcracker", row, false)
+			pd, _ := rbFind(rows, "predixy", row, false)
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s | %s |\n", test, row.target, row.rps, row.p50, row.p99, cpu,
+				ratio(row.rps, nc.rps), ratio(row.rps, pd.rps), vs2, cpu2)
 		}
 		for _, f := range r.rbFailed {
 			fmt.Fprintf(w, "\nfailed: %s\n", f)
@@ -534,6 +552,34 @@ func (r *report) writeGoals(w io.Writer) {
 			row(fmt.Sprintf("%s ≥ %.2f× nutcracker", rs.sc.name, min), vsNC(rs.sc.name, min))
 		}
 	}
+	for _, rs := range r.results {
+		tol, ok := resp3Target(rs.sc)
+		if !ok || rs.base == nil {
+			continue
+		}
+		row(fmt.Sprintf("%s req/s within ±%.0f %% of RESP2", rs.sc.name, tol*100), func(v string) (string, bool, bool) {
+			m3, _, ok3 := rs.median(v)
+			m2, _, ok2 := rs.base.median(v)
+			if !ok2 || !ok3 || m2.rps <= 0 {
+				return "", false, false
+			}
+			q := m3.rps / m2.rps
+			cell := fmt.Sprintf("%.2f×", q)
+			if lo, hi, ok := pairedRange(rs.samples[v], rs.base.samples[v]); ok {
+				cell += fmt.Sprintf(" (rounds %.2f–%.2f)", lo, hi)
+			}
+			return cell, within(q, tol), true
+		})
+		row(fmt.Sprintf("%s CPU/req within ±%.0f %% of RESP2", rs.sc.name, tol*100), func(v string) (string, bool, bool) {
+			m3, _, ok3 := rs.median(v)
+			m2, _, ok2 := rs.base.median(v)
+			if !ok2 || !ok3 || m2.cpuUS <= 0 || m3.cpuUS < 0 {
+				return "", false, false
+			}
+			q := m3.cpuUS / m2.cpuUS
+			return fmt.Sprintf("%.2f× (%.2f vs %.2f µs)", q, m3.cpuUS, m2.cpuUS), within(q, tol), true
+		})
+	}
 	// What the proxy may spend for a ratio target, given what this run's
 	// backends and generator cost beside it: throughput is about machine
 	// busy share / total CPU per request, so the target needs total ≤
@@ -553,7 +599,7 @@ func (r *report) writeGoals(w io.Writer) {
 	}
 	rbRows := rbMedians(r.rb)
 	for _, nc := range rbRows {
-		if nc.target != "nutcracker" {
+		if nc.target != "nutcracker" || nc.resp3 {
 			continue
 		}
 		min := 1.15
@@ -562,12 +608,44 @@ func (r *report) writeGoals(w io.Writer) {
 		}
 		row(fmt.Sprintf("redis-benchmark %s P%d ≥ %.2f× nutcracker", nc.test, nc.depth, min), func(v string) (string, bool, bool) {
 			for _, m := range rbRows {
-				if m.target == v && m.test == nc.test && m.depth == nc.depth && nc.rps > 0 {
+				if m.target == v && m.test == nc.test && m.depth == nc.depth && !m.resp3 && nc.rps > 0 {
 					return fmt.Sprintf("%.2f×", m.rps/nc.rps), m.rps >= min*nc.rps, true
 				}
 			}
 			return "", false, false
 		})
+	}
+	type rbTest struct {
+		test  string
+		depth int
+	}
+	var rb3 []rbTest
+	for _, m := range rbRows {
+		if k := (rbTest{m.test, m.depth}); m.resp3 && !slices.Contains(rb3, k) {
+			rb3 = append(rb3, k)
+		}
+	}
+	for _, k := range rb3 {
+		tol := 0.05
+		for _, cpu := range []bool{false, true} {
+			what := "req/s"
+			if cpu {
+				what = "CPU/req"
+			}
+			row(fmt.Sprintf("redis-benchmark %s P%d RESP3 %s within ±%.0f %% of RESP2", k.test, k.depth, what, tol*100), func(v string) (string, bool, bool) {
+				key := rbRow{test: k.test, depth: k.depth}
+				m3, ok3 := rbFind(rbRows, v, key, true)
+				m2, ok2 := rbFind(rbRows, v, key, false)
+				a, b := m3.rps, m2.rps
+				if cpu {
+					a, b = m3.cpuUS, m2.cpuUS
+				}
+				if !ok2 || !ok3 || a < 0 || b <= 0 {
+					return "", false, false
+				}
+				return fmt.Sprintf("%.2f×", a/b), within(a/b, tol), true
+			})
+		}
 	}
 	for _, rs := range r.results {
 		if rs.sc.group != groupUnpipelined && !rs.sc.rate {
@@ -637,6 +715,75 @@ func ratioTarget(sc scenario) (float64, bool) {
 		return 1.3, true
 	}
 	return 0, false
+}
+
+// resp3Target is the target for a RESP3 scenario: throughput and
+// CPU per request within ±5 % of the same target's RESP2 run.
+func resp3Target(sc scenario) (float64, bool) {
+	if sc.group == groupRESP3 && sc.resp3 {
+		return 0.05, true
+	}
+	return 0, false
+}
+
+// within reports whether ratio q is within ±tol of 1 (a ratio that
+// prints as 0.95 meets ±5 %, floating point notwithstanding).
+func within(q, tol float64) bool { return math.Abs(q-1) <= tol+1e-9 }
+
+// writeRESP3 is the RESP3 group's table: each RESP3 scenario beside its
+// RESP2 half, per target, with the ratios of the two.
+func (r *report) writeRESP3(w io.Writer) {
+	fmt.Fprintln(w, "Each target in both protocol versions, the same load; within a round a target's RESP2 and RESP3 runs are back to back (RESP2 first in odd rounds, RESP3 first in even ones). RESP3 clients send HELLO 3 on each connection first; nuthatch sends their requests over its RESP3 server links and forwards the replies byte for byte. nutcracker and predixy are not in this group: they close the connection on HELLO 3. Ratios are RESP3 ÷ RESP2 of the same target's medians; [rounds] is the range of the per-round ratios. Backends: CPU µs/req of the redis-servers.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | target | RESP2 req/s | RESP3 req/s | req/s RESP3 ÷ RESP2 [rounds] | CPU µs/req RESP2 | CPU µs/req RESP3 | CPU RESP3 ÷ RESP2 | backends RESP3 ÷ RESP2 | p99 µs RESP2 / RESP3 |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, rs := range r.results {
+		if rs.base == nil {
+			continue
+		}
+		label := strings.TrimSpace(strings.TrimPrefix(rs.sc.name, "RESP3"))
+		for _, t := range r.targets {
+			m3, _, ok3 := rs.median(t.name)
+			m2, _, ok2 := rs.base.median(t.name)
+			if !ok2 || !ok3 {
+				e, failed := rs.errs[t.name]
+				if e2, failed2 := rs.base.errs[t.name]; failed2 && !failed {
+					e, failed = "RESP2: "+e2, true
+				}
+				if failed {
+					fmt.Fprintf(w, "| %s | %s | failed: %s ||||||||\n", label, t.name, e)
+				}
+				continue
+			}
+			name := t.name
+			if n := m2.errors + m3.errors; n > 0 {
+				name += fmt.Sprintf(" (%d error replies)", n)
+			}
+			if n := m2.misses + m3.misses; n > 0 && rs.sc.op != "set" {
+				name += fmt.Sprintf(" (%d misses)", n)
+			}
+			rps := ratio(m3.rps, m2.rps)
+			if lo, hi, ok := pairedRange(rs.samples[t.name], rs.base.samples[t.name]); ok && rps != "—" {
+				rps += fmt.Sprintf(" [%.2f–%.2f]", lo, hi)
+			}
+			cpu2, cpu3 := "—", "—"
+			if m2.cpuUS >= 0 && m3.cpuUS >= 0 {
+				cpu2, cpu3 = fmt.Sprintf("%.2f", m2.cpuUS), fmt.Sprintf("%.2f", m3.cpuUS)
+			}
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s / %s |\n",
+				label, name, m2.rps, m3.rps, rps, cpu2, cpu3, ratio(m3.cpuUS, m2.cpuUS), ratio(m3.backendUS, m2.backendUS),
+				us(m2.p99), us(m3.p99))
+		}
+	}
+	last := ""
+	for _, rs := range r.results {
+		if rs.base != nil && rs.loadAvg != "" {
+			last = rs.loadAvg
+		}
+	}
+	if last != "" {
+		fmt.Fprintf(w, "\nLoad average after the group's last scenario: %s\n", last)
+	}
 }
 
 // cpuBudget is the CPU per request that variant v could have spent and

@@ -32,6 +32,9 @@ type scenario struct {
 	// pinned scenarios run with each proxy on CPU 0 and the generator and
 	// backends on CPU 1 (pin.go), over the pinnable targets only.
 	pinned bool
+	// resp3 scenarios send HELLO 3 on each connection first and so
+	// receive RESP3 replies.
+	resp3 bool
 }
 
 // quickackScenario is where the tcp_quickack target runs: the
@@ -52,7 +55,100 @@ const (
 	groupMemcache    = "memcached (50 clients, unpipelined)"
 	groupRate        = "Fixed rate, Redis GET 100 B (50 clients, open loop; latency from the intended send time)"
 	groupPinned      = "Per core: each proxy pinned to CPU 0, generator and backends to CPU 1 (Redis, 50 clients)"
+	groupRESP3       = "Redis RESP3 against RESP2 (50 clients)"
 )
+
+// resp3Scenarios is the RESP3 group: each scenario is the RESP3 half of a
+// pair whose RESP2 half (resp2Of) runs the same load on the same targets
+// in the same rounds. Only targets that speak RESP3 take part.
+func resp3Scenarios() []scenario {
+	var s []scenario
+	for _, depth := range []int{1, 16} {
+		suffix := ""
+		if depth > 1 {
+			suffix = " P16"
+		}
+		for _, op := range []load.Op{load.Get, load.Set} {
+			s = append(s, scenario{
+				name:  fmt.Sprintf("RESP3 %s 100B%s", strings.ToUpper(string(op)), suffix),
+				group: groupRESP3, proto: load.Redis, op: op, size: 100, prefix: "k100:", pipeline: depth, resp3: true,
+			})
+		}
+	}
+	return s
+}
+
+// resp2Of is the RESP2 half of a RESP3 scenario's pair.
+func resp2Of(sc scenario) scenario {
+	sc.resp3 = false
+	sc.name = "RESP2" + strings.TrimPrefix(sc.name, "RESP3")
+	return sc
+}
+
+// resp3Group runs the RESP3 pairs that -only selects (by either half's
+// name).
+func (e *env) resp3Group(ctx context.Context, o options, rep *report) error {
+	start := time.Now()
+	ran := false
+	for _, sc := range resp3Scenarios() {
+		if o.only != nil && !o.only.MatchString(sc.name) && !o.only.MatchString(resp2Of(sc).name) {
+			continue
+		}
+		if err := e.runPair(ctx, o, rep, sc); err != nil {
+			return err
+		}
+		ran = true
+	}
+	if ran {
+		logf("RESP3 group took %v", time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+// runPair runs a RESP3 scenario and its RESP2 half in alternating rounds,
+// each target's two runs back to back (RESP2 first in odd rounds, RESP3
+// first in even ones), so that the ratio of a round compares two runs
+// that met the same machine.
+func (e *env) runPair(ctx context.Context, o options, rep *report, sc scenario) error {
+	rs2 := rep.add(resp2Of(sc))
+	rs3 := rep.add(sc)
+	rs3.base = rs2
+	for round := range o.rounds {
+		for _, t := range rep.targets {
+			addrs := t.addrs(true)
+			if addrs == nil || !t.runs(sc) {
+				continue
+			}
+			halves := []*scenarioResult{rs2, rs3}
+			if round%2 == 1 {
+				halves[0], halves[1] = rs3, rs2
+			}
+			for _, rs := range halves {
+				m, err := e.measure(ctx, o, t, rs.sc, addrs)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					logf("%s round %d on %s: %v", rs.sc.name, round+1, t.name, err)
+					rs.failed(t.name, err)
+					continue
+				}
+				rs.record(t.name, m)
+			}
+		}
+	}
+	rs2.loadAvg, rs3.loadAvg = loadAvg(), loadAvg()
+	var parts []string
+	for _, t := range rep.targets {
+		m3, _, ok3 := rs3.median(t.name)
+		m2, _, ok2 := rs2.median(t.name)
+		if ok2 && ok3 {
+			parts = append(parts, fmt.Sprintf("%s %.0f/%.0f = %s", t.name, m3.rps, m2.rps, ratio(m3.rps, m2.rps)))
+		}
+	}
+	logf("%-26s RESP3/RESP2 %s (load %s)", sc.name, strings.Join(parts, ", "), rs3.loadAvg)
+	return nil
+}
 
 // pinnedScenarios is the per-core capacity group (pin.go).
 func pinnedScenarios() []scenario {
@@ -142,8 +238,8 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	spec := load.Spec{
 		Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
 		Rate: sc.rateRPS, ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi,
-		Threads: o.threads,
-		Warmup:  o.warmup, Duration: o.duration,
+		Threads: o.threads, RESP3: sc.resp3,
+		Warmup: o.warmup, Duration: o.duration,
 		OnStart: func() { c0, b0, g0, s0 = ticks(); rss = sampleRSS(t.pid()) },
 		OnStop:  func() { c1, b1, g1, s1 = ticks(); peak = rss.finish() },
 	}
@@ -257,12 +353,19 @@ func (e *env) pidsOf(keep func(name string) bool) []int {
 }
 
 // redisBenchmark runs redis-benchmark GET/SET 100 B against every Redis
-// target, unpipelined and 16 deep, as a cross-check of the Go generator.
+// target, unpipelined and 16 deep, as a cross-check of the Go generator;
+// against the targets that speak RESP3 also with -3 (RESP3), back to back
+// with the RESP2 run. -only "redis-benchmark RESP3" (or anything that
+// matches that and not "redis-benchmark", such as "RESP3") runs only the
+// RESP3 targets, in both versions.
 func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error {
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		rep.notes = append(rep.notes, "redis-benchmark cross-check skipped: not installed")
 		return nil
 	}
+	all := o.only == nil || o.only.MatchString("redis-benchmark")
+	resp3 := o.only == nil || o.only.MatchString("redis-benchmark RESP3")
+	var resp3Time time.Duration
 	// Alternating rounds, as the other scenarios: one redis-benchmark
 	// run is at the mercy of whatever else the machine did during it.
 	for round := range o.rounds {
@@ -275,33 +378,64 @@ func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error 
 				if t.redis == nil || t.only != nil {
 					continue
 				}
-				pids := tree(t.pid())
-				c0 := cpuTicks(pids)
-				rows, err := runRedisBenchmark(ctx, t.redis, o.clients, n, depth, o.keys)
-				c1 := cpuTicks(pids)
-				if ctx.Err() != nil {
-					return ctx.Err()
+				var versions []bool
+				if all || resp3 && t.resp3 {
+					versions = append(versions, false)
 				}
-				if err != nil {
-					logf("redis-benchmark round %d on %s: %v", round+1, t.name, err)
-					rep.rbFailed = append(rep.rbFailed, fmt.Sprintf("%s P%d: %v", t.name, depth, err))
-					continue
+				if resp3 && t.resp3 {
+					versions = append(versions, true)
 				}
-				cpu := -1.0
-				if t.proc != nil {
-					cpu = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(2*n)
+				if round%2 == 1 {
+					slices.Reverse(versions)
 				}
-				var parts []string
-				for _, r := range rows {
-					r.target, r.depth, r.cpuUS = t.name, depth, cpu
-					rep.rb = append(rep.rb, r)
-					parts = append(parts, fmt.Sprintf("%s %.0f", r.test, r.rps))
+				for _, v3 := range versions {
+					start := time.Now()
+					err := e.redisBenchmarkRun(ctx, rep, t, round, depth, n, o, v3)
+					if v3 {
+						resp3Time += time.Since(start)
+					}
+					if err != nil {
+						return err
+					}
 				}
-				logf("redis-benchmark P%d round %d %-14s %s, %.2f µs/req", depth, round+1, t.name, strings.Join(parts, " "), cpu)
 			}
 		}
 	}
-	logf("redis-benchmark cross-check done (load %s)", loadAvg())
+	logf("redis-benchmark cross-check done, RESP3 runs %v (load %s)", resp3Time.Round(time.Second), loadAvg())
+	return nil
+}
+
+// redisBenchmarkRun is one redis-benchmark invocation (GET and SET)
+// against t; only a cancelled context is an error, a failed run is
+// recorded in the report.
+func (e *env) redisBenchmarkRun(ctx context.Context, rep *report, t *target, round, depth, n int, o options, resp3 bool) error {
+	pids := tree(t.pid())
+	c0 := cpuTicks(pids)
+	rows, err := runRedisBenchmark(ctx, t.redis, o.clients, n, depth, o.keys, resp3)
+	c1 := cpuTicks(pids)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	proto := ""
+	if resp3 {
+		proto = " RESP3"
+	}
+	if err != nil {
+		logf("redis-benchmark%s round %d on %s: %v", proto, round+1, t.name, err)
+		rep.rbFailed = append(rep.rbFailed, fmt.Sprintf("%s P%d%s: %v", t.name, depth, proto, err))
+		return nil
+	}
+	cpu := -1.0
+	if t.proc != nil {
+		cpu = float64(c1-c0) / float64(e.clkTck) * 1e6 / float64(2*n)
+	}
+	var parts []string
+	for _, r := range rows {
+		r.target, r.depth, r.cpuUS, r.resp3 = t.name, depth, cpu, resp3
+		rep.rb = append(rep.rb, r)
+		parts = append(parts, fmt.Sprintf("%s %.0f", r.test, r.rps))
+	}
+	logf("redis-benchmark P%d%s round %d %-14s %s, %.2f µs/req", depth, proto, round+1, t.name, strings.Join(parts, " "), cpu)
 	return nil
 }
 
@@ -309,6 +443,7 @@ type rbRow struct {
 	target    string
 	test      string
 	depth     int
+	resp3     bool // redis-benchmark -3
 	rps       float64
 	p50, p99  float64 // ms
 	cpuUS     float64 // for the whole invocation (GET and SET)
@@ -322,11 +457,12 @@ func rbMedians(rows []rbRow) []rbRow {
 	type key struct {
 		target, test string
 		depth        int
+		resp3        bool
 	}
 	var order []key
 	groups := map[key][]rbRow{}
 	for _, r := range rows {
-		k := key{r.target, r.test, r.depth}
+		k := key{r.target, r.test, r.depth, r.resp3}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -342,7 +478,7 @@ func rbMedians(rows []rbRow) []rbRow {
 			}
 			return median(v)
 		}
-		out = append(out, rbRow{target: k.target, test: k.test, depth: k.depth, instances: g[0].instances, rounds: len(g),
+		out = append(out, rbRow{target: k.target, test: k.test, depth: k.depth, resp3: k.resp3, instances: g[0].instances, rounds: len(g),
 			rps:   field(func(r rbRow) float64 { return r.rps }),
 			p50:   field(func(r rbRow) float64 { return r.p50 }),
 			p99:   field(func(r rbRow) float64 { return r.p99 }),
@@ -351,9 +487,20 @@ func rbMedians(rows []rbRow) []rbRow {
 	return out
 }
 
+// rbFind is the median row of target for like's test and depth, in RESP3
+// or RESP2.
+func rbFind(rows []rbRow, target string, like rbRow, resp3 bool) (rbRow, bool) {
+	for _, o := range rows {
+		if o.target == target && o.test == like.test && o.depth == like.depth && o.resp3 == resp3 {
+			return o, true
+		}
+	}
+	return rbRow{}, false
+}
+
 // runRedisBenchmark runs one redis-benchmark per address (clients split
 // between them) at once and sums their throughput.
-func runRedisBenchmark(ctx context.Context, addrs []string, clients, n, depth, keys int) ([]rbRow, error) {
+func runRedisBenchmark(ctx context.Context, addrs []string, clients, n, depth, keys int, resp3 bool) ([]rbRow, error) {
 	type out struct {
 		rows []rbRow
 		err  error
@@ -365,10 +512,13 @@ func runRedisBenchmark(ctx context.Context, addrs []string, clients, n, depth, k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", host, "-p", port,
-				"-c", strconv.Itoa(clients/len(addrs)), "-n", strconv.Itoa(n/len(addrs)), "-P", strconv.Itoa(depth),
-				"-r", strconv.Itoa(keys), "-d", "100", "-t", "get,set", "--csv")
-			b, err := cmd.Output()
+			args := []string{"-h", host, "-p", port,
+				"-c", strconv.Itoa(clients / len(addrs)), "-n", strconv.Itoa(n / len(addrs)), "-P", strconv.Itoa(depth),
+				"-r", strconv.Itoa(keys), "-d", "100", "-t", "get,set", "--csv"}
+			if resp3 {
+				args = append(args, "-3")
+			}
+			b, err := exec.CommandContext(ctx, "redis-benchmark", args...).Output()
 			if err != nil {
 				outs[i].err = fmt.Errorf("redis-benchmark: %w", err)
 				return

@@ -27,12 +27,19 @@ type target struct {
 	only func(scenario) bool
 	// pinnable targets take part in the pinned (per-core) group.
 	pinnable bool
+	// resp3 targets speak RESP3 (HELLO 3) and take part in the RESP3
+	// group and the RESP3 redis-benchmark rows; nutcracker and predixy
+	// close the connection on HELLO 3.
+	resp3 bool
 }
 
 // runs reports whether t takes part in sc.
 func (t *target) runs(sc scenario) bool {
 	if sc.pinned {
 		return t.pinnable
+	}
+	if sc.group == groupRESP3 {
+		return t.resp3
 	}
 	return t.only == nil || t.only(sc)
 }

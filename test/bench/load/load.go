@@ -63,6 +63,10 @@ type Spec struct {
 	KeyPrefix string
 	// MultiKeys is the number of keys of an MGet.
 	MultiKeys int
+	// RESP3 makes each Redis connection send HELLO 3 before the load (the
+	// reply must be a map) and so receive RESP3 replies: a GET miss is
+	// then "_\r\n". Servers that do not speak RESP3 fail the run.
+	RESP3 bool
 	// Threads is the number of event loops (OS threads) of a closed-loop
 	// run, clients spread over them; 0 means 1, as redis-benchmark.
 	Threads int
@@ -160,15 +164,23 @@ func (c *client) appendRequest(b []byte) []byte {
 
 // next returns the next complete reply's class, reading as needed.
 func (c *client) next() (reply, error) {
+	_, r, err := c.nextRaw()
+	return r, err
+}
+
+// nextRaw is next that also returns the reply's bytes, valid until the
+// next read.
+func (c *client) nextRaw() ([]byte, reply, error) {
 	for {
 		if c.w > c.r {
 			n, r, err := c.parse(c.rbuf[c.r:c.w])
 			if err == nil {
+				b := c.rbuf[c.r : c.r+n]
 				c.r += n
-				return r, nil
+				return b, r, nil
 			}
 			if !errors.Is(err, errIncomplete) {
-				return 0, err
+				return nil, 0, err
 			}
 		}
 		if c.r == c.w {
@@ -179,16 +191,42 @@ func (c *client) next() (reply, error) {
 		}
 		if c.w == len(c.rbuf) {
 			if len(c.rbuf) >= maxReply {
-				return 0, fmt.Errorf("%w: reply over %d bytes", ErrProtocol, maxReply)
+				return nil, 0, fmt.Errorf("%w: reply over %d bytes", ErrProtocol, maxReply)
 			}
 			c.rbuf = append(c.rbuf, make([]byte, len(c.rbuf))...)
 		}
 		n, err := c.conn.Read(c.rbuf[c.w:])
 		c.w += n
 		if err != nil && n == 0 {
-			return 0, err
+			return nil, 0, err
 		}
 	}
+}
+
+// hello3 is "HELLO 3", which switches a connection to RESP3.
+var hello3 = []byte("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+
+// hello sends HELLO 3 and checks that the reply is a map (RESP3's
+// server-info reply), within 10 s. A server that does not speak RESP3
+// replies with an error (redis before 6) or closes the connection
+// (nutcracker, predixy).
+func (c *client) hello() error {
+	_ = c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.conn.SetDeadline(time.Time{})
+	if _, err := c.conn.Write(hello3); err != nil {
+		return fmt.Errorf("load: HELLO 3: %w", err)
+	}
+	b, _, err := c.nextRaw()
+	if err != nil {
+		return fmt.Errorf("load: HELLO 3: %w", err)
+	}
+	if b[0] != '%' {
+		return fmt.Errorf("%w: HELLO 3 replied %q, not a map", ErrProtocol, b[:min(len(b), 80)])
+	}
+	if c.r != c.w {
+		return fmt.Errorf("%w: %d bytes after the reply to HELLO 3", ErrProtocol, c.w-c.r)
+	}
+	return nil
 }
 
 func (c *client) count(r reply, lat time.Duration) {
@@ -246,6 +284,14 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 			return nil, fmt.Errorf("load: dial %s: %w", s.Addrs[i%len(s.Addrs)], err)
 		}
 		clients[i] = newClient(&s, conn, uint64(i)+1, value)
+		if s.RESP3 && s.Protocol == Redis {
+			if err := clients[i].hello(); err != nil {
+				for _, c := range clients[:i+1] {
+					c.conn.Close()
+				}
+				return nil, fmt.Errorf("%w (%s)", err, s.Addrs[i%len(s.Addrs)])
+			}
+		}
 	}
 	defer func() {
 		for _, c := range clients {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -117,6 +121,28 @@ func TestParseRedis(t *testing.T) {
 		{"+OK", 0, 0, errIncomplete},
 		{"?\r\n", 0, 0, ErrProtocol},
 		{"$x\r\n", 0, 0, ErrProtocol},
+		// RESP3, after HELLO 3.
+		{"_\r\n", 3, replyMiss, nil},
+		{"_\r\n+OK\r\n", 3, replyMiss, nil},
+		{"#t\r\n", 4, replyOK, nil},
+		{",1.5\r\n", 6, replyOK, nil},
+		{"(12345678901234567890\r\n", 23, replyOK, nil},
+		{"=7\r\ntxt:abc\r\n", 13, replyOK, nil},
+		{"!5\r\nERR x\r\n", 11, replyError, nil},
+		{"*2\r\n_\r\n_\r\n", 10, replyMiss, nil},
+		{"*2\r\n_\r\n$1\r\na\r\n", 14, replyOK, nil},
+		{"~2\r\n:1\r\n:2\r\n", 12, replyOK, nil},
+		{"~0\r\n", 4, replyOK, nil},
+		{"%1\r\n+server\r\n+redis\r\n", 21, replyOK, nil},
+		{"%1\r\n+k\r\n_\r\n", 11, replyOK, nil},
+		{"%2\r\n+a\r\n:1\r\n", 0, 0, errIncomplete},
+		{"|1\r\n+key\r\n:1\r\n_\r\n", 17, replyMiss, nil},
+		{"|1\r\n+key\r\n:1\r\n", 0, 0, errIncomplete},
+		{"*1\r\n|1\r\n+a\r\n+b\r\n!1\r\nx\r\n", 23, replyError, nil},
+		{"_x\r\n", 0, 0, ErrProtocol},
+		{"!-1\r\n", 0, 0, ErrProtocol},
+		{"%-1\r\n", 0, 0, ErrProtocol},
+		{">2\r\n+message\r\n+x\r\n", 0, 0, ErrProtocol},
 	}
 	for _, tt := range tests {
 		n, kind, err := parseRedis([]byte(tt.in))
@@ -180,13 +206,21 @@ func TestEncoders(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that the reply parsers never panic and that a reply
-// they accept is reported incomplete when cut short.
+// FuzzParse checks that the reply parsers never panic, that a reply
+// they accept is reported incomplete when cut short, and that the Redis
+// parser frames a reply that the proxy's own scanner (resp.ReplyLen,
+// strict where the generator is lenient) accepts to the same length.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"+OK\r\n", "*2\r\n$-1\r\n$1\r\na\r\n", "VALUE k 0 3\r\nabc\r\nEND\r\n", "$5\r\nab", "END\r\n"} {
+	for _, s := range []string{"+OK\r\n", "*2\r\n$-1\r\n$1\r\na\r\n", "VALUE k 0 3\r\nabc\r\nEND\r\n", "$5\r\nab", "END\r\n",
+		"_\r\n", "%1\r\n+a\r\n_\r\n", "|1\r\n+a\r\n#t\r\n~1\r\n,1.5\r\n", "=5\r\ntxt:a\r\n!3\r\nERR\r\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if n, _, err := parseRedis(b); err == nil {
+			if m, _, rerr := resp.ReplyLen(b, resp.Limits{}); rerr == nil && m != 0 && m != n {
+				t.Fatalf("%q: parseRedis frames %d bytes, resp.ReplyLen %d", b, n, m)
+			}
+		}
 		for _, parse := range []func([]byte) (int, reply, error){parseRedis, parseMemcache} {
 			n, _, err := parse(b)
 			if err != nil {
@@ -452,5 +486,121 @@ func TestPreloadAndIdle(t *testing.T) {
 			t.Errorf("%s: %d idle clients, %d requests served", p, idle.Len(), srv.served.Load())
 		}
 		idle.Close()
+	}
+}
+
+// startRedis starts a redis-server on a free loopback port for the test.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server not listening on %s: %v", addr, err)
+		}
+	}
+}
+
+// TestRESP3AgainstRedis runs the generator in both protocol versions
+// against a real redis-server, half the keys present: after HELLO 3 a
+// GET miss is "_" and must count as a miss, as "$-1" does in RESP2.
+func TestRESP3AgainstRedis(t *testing.T) {
+	addr := startRedis(t)
+	// The premise: redis-server answers HELLO 3 with a map, then a miss
+	// with RESP3's null.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(&Spec{Protocol: Redis, Op: Get, KeyPrefix: "absent:", Keys: 1}, conn, 1, nil)
+	if err := c.hello(); err != nil {
+		t.Fatal(err)
+	}
+	conn.Write(c.appendRequest(nil))
+	if b, r, err := c.nextRaw(); err != nil || string(b) != "_\r\n" || r != replyMiss {
+		t.Fatalf("GET of a missing key after HELLO 3: %q, %d, %v", b, r, err)
+	}
+	conn.Close()
+
+	const keys = 200
+	if err := Preload(context.Background(), Redis, addr, "k:", keys/2, 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		op       Op
+		pipeline int
+		resp3    bool
+	}{{Get, 1, false}, {Get, 1, true}, {Get, 16, true}, {MGet, 4, true}, {Set, 16, true}} { // SET last: it fills the key space
+		t.Run(fmt.Sprintf("%s-P%d-resp3=%v", tt.op, tt.pipeline, tt.resp3), func(t *testing.T) {
+			res, err := Run(context.Background(), Spec{
+				Protocol: Redis, Op: tt.op, Addrs: []string{addr}, RESP3: tt.resp3, Threads: 2,
+				Clients: 6, Pipeline: tt.pipeline, ValueSize: 100, Keys: keys, KeyPrefix: "k:", MultiKeys: 2,
+				Warmup: 20 * time.Millisecond, Duration: 150 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Requests == 0 || res.Errors != 0 {
+				t.Fatalf("requests %d errors %d", res.Requests, res.Errors)
+			}
+			share := float64(res.Misses) / float64(res.Requests)
+			want := map[Op]float64{Get: 0.5, MGet: 0.25, Set: 0}[tt.op]
+			if tt.op == Set && res.Misses != 0 || math.Abs(share-want) > 0.1 {
+				t.Errorf("%d misses in %d requests (%.2f), want about %.2f", res.Misses, res.Requests, share, want)
+			}
+		})
+	}
+}
+
+// A server that does not speak RESP3 fails a RESP3 run at the start:
+// nutcracker and predixy close the connection on HELLO 3, redis before 6
+// replies with an error.
+func TestRESP3Refused(t *testing.T) {
+	for _, answer := range []string{"", "-ERR unknown command 'HELLO'\r\n", "*2\r\n$6\r\nserver\r\n$5\r\nredis\r\n"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					c.Read(make([]byte, 512))
+					c.Write([]byte(answer))
+					if answer == "" {
+						c.Close()
+					}
+				}()
+			}
+		}()
+		_, err = Run(context.Background(), Spec{Protocol: Redis, Op: Get, Addrs: []string{ln.Addr().String()}, RESP3: true,
+			Clients: 2, Pipeline: 1, Keys: 10, Duration: 50 * time.Millisecond})
+		ln.Close()
+		if err == nil || !strings.Contains(err.Error(), "HELLO 3") {
+			t.Errorf("server answering %q: Run = %v, want a HELLO 3 error", answer, err)
+		}
 	}
 }

@@ -102,10 +102,23 @@ func appendMemcacheSet(b []byte, prefix string, key int, value []byte) []byte {
 	return append(b, '\r', '\n')
 }
 
-// parseRedis parses one RESP reply at the start of b and returns its
-// length. A reply counts as a miss when it is a nil bulk or an array made
-// only of nil bulks.
+// parseRedis parses one RESP2 or RESP3 reply at the start of b and
+// returns its length. A reply counts as a miss when it is a null (a nil
+// bulk or array, RESP3's "_") or an aggregate made only of nulls, and as an
+// error when it is one ('-', RESP3's blob error '!') or holds one.
+// Attributes ('|') before a reply are part of it. An out-of-band push ('>')
+// is an error: it answers no request, and the generator subscribes to
+// nothing and turns no client tracking on, so a server should send none.
 func parseRedis(b []byte) (int, reply, error) {
+	if len(b) > 0 && b[0] == '>' {
+		return 0, 0, fmt.Errorf("%w: out-of-band push reply", ErrProtocol)
+	}
+	return parseElem(b)
+}
+
+// parseElem parses one element of a reply: the reply itself, or one
+// element of an aggregate.
+func parseElem(b []byte) (int, reply, error) {
 	if len(b) == 0 {
 		return 0, 0, errIncomplete
 	}
@@ -118,35 +131,52 @@ func parseRedis(b []byte) (int, reply, error) {
 	}
 	line := b[1:eol]
 	switch b[0] {
-	case '+', ':':
+	case '+', ':', '#', ',', '(':
 		return eol + 2, replyOK, nil
 	case '-':
 		return eol + 2, replyError, nil
-	case '$':
+	case '_':
+		if eol != 1 {
+			return 0, 0, fmt.Errorf("%w: invalid null %q", ErrProtocol, b[:eol])
+		}
+		return eol + 2, replyMiss, nil
+	case '$', '=', '!':
 		n, err := atoi(line)
 		if err != nil {
 			return 0, 0, err
 		}
 		if n < 0 {
+			if b[0] != '$' {
+				return 0, 0, fmt.Errorf("%w: negative length %q", ErrProtocol, b[:eol])
+			}
 			return eol + 2, replyMiss, nil
 		}
 		end := eol + 2 + n + 2
 		if len(b) < end {
 			return 0, 0, errIncomplete
 		}
+		if b[0] == '!' {
+			return end, replyError, nil
+		}
 		return end, replyOK, nil
-	case '*':
+	case '*', '~', '%', '>', '|':
 		n, err := atoi(line)
 		if err != nil {
 			return 0, 0, err
 		}
 		off := eol + 2
 		if n < 0 {
+			if b[0] != '*' {
+				return 0, 0, fmt.Errorf("%w: negative count %q", ErrProtocol, b[:eol])
+			}
 			return off, replyMiss, nil
+		}
+		if b[0] == '%' || b[0] == '|' {
+			n *= 2 // pairs
 		}
 		kind := replyMiss
 		for i := 0; i < n; i++ {
-			m, r, err := parseRedis(b[off:])
+			m, r, err := parseElem(b[off:])
 			if err != nil {
 				return 0, 0, err
 			}
@@ -157,6 +187,15 @@ func parseRedis(b []byte) (int, reply, error) {
 			case r == replyOK && kind == replyMiss:
 				kind = replyOK
 			}
+		}
+		if b[0] == '|' {
+			// The attribute annotates the element after it, which is
+			// what the reply is.
+			m, r, err := parseElem(b[off:])
+			if err != nil {
+				return 0, 0, err
+			}
+			return off + m, r, nil
 		}
 		if n == 0 {
 			kind = replyOK
