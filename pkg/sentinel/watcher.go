@@ -26,6 +26,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+	"github.com/nuthatch-proxy/nuthatch/pkg/respconn"
 )
 
 // Update is a server's master address; Version grows with each one.
@@ -95,7 +96,7 @@ type target struct {
 type sentinel struct {
 	addr, user, pass string
 	mu               sync.Mutex
-	cmd              *conn
+	cmd              *respconn.Conn
 	up               bool
 	eventsRefused    bool // logged: the sentinel refuses SUBSCRIBE (ACL)
 }
@@ -217,7 +218,7 @@ func (w *Watcher) Close() {
 	for _, s := range w.sentinels {
 		s.mu.Lock()
 		if s.cmd != nil {
-			s.cmd.close()
+			s.cmd.Close()
 		}
 		s.mu.Unlock()
 	}
@@ -272,7 +273,7 @@ func (w *Watcher) resolve(t *target) {
 	refused := ""
 	for i, a := range answers {
 		if errs[i] != nil {
-			if re, ok := errs[i].(replyError); ok {
+			if re, ok := errs[i].(respconn.ReplyError); ok {
 				reached++
 				if isAuthError(string(re)) {
 					refused = string(re)
@@ -437,25 +438,25 @@ func (s *sentinel) master(name string) (*answer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		c, err := dial(s.addr, askTimeout, s.user, s.pass)
+		c, err := respconn.Dial(s.addr, askTimeout, s.user, s.pass)
 		if err != nil {
 			s.up = false
 			return nil, err
 		}
 		s.cmd = c
 	}
-	v, err := s.cmd.do(askTimeout, "SENTINEL", "MASTER", name)
+	v, err := s.cmd.Do(askTimeout, "SENTINEL", "MASTER", name)
 	if err != nil {
-		if _, isReply := err.(replyError); !isReply {
-			s.cmd.close()
+		if _, isReply := err.(respconn.ReplyError); !isReply {
+			s.cmd.Close()
 			s.cmd, s.up = nil, false
 		}
 		return nil, err
 	}
 	s.up = true
-	f := fields(v)
+	f := respconn.Fields(v)
 	if f["ip"] == "" || f["port"] == "" {
-		return nil, replyError("ERR no address for " + name)
+		return nil, respconn.ReplyError("ERR no address for " + name)
 	}
 	epoch, _ := strconv.ParseInt(f["config-epoch"], 10, 64)
 	return &answer{addr: joinHostPort(f["ip"], f["port"]), epoch: epoch,
@@ -473,10 +474,10 @@ func (s *sentinel) replicas(name, master string) ([]string, error) {
 	if s.cmd == nil {
 		return nil, errors.New("sentinel: not connected")
 	}
-	v, err := s.cmd.do(askTimeout, "SENTINEL", "REPLICAS", name)
+	v, err := s.cmd.Do(askTimeout, "SENTINEL", "REPLICAS", name)
 	if err != nil {
-		if _, isReply := err.(replyError); !isReply {
-			s.cmd.close()
+		if _, isReply := err.(respconn.ReplyError); !isReply {
+			s.cmd.Close()
 			s.cmd, s.up = nil, false
 		}
 		return nil, err
@@ -489,7 +490,7 @@ func fitReplicas(v any, master string) []string {
 	arr, _ := v.([]any)
 	out := []string{}
 	for _, r := range arr {
-		f := fields(r)
+		f := respconn.Fields(r)
 		if f["ip"] == "" || f["port"] == "" {
 			continue
 		}
@@ -520,12 +521,12 @@ func joinHostPort(ip, port string) string {
 
 // roleOf asks a data node for its role (ROLE's first element).
 func roleOf(addr, user, pass string) (string, error) {
-	c, err := dial(addr, askTimeout, user, pass)
+	c, err := respconn.Dial(addr, askTimeout, user, pass)
 	if err != nil {
 		return "", err
 	}
-	defer c.close()
-	v, err := c.do(askTimeout, "ROLE")
+	defer c.Close()
+	v, err := c.Do(askTimeout, "ROLE")
 	if err != nil {
 		return "", err
 	}
@@ -550,7 +551,7 @@ func (w *Watcher) subscribe(s *sentinel) {
 		}
 		err := w.listen(s)
 		wait := resubEvery
-		if re, ok := err.(replyError); ok && isAuthError(string(re)) {
+		if re, ok := err.(respconn.ReplyError); ok && isAuthError(string(re)) {
 			// An ACL user without channel rights (&*): events are lost,
 			// the refresh alone follows the masters. Said once.
 			if !s.eventsRefused {
@@ -571,31 +572,31 @@ func (w *Watcher) subscribe(s *sentinel) {
 }
 
 func (w *Watcher) listen(s *sentinel) error {
-	c, err := dial(s.addr, askTimeout, s.user, s.pass)
+	c, err := respconn.Dial(s.addr, askTimeout, s.user, s.pass)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.Close()
 	go func() {
 		<-w.closed
-		c.close()
+		c.Close()
 	}()
 	args := [][]byte{[]byte("SUBSCRIBE")}
 	for _, e := range events {
 		args = append(args, []byte(e))
 	}
-	c.c.SetDeadline(time.Now().Add(askTimeout))
-	if _, err := c.c.Write(resp.AppendCommand(nil, args)); err != nil {
+	c.C.SetDeadline(time.Now().Add(askTimeout))
+	if _, err := c.C.Write(resp.AppendCommand(nil, args)); err != nil {
 		return err
 	}
 	w.kickAll(s)
 	for {
-		c.c.SetDeadline(time.Time{})
-		v, err := c.read()
+		c.C.SetDeadline(time.Time{})
+		v, err := c.Read()
 		if err != nil {
 			return err
 		}
-		if re, ok := v.(replyError); ok {
+		if re, ok := v.(respconn.ReplyError); ok {
 			return re
 		}
 		msg, _ := v.([]any)

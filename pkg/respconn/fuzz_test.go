@@ -1,4 +1,4 @@
-package sentinel
+package respconn
 
 import (
 	"testing"
@@ -18,28 +18,28 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n, _, err := resp.ReplyLen(b, replyLimits)
+		n, _, err := resp.ReplyLen(b, Limits)
 		if err != nil || n == 0 {
 			return
 		}
-		v, used := decode(b[:n])
+		v, used := Decode(b[:n])
 		if used > n {
 			t.Fatalf("decode used %d of %d bytes", used, n)
 		}
-		_ = fields(v)
+		_ = Fields(v)
 	})
 }
 
 func TestDecode(t *testing.T) {
-	v, _ := decode([]byte("*4\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nport\r\n$4\r\n6379\r\n"))
-	f := fields(v)
+	v, _ := Decode([]byte("*4\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nport\r\n$4\r\n6379\r\n"))
+	f := Fields(v)
 	if f["ip"] != "127.0.0.1" || f["port"] != "6379" {
 		t.Fatalf("fields = %v", f)
 	}
-	if _, ok := func() (any, int) { return decode([]byte("-ERR x\r\n")) }(); ok == 0 {
+	if _, ok := func() (any, int) { return Decode([]byte("-ERR x\r\n")) }(); ok == 0 {
 		t.Fatal("no bytes used")
 	}
-	if e, _ := decode([]byte("-ERR x\r\n")); e != replyError("ERR x") {
+	if e, _ := Decode([]byte("-ERR x\r\n")); e != ReplyError("ERR x") {
 		t.Fatalf("error reply = %#v", e)
 	}
 }
