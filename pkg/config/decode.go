@@ -747,22 +747,30 @@ func (c *checker) sentinel(rp *rawPool, p *Pool) *Sentinel {
 		c.errorf(rs.DefRange, "Missing sentinel addresses", "the sentinel block needs addresses = [\"host:port\", ...].")
 		return s
 	}
+	s.Addresses = c.tcpAddresses(*rs.Addresses, rs.AddressesRange, "sentinel address", "sentinels")
+	return s
+}
+
+// tcpAddresses checks a list of host:port (sentinels, cluster seeds) and
+// returns it normalised; what names one entry, who the peers.
+func (c *checker) tcpAddresses(list []string, rng hcl.Range, what, who string) []string {
+	var out []string
 	seen := map[string]bool{}
-	for _, a := range *rs.Addresses {
+	for _, a := range list {
 		addr, err := parseAddress(a, addrServer)
 		switch {
 		case err != nil:
-			c.errorf(rs.AddressesRange, "Invalid sentinel address", "%s.", err)
+			c.errorf(rng, "Invalid "+what, "%s.", err)
 		case addr.Network != "tcp":
-			c.errorf(rs.AddressesRange, "Invalid sentinel address", "%q: sentinels are reached over TCP, as host:port.", a)
+			c.errorf(rng, "Invalid "+what, "%q: %s are reached over TCP, as host:port.", a, who)
 		case seen[addr.Addr]:
-			c.errorf(rs.AddressesRange, "Duplicate sentinel address", "%q is listed twice.", a)
+			c.errorf(rng, "Duplicate "+what, "%q is listed twice.", a)
 		default:
 			seen[addr.Addr] = true
-			s.Addresses = append(s.Addresses, addr.Addr)
+			out = append(out, addr.Addr)
 		}
 	}
-	return s
+	return out
 }
 
 // cluster checks a pool's cluster block, if any.
@@ -816,21 +824,7 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 		c.errorf(rc.DefRange, "Missing cluster seeds", "the cluster block needs seeds = [\"host:port\", ...]: some of the cluster's nodes.")
 		return cl
 	}
-	seen := map[string]bool{}
-	for _, a := range *rc.Seeds {
-		addr, err := parseAddress(a, addrServer)
-		switch {
-		case err != nil:
-			c.errorf(rc.SeedsRange, "Invalid seed address", "%s.", err)
-		case addr.Network != "tcp":
-			c.errorf(rc.SeedsRange, "Invalid seed address", "%q: cluster nodes are reached over TCP, as host:port.", a)
-		case seen[addr.Addr]:
-			c.errorf(rc.SeedsRange, "Duplicate seed address", "%q is listed twice.", a)
-		default:
-			seen[addr.Addr] = true
-			cl.Seeds = append(cl.Seeds, addr.Addr)
-		}
-	}
+	cl.Seeds = c.tcpAddresses(*rc.Seeds, rc.SeedsRange, "seed address", "cluster nodes")
 	return cl
 }
 

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand"
 	"net"
 	"os/exec"
 	"regexp"
@@ -26,25 +25,7 @@ import (
 
 var ctx = context.Background()
 
-func freePair(t *testing.T) int {
-	t.Helper()
-	for range 500 {
-		p := 12000 + rand.Intn(10000)
-		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+10000))
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		return p
-	}
-	t.Fatal("no free port pair")
-	return 0
-}
+func freePair(t *testing.T) int { return harness.LowPort(t, 10000) }
 
 type node struct {
 	proc *harness.Proc

@@ -6,6 +6,7 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -267,4 +268,32 @@ func Children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// LowPort returns a free loopback port below the ephemeral range
+// (32768-60999), where a later bind cannot collide with an outgoing
+// connection's port; with busOffset > 0, port+busOffset is free too (a
+// Redis Cluster node's bus port is its port + 10000).
+func LowPort(t testing.TB, busOffset int) int {
+	t.Helper()
+	for range 500 {
+		p := 12000 + rand.Intn(10000)
+		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		if busOffset == 0 {
+			a.Close()
+			return p
+		}
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+busOffset))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return p
+	}
+	t.Fatal("no free low port")
+	return 0
 }

@@ -7,8 +7,6 @@ package sentinel
 import (
 	"context"
 	"fmt"
-	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,22 +23,7 @@ import (
 
 var ctx = context.Background()
 
-// lowPort returns a free port below the ephemeral range (32768-60999),
-// where a sentinel's later bind cannot collide with an outgoing
-// connection's port.
-func lowPort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		p := 20000 + rand.Intn(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no free low port")
-	return 0
-}
+func lowPort(t *testing.T) int { return harness.LowPort(t, 0) }
 
 // node is one redis-server of the rig.
 type node struct {
