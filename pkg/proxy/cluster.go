@@ -184,8 +184,17 @@ func (p *pool) redirected(m *msg, reply []byte) bool {
 		return false
 	}
 	cc := p.cfg.Cluster
-	m.redirects++
-	if int(m.redirects) > cc.MaxRedirects || p.lp.now-m.started() > int64(cc.FailoverTimeout) {
+	timeUp := p.lp.now-m.started() > int64(cc.FailoverTimeout)
+	if m.redirects < 250 {
+		m.redirects++
+	}
+	switch {
+	case (kind == "CLUSTERDOWN" || kind == "LOADING") && timeUp:
+		// The cluster (or the node) says so itself: only time bounds it.
+		p.stats.RedirectsExhausted.Add(1)
+		p.fail(m, &slotError{slot: m.slot, what: "no reachable owner: " + kind + " for failover_timeout"})
+		return true
+	case kind != "CLUSTERDOWN" && kind != "LOADING" && (int(m.redirects) > cc.MaxRedirects || timeUp):
 		p.stats.RedirectsExhausted.Add(1)
 		p.fail(m, &slotError{slot: m.slot, what: "too many redirections (" + kind + ")"})
 		return true

@@ -259,3 +259,75 @@ func TestClusterStats(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// The whole cluster down (a master with no replica killed: every node
+// answers CLUSTERDOWN) for longer than failover_timeout: requests fail
+// with the documented errors, then the proxy recovers by itself when the
+// node comes back.
+func TestClusterDownAndBack(t *testing.T) {
+	r := startCluster(t, 3, 0)
+	failoverTimeout = "3s"
+	defer func() { failoverTimeout = "8s" }()
+	addr, _ := r.proxy(t)
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	victim := r.nodeAt(r.masterOfSlot(t, 0))
+	victim.proc.Kill()
+	// Wait until the cluster says it is down.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		other := r.nodes[0]
+		if other == victim {
+			other = r.nodes[1]
+		}
+		oc := other.client()
+		info, _ := oc.ClusterInfo(ctx).Result()
+		oc.Close()
+		if strings.Contains(info, "cluster_state:fail") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster did not go down")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	errs := map[string]int{}
+	for i := range 6 {
+		start := time.Now()
+		err := c.Set(ctx, fmt.Sprintf("down:%d", i), "v", 0).Err()
+		if err == nil {
+			t.Fatalf("SET while the cluster is down succeeded")
+		}
+		if d := time.Since(start); d < 2*time.Second || d > 6*time.Second {
+			t.Errorf("failed after %v, failover_timeout is 3s: %v", d, err)
+		}
+		errs[err.Error()]++
+	}
+	for e := range errs {
+		if !strings.HasPrefix(e, "ERR nuthatch: ") {
+			t.Errorf("undocumented error %q", e)
+		}
+	}
+	t.Logf("while down: %v", errs)
+	victim.restart(t)
+	r.waitReady(t)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		err := c.Set(ctx, "back", "v", 0).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered 15 s after the cluster: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i := range 50 {
+		if err := c.Set(ctx, fmt.Sprintf("after:%d", i), "v", 0).Err(); err != nil {
+			t.Fatalf("after recovery: %v", err)
+		}
+	}
+}

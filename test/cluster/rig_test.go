@@ -35,6 +35,14 @@ type node struct {
 
 func (n *node) addr() string { return fmt.Sprintf("127.0.0.1:%d", n.port) }
 
+// restart starts a killed node again with its command line (and its
+// nodes.conf: it rejoins with its slots).
+func (n *node) restart(t *testing.T) {
+	t.Helper()
+	n.proc = harness.Start(t, "redis-server", n.args...)
+	harness.WaitPort(t, "tcp", n.addr(), 10*time.Second)
+}
+
 func (n *node) client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: n.addr(), Protocol: 2, MaxRetries: -1, DialTimeout: time.Second})
 }
@@ -179,6 +187,9 @@ func (r *rig) proxy(t *testing.T) (string, *harness.Proc) {
 	return r.proxyWithStats(t, "")
 }
 
+// failoverTimeout is the pools' failover_timeout in the rig.
+var failoverTimeout = "8s"
+
 // readStats reads the twemproxy-style stats port once.
 func readStats(t *testing.T, addr string) string {
 	t.Helper()
@@ -210,10 +221,10 @@ pool "store" {
   timeout  = "2s"
   cluster {
     seeds            = [%q, %q]
-    failover_timeout = "8s"
+    failover_timeout = %q
   }
 }
-`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr())
+`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout)
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
 
