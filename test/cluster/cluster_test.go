@@ -331,3 +331,40 @@ func TestClusterDownAndBack(t *testing.T) {
 		}
 	}
 }
+
+// A fourth master added and the slots rebalanced onto it under load
+// (redis-cli --cluster add-node, rebalance --cluster-use-empty-masters):
+// the new node is learned from the MOVEDs and the map; no error.
+func TestClusterAddNodeRebalance(t *testing.T) {
+	r := startCluster(t, 3, 0)
+	addr, _ := r.proxy(t)
+	stop := make(chan struct{})
+	wait := load(addr, 16, stop)
+	time.Sleep(time.Second)
+	n := r.addNode(t)
+	out, err := exec.Command("redis-cli", "--cluster", "add-node", n.addr(), r.nodes[0].addr()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("add-node: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second) // the new node meets the others
+	out, err = exec.Command("redis-cli", "--cluster", "rebalance", r.nodes[0].addr(), "--cluster-use-empty-masters",
+		"--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rebalance: %v\n%s", err, out[max(0, len(out)-2000):])
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	ok, failed, errs, acked, lost := r.check(t, wait())
+	t.Logf("%d ok, %d failed %v; %d acknowledged writes, %d lost", ok, failed, errs, acked, lost)
+	if failed > 0 {
+		t.Errorf("errors during add-node and rebalance: %v", errs)
+	}
+	if lost > 0 {
+		t.Errorf("%d acknowledged writes lost", lost)
+	}
+	nc := n.client()
+	defer nc.Close()
+	if keys, _ := nc.DBSize(ctx).Result(); keys == 0 {
+		t.Errorf("the new master holds no key after the rebalance")
+	}
+}

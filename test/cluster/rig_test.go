@@ -51,6 +51,27 @@ type rig struct {
 	nodes []*node
 }
 
+// clusterNode starts one redis-server in cluster mode.
+func clusterNode(t *testing.T) *node {
+	t.Helper()
+	port := freePair(t)
+	dir := t.TempDir()
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+		"--cluster-config-file", dir + "/nodes.conf", "--cluster-node-timeout", "2000", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"}
+	n := &node{port: port, args: args, proc: harness.Start(t, "redis-server", args...)}
+	harness.WaitPort(t, "tcp", n.addr(), 10*time.Second)
+	return n
+}
+
+// addNode starts a node that is not in the cluster yet.
+func (r *rig) addNode(t *testing.T) *node {
+	t.Helper()
+	n := clusterNode(t)
+	r.nodes = append(r.nodes, n)
+	return n
+}
+
 // startCluster starts masters+replicas nodes and creates the cluster.
 func startCluster(t *testing.T, masters, replicasEach int) *rig {
 	t.Helper()
@@ -58,13 +79,7 @@ func startCluster(t *testing.T, masters, replicasEach int) *rig {
 	r := &rig{}
 	var addrs []string
 	for range masters * (1 + replicasEach) {
-		port := freePair(t)
-		dir := t.TempDir()
-		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-			"--cluster-config-file", dir + "/nodes.conf", "--cluster-node-timeout", "2000", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"}
-		n := &node{port: port, args: args, proc: harness.Start(t, "redis-server", args...)}
-		harness.WaitPort(t, "tcp", n.addr(), 10*time.Second)
+		n := clusterNode(t)
 		r.nodes = append(r.nodes, n)
 		addrs = append(addrs, n.addr())
 	}
