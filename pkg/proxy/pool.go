@@ -155,6 +155,9 @@ func (p *pool) expire(now int64) {
 		if s.managed {
 			s.expireWaiting(now)
 		}
+		if len(s.pins) > 0 {
+			s.expirePins(now, timeout)
+		}
 		if timeout <= 0 {
 			continue
 		}
@@ -331,7 +334,7 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
-	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
+	if isErr && m.server != nil && m.server.managed && !m.pinned && notRunError(reply) {
 		// The server is no master (yet, or any more): the request did not
 		// run; it waits for the master the topology source names next.
 		s := m.server
@@ -539,6 +542,7 @@ func (p *pool) closeAll() {
 				l.kill(errLinkShutdown)
 			}
 		})
+		s.killPins(errLinkShutdown)
 	}
 }
 

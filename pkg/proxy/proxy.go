@@ -165,6 +165,9 @@ func (px *Proxy) snapshot() Snapshot {
 			SlowRequests:       p.stats.SlowRequests.Load(),
 			Replayed:           p.stats.Replayed.Load(),
 			OutcomeUnknown:     p.stats.OutcomeUnknown.Load(),
+			PinnedOpened:       p.stats.PinnedOpened.Load(),
+			PinnedReused:       p.stats.PinnedReused.Load(),
+			PinnedRefused:      p.stats.PinnedRefused.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
 		}

@@ -28,6 +28,11 @@ type PoolStats struct {
 	// died after they were written (retry.go).
 	Replayed       atomic.Uint64
 	OutcomeUnknown atomic.Uint64
+	// Pinned links (pinned.go): opened, lent again from the idle ones,
+	// and pins refused over max_pinned_links.
+	PinnedOpened  atomic.Uint64
+	PinnedReused  atomic.Uint64
+	PinnedRefused atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -112,6 +117,9 @@ type PoolSnapshot struct {
 	SlowRequests       uint64            `json:"slow_requests"`
 	Replayed           uint64            `json:"replayed,omitempty"`
 	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
+	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
+	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
+	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

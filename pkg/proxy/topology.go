@@ -69,7 +69,7 @@ func proxyErrorText(err error) (string, bool) {
 	case errors.As(err, &oe):
 		return oe.Error(), true
 	}
-	return "", false
+	return pinErrorText(err)
 }
 
 // SetServerAddresses applies addresses from the topology source: a server
@@ -123,6 +123,7 @@ func (p *pool) setAddress(a ServerAddress) {
 				l.kill(errAddressChanged)
 			}
 		})
+		s.killPins(errAddressChanged)
 	}
 	s.down, s.paused = false, a.Paused
 	s.flushWaiting()
