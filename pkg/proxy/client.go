@@ -499,7 +499,7 @@ func (c *clientConn) checkTimers(now int64) {
 		return
 	}
 	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 &&
-		now-c.lastRead > int64(idle) {
+		now-c.lastRead > int64(idle) && !c.subscribed() {
 		p.stats.ClientIdleClosed.Add(1)
 		p.log.WithField("partial_bytes", c.rb.len()).Debug("closing an idle client")
 		c.close()

@@ -376,3 +376,106 @@ func TestBlockingCommands(t *testing.T) {
 		t.Errorf("LLEN after the blocker left: %q (a dead blocker popped it)", got)
 	}
 }
+
+// subStep: client A or B sends args (unless nil) and reads n frames.
+type subStep struct {
+	b    bool
+	args []string
+	n    int
+	two  bool // RESP2 only
+}
+
+func subScript() []subStep {
+	a := func(n int, args ...string) subStep { return subStep{args: args, n: n} }
+	b := func(args ...string) subStep { return subStep{b: true, args: args, n: 1} }
+	resp2 := func(s subStep) subStep { s.two = true; return s }
+	return []subStep{
+		a(2, "SUBSCRIBE", "ch:a", "ch:b"), a(1, "SUBSCRIBE", "ch:a"),
+		b("PUBLISH", "ch:a", "hello"), a(1), b("PUBLISH", "ch:b", "world"), a(1), b("PUBLISH", "ch:none", "x"),
+		a(1, "PSUBSCRIBE", "pat:*"), b("PUBLISH", "pat:1", "p1"), a(1), b("PUBLISH", "pat:2", "p2"), a(1),
+		a(2, "PSUBSCRIBE", "ch:*", "pat:*"), b("PUBLISH", "ch:a", "both"), a(2),
+		a(1, "GET", "k"), a(1, "PING"), a(1, "PING", "x"), resp2(a(1, "CLIENT", "ID")), resp2(a(1, "MULTI")),
+		a(2, "UNSUBSCRIBE", "ch:b", "ch:zz"), a(1, "PUNSUBSCRIBE", "ch:*"), a(1, "UNSUBSCRIBE"),
+		b("PUBLISH", "ch:a", "gone"), b("PUBLISH", "pat:3", "p3"), a(1),
+		a(1, "PUNSUBSCRIBE"), a(1, "UNSUBSCRIBE"), a(1, "PUNSUBSCRIBE"), a(1, "PING"),
+		b("PUBLISH", "pat:4", "none"),
+		a(1, "SUBSCRIBE", "ch:c"), a(1, "RESET"), b("PUBLISH", "ch:c", "after reset"), a(1, "PING"),
+	}
+}
+
+func runSubScript(t *testing.T, addr string, hello bool) []string {
+	ca, cb := dialResp(t, addr), dialResp(t, addr)
+	if hello {
+		ca.do("HELLO", "3")
+		cb.do("HELLO", "3")
+	}
+	var out []string
+	for si, st := range subScript() {
+		if st.two && hello {
+			out = append(out, "")
+			continue
+		}
+		c := ca
+		if st.b {
+			c = cb
+		}
+		if st.args != nil {
+			c.send(st.args...)
+		}
+		got := ""
+		for i := 0; i < st.n; i++ {
+			r, err := c.tryRead(2 * time.Second)
+			if err != nil {
+				t.Fatalf("%s step %d %q: after %q: %v", addr, si, st.args, got, err)
+			}
+			got += r
+		}
+		out = append(out, got)
+	}
+	return out
+}
+
+// Pub/sub through the proxy answers as one redis-server: confirmations
+// and their counts, messages and pattern messages from every server,
+// the RESP2 subscribe-mode rules, RESP3 pushes.
+func TestPubSubDifferential(t *testing.T) {
+	rg := startRedisRig(t, 3, "")
+	direct := harness.Redis(t)
+	for _, hello := range []bool{false, true} {
+		want := runSubScript(t, direct.Addr, hello)
+		got := runSubScript(t, rg.addr, hello)
+		for i, st := range subScript() {
+			if want[i] != got[i] {
+				t.Errorf("hello3=%v step %d %q: redis %q, nuthatch %q", hello, i, st.args, want[i], got[i])
+			}
+		}
+	}
+	pc := rg.waitPins(t, func(pc pinCounts) bool { return pc.open == pc.idle })
+	if pc.open != pc.idle {
+		t.Errorf("after the subscribers: %+v", pc)
+	}
+}
+
+// A subscriber that does not read is closed by the output limit; its links
+// are closed with it.
+func TestSlowSubscriberClosed(t *testing.T) {
+	rg := startRedisRig(t, 1, "client_output_hard_limit = \"1mb\"")
+	sub := dialResp(t, rg.addr)
+	sub.c.(*net.TCPConn).SetReadBuffer(4096)
+	sub.send("SUBSCRIBE", "flood")
+	sub.read()
+	pub := dialResp(t, rg.addr)
+	big := strings.Repeat("x", 64<<10)
+	for i := 0; i < 200; i++ {
+		pub.do("PUBLISH", "flood", big)
+	}
+	pc := rg.waitPins(t, func(pc pinCounts) bool { return pc.open == 0 })
+	if pc.open != 0 {
+		t.Errorf("the slow subscriber's link is still open: %+v", pc)
+	}
+	var closed uint64
+	rg.px.lp.do(func() { closed = rg.px.order[0].stats.ClientOutputClosed.Load() })
+	if closed != 1 {
+		t.Errorf("%d clients closed by the output limit, want 1", closed)
+	}
+}
