@@ -358,6 +358,10 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 // merge combines fragment replies. A failed fragment fails the whole
 // command, as in twemproxy, with that fragment's error.
 func (r *redisProto) merge(parent *msg) {
+	if parent.op >= opScan {
+		r.mergeWhole(parent) // redis_scan.go
+		return
+	}
 	if parent.op == opInfoFetch {
 		replies := make([][]byte, 0, len(parent.frags))
 		for _, f := range parent.frags {

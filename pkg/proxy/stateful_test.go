@@ -479,3 +479,85 @@ func TestSlowSubscriberClosed(t *testing.T) {
 		t.Errorf("%d clients closed by the output limit, want 1", closed)
 	}
 }
+
+// SCAN walks every server with a cursor that names the server; DBSIZE
+// sums; RANDOMKEY answers a key; SCRIPT LOAD reaches every server, so that
+// EVALSHA runs wherever its key lives.
+func TestWholePoolCommands(t *testing.T) {
+	rg := startRedisRig(t, 3, "")
+	c := dialResp(t, rg.addr)
+	want := map[string]bool{}
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("key:%d", i)
+		want[k] = true
+		c.do("SET", k, "v")
+	}
+	c.do("HSET", "hash:1", "f", "v")
+	if got := c.do("DBSIZE"); got != ":301\r\n" {
+		t.Fatalf("DBSIZE: %q", got)
+	}
+	scanAll := func(extra ...string) map[string]bool {
+		seen := map[string]bool{}
+		cur := "0"
+		for n := 0; ; n++ {
+			if n > 1000 {
+				t.Fatal("SCAN does not end")
+			}
+			reply := c.do(append([]string{"SCAN", cur}, extra...)...)
+			var elems [][]byte
+			if err := resp.ArrayElems([]byte(reply), func(e []byte) bool { elems = append(elems, e); return true }); err != nil || len(elems) != 2 {
+				t.Fatalf("SCAN reply %q", reply)
+			}
+			v, _ := bulkUint(elems[0])
+			cur = fmt.Sprint(v)
+			resp.ArrayElems(elems[1], func(e []byte) bool {
+				s := string(e)
+				seen[s[strings.Index(s, "\r\n")+2:len(s)-2]] = true
+				return true
+			})
+			if cur == "0" {
+				return seen
+			}
+		}
+	}
+	got := scanAll("COUNT", "7")
+	if len(got) != 301 {
+		t.Errorf("SCAN saw %d keys, want 301", len(got))
+	}
+	if got := scanAll("MATCH", "key:1*"); len(got) != 111 {
+		t.Errorf("SCAN MATCH key:1* saw %d keys, want 111", len(got))
+	}
+	if got := scanAll("TYPE", "hash"); len(got) != 1 || !got["hash:1"] {
+		t.Errorf("SCAN TYPE hash saw %v", got)
+	}
+	if got := c.do("SCAN", "x"); got != "-ERR invalid cursor\r\n" {
+		t.Errorf("SCAN x: %q", got)
+	}
+	if got := c.do("RANDOMKEY"); !strings.HasPrefix(got, "$") || got == "$-1\r\n" {
+		t.Errorf("RANDOMKEY: %q", got)
+	}
+	sha := c.do("SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])")
+	if !strings.HasPrefix(sha, "$40\r\n") {
+		t.Fatalf("SCRIPT LOAD: %q", sha)
+	}
+	hash := sha[5:45]
+	for i := 0; i < 3; i++ {
+		k := rg.tagOn(t, i) + "k"
+		c.do("SET", k, "on"+fmt.Sprint(i))
+		if got := c.do("EVALSHA", hash, "1", k); got != fmt.Sprintf("$3\r\non%d\r\n", i) {
+			t.Errorf("EVALSHA on server %d: %q", i, got)
+		}
+	}
+	if got := c.do("SCRIPT", "EXISTS", hash, "ffff"); got != "*2\r\n:1\r\n:0\r\n" {
+		t.Errorf("SCRIPT EXISTS: %q", got)
+	}
+	if got := c.do("SCRIPT", "FLUSH"); got != "+OK\r\n" {
+		t.Errorf("SCRIPT FLUSH: %q", got)
+	}
+	if got := c.do("SCRIPT", "EXISTS", hash); got != "*1\r\n:0\r\n" {
+		t.Errorf("SCRIPT EXISTS after FLUSH: %q", got)
+	}
+	if got := c.do("SCRIPT", "KILL"); !strings.Contains(got, "not supported") {
+		t.Errorf("SCRIPT KILL: %q", got)
+	}
+}
