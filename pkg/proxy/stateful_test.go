@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -559,5 +560,126 @@ func TestWholePoolCommands(t *testing.T) {
 	}
 	if got := c.do("SCRIPT", "KILL"); !strings.Contains(got, "not supported") {
 		t.Errorf("SCRIPT KILL: %q", got)
+	}
+}
+
+// startRigHCL serves the config's pool "p" in-process.
+func startRigHCL(t *testing.T, hcl string) *redisRig {
+	t.Helper()
+	cfg, err := config.Parse([]byte(hcl), "test.hcl")
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, hcl)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	px, err := New(cfg, logrus.NewEntry(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.Start()
+	if err := px.Serve("p", ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	return &redisRig{px: px, addr: ln.Addr().String()}
+}
+
+// A pinned link to a Sentinel server whose master moved is closed: the
+// blocked client and the client in a transaction get an error, and later
+// pins go to the new master.
+func TestPinnedLinkMasterMoved(t *testing.T) {
+	harness.Need(t, "redis-server")
+	a, b := harness.Redis(t), harness.Redis(t)
+	rg := startRigHCL(t, `pool "p" {
+  listen = "127.0.0.1:1"
+  protocol = "redis"
+  sentinel {
+    addresses = ["127.0.0.1:1"]
+  }
+  server "s0" {}
+}`)
+	rg.px.SetServerAddresses([]ServerAddress{{Pool: "p", Server: "s0", Addr: a.Addr, Version: 1}})
+	blocked, txn := dialResp(t, rg.addr), dialResp(t, rg.addr)
+	txn.do("MULTI")
+	if got := txn.do("SET", "k", "v"); got != "+QUEUED\r\n" {
+		t.Fatalf("SET in MULTI: %q", got)
+	}
+	blocked.send("BLPOP", "q", "0")
+	time.Sleep(100 * time.Millisecond)
+	rg.px.SetServerAddresses([]ServerAddress{{Pool: "p", Server: "s0", Addr: b.Addr, Version: 2}})
+	want := "-ERR nuthatch: server 's0' master moved; the pinned connection was closed\r\n"
+	if got := blocked.read(); got != want {
+		t.Errorf("blocked client: %q, want %q", got, want)
+	}
+	if got := txn.do("INCR", "n"); got != want {
+		t.Errorf("next command of the transaction: %q, want %q", got, want)
+	}
+	if got := txn.do("EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+		t.Errorf("EXEC: %q", got)
+	}
+	txn.do("MULTI")
+	txn.do("SET", "k", "new")
+	if got := txn.do("EXEC"); got != "*1\r\n+OK\r\n" {
+		t.Errorf("EXEC on the new master: %q", got)
+	}
+	direct := dialResp(t, b.Addr)
+	if got := direct.do("GET", "k"); got != "$3\r\nnew\r\n" {
+		t.Errorf("the new master has k = %q", got)
+	}
+}
+
+// A drain waits for a client in a transaction to finish it, then closes
+// it; a subscriber is ended at the shutdown timeout.
+func TestDrainWaitsForPinnedSessions(t *testing.T) {
+	rg := startRedisRig(t, 1, "")
+	c := dialResp(t, rg.addr)
+	c.do("MULTI")
+	c.do("SET", "k", "v")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- rg.px.Shutdown(ctx)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the drain ended during the transaction: %v", err)
+	default:
+	}
+	if got := c.do("INCR", "n"); got != "+QUEUED\r\n" {
+		t.Fatalf("INCR in MULTI while draining: %q", got)
+	}
+	if got := c.do("EXEC"); got != "*2\r\n+OK\r\n:1\r\n" {
+		t.Fatalf("EXEC while draining: %q", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the drain did not end after EXEC")
+	}
+
+	rg = startRedisRig(t, 1, "")
+	s := dialResp(t, rg.addr)
+	s.send("SUBSCRIBE", "ch")
+	s.read()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := rg.px.Shutdown(ctx); err == nil {
+		t.Error("the drain did not wait for the subscriber")
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("the drain ended after %v", d)
+	}
+	if _, err := s.tryRead(2 * time.Second); err == nil {
+		t.Error("the subscriber is still connected")
 	}
 }
