@@ -118,7 +118,7 @@ func (r *redisProto) blocking(c *clientConn, cmd *resp.Command, args [][]byte, r
 	var l *link
 	keep := st.blocks[:0]
 	for _, b := range st.blocks {
-		if b.dead || b.pin == nil || b.pin.owner != c {
+		if !b.blockedFor(c) {
 			continue
 		}
 		keep = append(keep, b)

@@ -57,11 +57,16 @@ func (st *statefulSession) holds(c *clientConn) bool {
 		return true
 	}
 	for _, l := range st.blocks {
-		if l.pin != nil && l.pin.owner == c && !l.dead {
+		if l.blockedFor(c) {
 			return true
 		}
 	}
 	return false
+}
+
+// blockedFor: l is lent to c for a blocking call.
+func (l *link) blockedFor(c *clientConn) bool {
+	return l.pin != nil && l.pin.owner == c && l.pin.kind == pinBlock && !l.dead
 }
 
 // eofStateful: a client that went away while blocked in a call or
@@ -74,7 +79,7 @@ func (c *clientConn) eofStateful() {
 	st := c.rs.st
 	blocked := st.sub.active()
 	for _, l := range st.blocks {
-		blocked = blocked || (l.pin != nil && l.pin.owner == c && !l.dead)
+		blocked = blocked || (l.blockedFor(c))
 	}
 	if blocked {
 		c.close()
@@ -87,7 +92,7 @@ func (c *clientConn) eofStateful() {
 func (st *statefulSession) clientGone(c *clientConn) {
 	st.releaseTxn(c)
 	for _, l := range st.blocks {
-		if l.pin != nil && l.pin.owner == c && !l.dead {
+		if l.blockedFor(c) {
 			l.kill(errLinkShutdown)
 		}
 	}
