@@ -683,3 +683,31 @@ func TestDrainWaitsForPinnedSessions(t *testing.T) {
 		t.Error("the subscriber is still connected")
 	}
 }
+
+// A link lent for a blocking call, then to the same client for a
+// transaction, is given back clean (DISCARD) when the client leaves in
+// MULTI, not closed as a blocked one.
+func TestPinnedLinkRelentToSameClient(t *testing.T) {
+	rg := startRedisRig(t, 1, "max_pinned_links = 1")
+	c := dialResp(t, rg.addr)
+	if got := c.do("BLPOP", "q", "0.01"); got != "*-1\r\n" {
+		t.Fatalf("BLPOP: %q", got)
+	}
+	rg.waitPins(t, func(pc pinCounts) bool { return pc.idle == 1 })
+	c.do("MULTI")
+	c.do("SET", "k", "v")
+	c.c.Close()
+	pc := rg.waitPins(t, func(pc pinCounts) bool { return pc.idle == 1 })
+	if pc.open != 1 || pc.idle != 1 {
+		t.Fatalf("after the client left in MULTI: %+v", pc)
+	}
+	d := dialResp(t, rg.addr)
+	d.do("MULTI")
+	d.do("INCR", "n")
+	if got := d.do("EXEC"); got != "*1\r\n:1\r\n" {
+		t.Fatalf("EXEC on the reused link: %q", got)
+	}
+	if got := d.do("GET", "k"); got != "$-1\r\n" {
+		t.Fatalf("the left transaction ran: k = %q", got)
+	}
+}
