@@ -93,6 +93,8 @@ type rawPool struct {
 	ClientOutputSoftD  *string `hcl:"client_output_soft_duration,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
+	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
+	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
 
 	Servers  []*rawServer   `hcl:"server,block"`
 	Sentinel []*rawSentinel `hcl:"sentinel,block"`
@@ -120,6 +122,8 @@ type rawPool struct {
 	ClientOutputSoftRange   hcl.Range `hcl:"client_output_soft_limit,attr_value_range"`
 	ClientOutputSoftDRange  hcl.Range `hcl:"client_output_soft_duration,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
+	MaxPinnedLinksRange     hcl.Range `hcl:"max_pinned_links,attr_value_range"`
+	PinnedIdleTimeoutRange  hcl.Range `hcl:"pinned_idle_timeout,attr_value_range"`
 	// Only the names of the redis_* attributes are ever pointed at, so a
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
@@ -634,6 +638,9 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
 	}
 	p.SlowlogLogKeys = deref(rp.SlowlogLogKeys, false)
+	p.MaxPinnedLinks = c.nonNegative("max_pinned_links", rp.MaxPinnedLinks, DefaultMaxPinnedLinks, rp.MaxPinnedLinksRange)
+	p.PinnedIdleTimeout = c.duration("pinned_idle_timeout",
+		deref(rp.PinnedIdleTimeout, DefaultPinnedIdleTimeout), rp.PinnedIdleTimeoutRange, 0)
 	if p.ServerConnections < 1 {
 		c.errorf(rp.ServerConnectionsRange, "Invalid server_connections",
 			"server_connections must be at least 1 (got %d).", p.ServerConnections)

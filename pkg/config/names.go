@@ -29,13 +29,17 @@ const (
 	DefaultClientOutputHardLimit    = "1gb"
 	DefaultClientOutputSoftLimit    = "64mb"
 	DefaultClientOutputSoftDuration = "60s"
-	DefaultStatsListen              = "127.0.0.1:22222"
-	DefaultStatsInterval            = "30s"
-	DefaultShutdownTimeout          = "30s"
-	DefaultUser                     = "nuthatch"
-	DefaultGroup                    = "nuthatch"
-	DefaultLogLevel                 = "info"
-	DefaultLogFormat                = "auto"
+	// Pinned links (transactions, blocking calls, subscriptions): per
+	// server and worker process.
+	DefaultMaxPinnedLinks    = 1024
+	DefaultPinnedIdleTimeout = "60s"
+	DefaultStatsListen       = "127.0.0.1:22222"
+	DefaultStatsInterval     = "30s"
+	DefaultShutdownTimeout   = "30s"
+	DefaultUser              = "nuthatch"
+	DefaultGroup             = "nuthatch"
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "auto"
 
 	// MaxWorkerProcesses bounds worker_processes (and "auto").
 	MaxWorkerProcesses = 1024

@@ -112,6 +112,13 @@ type Pool struct {
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration
 	SlowlogLogKeys    bool
+	// MaxPinnedLinks bounds the server links a worker lends to clients
+	// (transactions, blocking calls, subscriptions), per server: lent and
+	// idle together; 0 refuses every stateful command. A link given back
+	// clean waits for the next pin, closed after PinnedIdleTimeout unused
+	// (0: kept).
+	MaxPinnedLinks    int
+	PinnedIdleTimeout time.Duration
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int

@@ -191,12 +191,14 @@ func (c *clientConn) serve() {
 			p.stats.ClientErr.Add(1)
 			c.eof = true
 			c.finished()
+			c.eofStateful()
 			break
 		}
 		if n == 0 {
 			p.stats.ClientEOF.Add(1)
 			c.eof = true
 			c.finished()
+			c.eofStateful()
 			break
 		}
 		if n < len(room) && !c.hup {
@@ -459,7 +461,8 @@ func (c *clientConn) unsent() int {
 // client that connected just before the drain gets a moment to send its
 // first request, which is surely on its way.
 func (c *clientConn) drained(now int64) bool {
-	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace))
+	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace)) &&
+		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c))
 }
 
 // idle: waiting for nothing and holding no partial request.
@@ -493,6 +496,9 @@ func (c *clientConn) close() {
 	}
 	c.queue, c.qhead = nil, 0
 	c.rb.release()
+	if c.rs != nil && c.rs.st != nil {
+		c.rs.st.clientGone(c) // pinned links (redis_txn.go)
+	}
 	c.pool.removeClient(c)
 }
 
@@ -508,7 +514,7 @@ func (c *clientConn) checkTimers(now int64) {
 		return
 	}
 	if idle := p.cfg.ClientIdleTimeout; idle > 0 && c.inFlight() == 0 &&
-		now-c.lastRead > int64(idle) {
+		now-c.lastRead > int64(idle) && !c.subscribed() {
 		p.stats.ClientIdleClosed.Add(1)
 		p.log.WithField("partial_bytes", c.rb.len()).Debug("closing an idle client")
 		c.close()

@@ -71,6 +71,10 @@ type msg struct {
 	// their replies are left out of the server's stats.
 	uncounted bool
 	reqLen    int // request bytes forwarded, for stats
+	// blockFor is a blocking call's own timeout on a pinned link (nanos,
+	// < 0 for none), during which the pool's timeout does not apply.
+	blockFor int64
+	pinned   bool // sent on a pinned link: never replayed elsewhere
 
 	// A large reply streams (stream.go): stream is the link it arrives on,
 	// until it is complete; reply holds the part not yet written, flushed

@@ -168,6 +168,9 @@ func (p *pool) expire(now int64) {
 		if s.managed {
 			s.expireWaiting(now)
 		}
+		if len(s.pins) > 0 {
+			s.expirePins(now, timeout)
+		}
 		if timeout <= 0 {
 			continue
 		}
@@ -212,6 +215,9 @@ func (p *pool) rebuildRing() {
 
 // serverFor returns the server that owns key, or nil when none is live.
 func (p *pool) serverFor(key []byte) *server {
+	if p.cluster != nil {
+		return p.slotOwner(int32(hashkit.Slot(key)))
+	}
 	if p.cfg.HashTag != "" {
 		key = hashkit.HashTagKey(key, p.cfg.HashTag)
 	}
@@ -383,7 +389,7 @@ func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 		m.server.primary.flushWaiting()
 		return
 	}
-	if isErr && m.server != nil && m.server.managed && notRunError(reply) {
+	if isErr && m.server != nil && m.server.managed && !m.pinned && notRunError(reply) {
 		// The server is no master (yet, or any more): the request did not
 		// run; it waits for the master the topology source names next.
 		s := m.server
@@ -592,6 +598,7 @@ func (p *pool) closeAll() {
 				l.kill(errLinkShutdown)
 			}
 		})
+		s.killPins(errLinkShutdown)
 	}
 }
 

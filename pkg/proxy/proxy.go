@@ -169,6 +169,9 @@ func (px *Proxy) snapshot() Snapshot {
 			Asked:              p.stats.Asked.Load(),
 			TryAgain:           p.stats.TryAgain.Load(),
 			RedirectsExhausted: p.stats.RedirectsExhausted.Load(),
+			PinnedOpened:       p.stats.PinnedOpened.Load(),
+			PinnedReused:       p.stats.PinnedReused.Load(),
+			PinnedRefused:      p.stats.PinnedRefused.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
 		}

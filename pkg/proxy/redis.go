@@ -205,6 +205,15 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 // sent it, or nil when it must be re-encoded (inline commands).
 func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	p := r.pool
+	if st := c.rs.st; st != nil && st.intercepts(c) {
+		// In MULTI, or subscribed (redis_txn.go, redis_pubsub.go).
+		if st.txn.multi {
+			r.txnDispatch(c, st, args, raw)
+		} else {
+			r.subDispatch(c, st, args, raw)
+		}
+		return
+	}
 	cmd, ok := resp.Lookup(args[0])
 	if !ok {
 		cmd, ok = r.lookupLearned(args[0])
@@ -232,6 +241,14 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	case resp.KindLocal:
 		r.local(c, cmd, args)
 	case resp.KindUnsupported:
+		if p.cluster != nil {
+			// Pinned links do not follow slots yet.
+			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch in a cluster pool: " + cmd.Reason)
+			return
+		}
+		if r.stateful(c, cmd, args, raw) {
+			return
+		}
 		c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
 	case resp.KindMultiKey:
 		r.split(c, cmd, args, raw)
@@ -354,6 +371,10 @@ func (r *redisProto) split(c *clientConn, cmd *resp.Command, args [][]byte, raw 
 // merge combines fragment replies. A failed fragment fails the whole
 // command, as in twemproxy, with that fragment's error.
 func (r *redisProto) merge(parent *msg) {
+	if parent.op >= opScan {
+		r.mergeWhole(parent) // redis_scan.go
+		return
+	}
 	if parent.op == opInfoFetch {
 		replies := make([][]byte, 0, len(parent.frags))
 		for _, f := range parent.frags {

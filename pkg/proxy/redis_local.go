@@ -67,6 +67,11 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 		c.quit = true
 		c.reply(m)
 	case "reset":
+		if st := c.session().st; st != nil {
+			// RESET ends the transaction, the watches and the
+			// subscriptions, as on redis.
+			st.clientGone(c)
+		}
 		c.session().reset(p.cfg.RedisAuth != "")
 		c.setProto(2)
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "RESET") })

@@ -21,6 +21,10 @@ type redisSession struct {
 	noEvict bool
 	noTouch bool
 	lastCmd string // for CLIENT LIST's cmd=
+
+	// st holds the pinned links of transactions, blocking calls and
+	// subscriptions (redis_txn.go); nil until one is used.
+	st *statefulSession
 }
 
 func newRedisSession() *redisSession { return &redisSession{proto: 2} }

@@ -50,6 +50,9 @@ type server struct {
 	replRR    uint32
 	primary   *server
 	downUntil int64
+	// Links lent to clients (pinned.go): every open one, and those idle.
+	pins    []*link
+	pinIdle []*link
 
 	stats   ServerStats
 	latency histogram // from write to reply
@@ -195,6 +198,8 @@ type link struct {
 	streamAt   int64
 	paused     bool
 	resuming   bool // on the loop's list of links to resume
+
+	pin *pinState // set on a link lent to a client (pinned.go)
 }
 
 // enqueueFunc appends a request, encoded straight into the write buffer by
@@ -397,7 +402,7 @@ func (l *link) read() {
 			var head *msg
 			if l.head < len(l.inflight) {
 				head = l.inflight[l.head]
-			} else if !l.sc.resp3 {
+			} else if !l.sc.resp3 && l.pin == nil {
 				l.kill(ErrServerProtocol)
 				return
 			}
@@ -419,6 +424,15 @@ func (l *link) read() {
 					return
 				}
 				break
+			}
+			if head == nil && l.pin != nil && l.pin.sub != nil {
+				// A subscriber link: messages and confirmations.
+				l.pin.sub.frame(l, l.rb.bytes()[:n])
+				if l.dead {
+					return
+				}
+				l.rb.consume(n)
+				continue
 			}
 			if b := l.rb.bytes(); l.sc.resp3 && (b[0] == '>' || b[0] == '|') && resp.IsPush(b[:n]) {
 				// A RESP3 push is out-of-band data, not the reply to a
@@ -442,6 +456,9 @@ func (l *link) read() {
 			s.ok()
 			p.complete(m, l.rb.bytes()[:n], isErr)
 			l.rb.consume(n)
+		}
+		if l.pin != nil {
+			l.pinRead()
 		}
 		if n < room && !l.hup {
 			break
@@ -480,6 +497,10 @@ func (l *link) kill(err error) {
 	}
 	if err != errLinkShutdown {
 		s.failed()
+	}
+	if l.pin != nil {
+		l.pinKilled(pending, err)
+		return
 	}
 	if s.managed && err != errLinkShutdown {
 		l.replay(pending, connected, err)

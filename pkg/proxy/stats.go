@@ -31,6 +31,11 @@ type PoolStats struct {
 	// Cluster pools: MOVED and ASK followed, TRYAGAIN/CLUSTERDOWN/LOADING
 	// retried, requests that ran out of redirects or time.
 	Moved, Asked, TryAgain, RedirectsExhausted atomic.Uint64
+	// Pinned links (pinned.go): opened, lent again from the idle ones,
+	// and pins refused over max_pinned_links.
+	PinnedOpened  atomic.Uint64
+	PinnedReused  atomic.Uint64
+	PinnedRefused atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -119,6 +124,9 @@ type PoolSnapshot struct {
 	Asked              uint64            `json:"asked,omitempty"`
 	TryAgain           uint64            `json:"try_again,omitempty"`
 	RedirectsExhausted uint64            `json:"redirects_exhausted,omitempty"`
+	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
+	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
+	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

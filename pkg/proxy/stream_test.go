@@ -290,7 +290,9 @@ func TestWorkerOutputBudget(t *testing.T) {
 			maxHeld = max(maxHeld, tp.px.lp.held)
 		})
 	}
-	if maxParked == 0 {
+	// Held bytes dip as the kernel takes replies; the late client must be
+	// parked only if the worker was still over its budget when it came.
+	if maxParked == 0 && maxHeld > budget {
 		t.Errorf("over budget (%d KiB held at most), no client was parked", maxHeld>>10)
 	}
 	t.Logf("%d KiB held at most, budget %d KiB; up to %d clients parked", maxHeld>>10, budget>>10, maxParked)

@@ -80,7 +80,7 @@ func proxyErrorText(err error) (string, bool) {
 	if errors.As(err, &nr) {
 		return nr.Error(), true
 	}
-	return "", false
+	return pinErrorText(err)
 }
 
 // SetServerAddresses applies addresses from the topology source: a server
@@ -134,6 +134,7 @@ func (p *pool) setAddress(a ServerAddress) {
 				l.kill(errAddressChanged)
 			}
 		})
+		s.killPins(errAddressChanged)
 	}
 	s.down, s.paused = false, a.Paused
 	if p.readFrom != config.ReadFromMaster {

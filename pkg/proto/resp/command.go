@@ -9,7 +9,10 @@ import (
 type Kind uint8
 
 const (
-	// KindUnsupported commands are refused; Command.Reason says why.
+	// KindUnsupported commands are refused; Command.Reason says why. The
+	// engine serves some of them on links of their own (transactions,
+	// blocking calls, pub/sub) or over every server (SCAN, DBSIZE, ...):
+	// pkg/proxy/redis_txn.go.
 	KindUnsupported Kind = iota
 	// KindSingleKey commands go to the server of their first key (the
 	// first index Keys returns). With CrossKey set they name more keys,
