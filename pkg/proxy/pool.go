@@ -72,6 +72,9 @@ type pool struct {
 	cluster *clusterState
 	// readFrom is the sentinel block's read_from (config.ReadFrom*).
 	readFrom string
+	// counter admits clients with the other workers' (limits.go); nil
+	// counts this engine's clients only.
+	counter ClientCounter
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -534,15 +537,18 @@ func (a *acceptor) close() {
 
 func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 	p.stats.ClientAccepted.Add(1)
-	if lim := p.cfg.ClientConnections; lim > 0 && p.stats.ClientConnections.Load() >= int64(lim) {
+	if !p.admit() {
 		p.stats.ClientRejected.Add(1)
-		p.log.WithField("limit", lim).Warn("client_connections limit reached, refusing a client")
+		if p.limitLog.allow(p.lp.now) {
+			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
+		}
 		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
 		unix.Close(fd)
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
 	if err := p.lp.register(fd, c); err != nil {
+		p.unadmit()
 		p.log.WithError(err).Warn("accept failed")
 		unix.Close(fd)
 		return
@@ -560,6 +566,7 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 func (p *pool) removeClient(c *clientConn) {
 	delete(p.clients, c)
 	p.stats.ClientConnections.Add(-1)
+	p.unadmit()
 	p.wg.Done()
 }
 
