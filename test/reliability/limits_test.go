@@ -334,7 +334,7 @@ func TestClientConnectionsAcrossWorkers(t *testing.T) {
 	be := fakeserver.New(t, fakeserver.Redis)
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p := harness.Nuthatch(t, fmt.Sprintf("worker_processes = 2\nstats {\n  listen = \"\"\n}\n"+
-		"pool \"r\" {\n  listen = %q\n  protocol = \"redis\"\n  client_connections = 5\n  server %q {}\n}\n", addr, be.Addr()), addr)
+		"pool \"r\" {\n  listen = %q\n  protocol = \"redis\"\n  client_connections = 5\n  timeout = \"1s\"\n  server %q {}\n}\n", addr, be.Addr()), addr)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("nuthatch output:\n%s", p.Output())
@@ -380,10 +380,14 @@ func TestClientConnectionsAcrossWorkers(t *testing.T) {
 	})
 	// Its clients are gone with it; the others stay.
 	closed := 0
+	var survivors []*client
 	for _, c := range held {
 		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		if _, err := c.r.ReadByte(); err == io.EOF || isReset(err) {
 			closed++
+		} else {
+			c.SetReadDeadline(time.Time{})
+			survivors = append(survivors, c)
 		}
 	}
 	if closed != lost {
@@ -396,6 +400,35 @@ func TestClientConnectionsAcrossWorkers(t *testing.T) {
 	}
 	if !strings.Contains(p.Output(), "clients_uncounted") {
 		t.Error("the dead worker's clients were not uncounted")
+	}
+
+	// A reload: the old generation drains 5 clients waiting for replies
+	// (the backend stalls them until the pool's 1 s timeout); the new
+	// one counts them and admits nobody until they are gone, then 5.
+	held = append(survivors, again...)
+	be.SetMode(fakeserver.Stall)
+	for _, c := range held {
+		c.send(t, redisCmd("GET", "stalled"))
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(p.Output(), "configuration reloaded") })
+	be.SetMode(fakeserver.Normal)
+	during := admit(t, addr, 20)
+	t.Logf("reload with 5 clients draining on the old generation: %d of 20 admitted by the new one", len(during))
+	if len(during) != 0 {
+		t.Fatalf("the new generation admitted %d clients beside the old one's 5", len(during))
+	}
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if rep, err := c.redisReply(); !strings.Contains(rep, "timed out") {
+			t.Fatalf("stalled GET: %q, %v", rep, err)
+		}
+	}
+	waitFor(t, "the old generation's exit", func() bool { return len(harness.Children(master)) == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if after := admit(t, addr, 20); len(after) != 5 {
+		t.Fatalf("after the old generation drained, %d of 20 admitted, want 5", len(after))
 	}
 }
 
@@ -461,7 +494,7 @@ func admit(t testing.TB, addr string, n int) []*client {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
 		c.send(t, redisCmd("PING"))
 		if rep, err := c.redisReply(); rep != "+PONG\r\n" {
-			t.Fatalf("admitted client: PING got %q, %v", rep, err)
+			t.Fatalf("admitted client %v: PING got %q, %v (%d admitted)", c.LocalAddr(), rep, err, len(admitted))
 		}
 		c.SetDeadline(time.Time{})
 	}
