@@ -49,6 +49,9 @@ type Message struct {
 	Listeners  []ListenerSpec `json:"listeners,omitempty"`
 	CPU        int            `json:"cpu"` // -1: not pinned
 	GoMaxProcs int            `json:"gomaxprocs,omitempty"`
+	// Counters: the pools' shared client counts (counters.go), whose
+	// segment is attached after the listeners' fds.
+	Counters *CountersSpec `json:"counters,omitempty"`
 
 	// MsgLogLevel
 	Level string `json:"level,omitempty"`

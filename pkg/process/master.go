@@ -96,6 +96,7 @@ type Master struct {
 	lastStatus time.Time
 	rate       rateMeter
 	addresses  map[[2]string]proxy.ServerAddress // (pool, server) -> the latest from Topology
+	counters   *counterSegment                   // where new generations count their clients
 	slotMaps   map[string]proxy.SlotMap          // cluster pool -> the latest from Cluster
 }
 
@@ -130,6 +131,11 @@ type generation struct {
 	ready   int
 	started time.Time
 	cred    *syscall.Credential
+	// counters holds the clients of the generation's pools, rows[slot]
+	// being each slot's share; nil: each worker counts its own.
+	counters *counterSegment
+	rows     []int
+	ended    bool // its rows are given back
 }
 
 type workerState struct {
@@ -275,8 +281,56 @@ func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
 		return nil, err
 	}
 	m.genSeq++
-	return &generation{id: m.genSeq, cfg: cfg, src: src, sockets: socks,
-		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred}, nil
+	g := &generation{id: m.genSeq, cfg: cfg, src: src, sockets: socks,
+		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred}
+	m.assignCounters(g)
+	return g, nil
+}
+
+// assignCounters gives g its rows of the client counters, in the segment
+// of the generations before it when they fit, so that the clients the
+// old generation still drains count against the new one's limits.
+func (m *Master) assignCounters(g *generation) {
+	names := make([]string, len(g.cfg.Pools))
+	for i, p := range g.cfg.Pools {
+		names[i] = p.Name
+	}
+	if m.counters != nil {
+		if rows, ok := m.counters.reserve(names, len(g.slots)); ok {
+			g.counters, g.rows = m.counters, rows
+			return
+		}
+		m.entry.WithField("generation", g.id).Info("client counters full, the new generation counts its clients from zero")
+	}
+	seg, err := newCounterSegment(len(names), len(g.slots))
+	if err != nil {
+		m.entry.WithError(err).Warn("no shared client counters: client_connections holds per worker")
+		return
+	}
+	g.counters = seg
+	g.rows, _ = seg.reserve(names, len(g.slots))
+	if old := m.counters; old != nil && old.gens == 0 {
+		old.close()
+	}
+	m.counters = seg
+}
+
+// maybeEnd gives back the rows of a generation that neither serves nor
+// starts and has no worker left.
+func (m *Master) maybeEnd(g *generation) {
+	if g == nil || g == m.cur || g == m.next || g.ended || g.counters == nil {
+		return
+	}
+	for _, w := range g.slots {
+		if w != nil {
+			return
+		}
+	}
+	g.ended = true
+	g.counters.release(g.rows)
+	if g.counters.gens == 0 && g.counters != m.counters {
+		g.counters.close()
+	}
 }
 
 // workerCredential is the user workers run as when the master is root.
@@ -335,6 +389,14 @@ func (m *Master) spawn(g *generation, slot int) {
 	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
 		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg),
 		Slots: m.slotMapsFor(g.cfg)}
+	if g.counters != nil {
+		names := make([]string, len(g.cfg.Pools))
+		for i, p := range g.cfg.Pools {
+			names[i] = p.Name
+		}
+		init.Counters = g.counters.spec(names, g.rows[slot])
+		files = append(files, g.counters.f)
+	}
 	if err := proc.Channel().Send(init, files...); err != nil {
 		m.entry.WithError(err).WithField("slot", slot).Error("cannot initialise worker")
 		proc.Signal(syscall.SIGKILL)
@@ -513,6 +575,7 @@ func (m *Master) promote(g *generation) {
 				m.drainWorker(w, g.cfg.WorkerShutdownTimeout)
 			}
 		}
+		m.maybeEnd(old)
 		m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("configuration reloaded")
 		m.notify("READY=1\n" + m.status())
 		m.reloadDone("")
@@ -632,6 +695,14 @@ func (m *Master) onExit(w *workerState, st ExitStatus) {
 		g.slots[w.slot] = nil
 	}
 	fields := logrus.Fields{"slot": w.slot, "pid": w.proc.Pid(), "generation": g.id, "status": st.String()}
+	if g.counters != nil {
+		// The worker is reaped: its clients are gone with it, and nothing
+		// writes its row until the slot is respawned.
+		if n := g.counters.retire(g.rows[w.slot]); n != 0 {
+			fields["clients_uncounted"] = n
+		}
+	}
+	defer m.maybeEnd(g)
 	switch {
 	case w.draining || m.stop != nil:
 		m.entry.WithFields(fields).Debug("worker exited")
@@ -685,6 +756,7 @@ func (m *Master) abandon(g *generation) {
 		}
 	}
 	m.sockets.discard(g.sockets)
+	m.maybeEnd(g)
 	if m.cur != nil {
 		m.notify("READY=1\n" + m.status() + "; last reload failed")
 		m.reloadDone("the new workers did not start")

@@ -29,9 +29,11 @@ type fakeWorker struct {
 	once  sync.Once
 	sp    *fakeSpawner
 	init  *Message
-	files []*os.File
-	got   chan string    // message types received (but stats requests)
-	polls chan time.Time // when each stats request arrived
+	files []*os.File // the listeners
+	// counters is the client counters' segment attached after them.
+	counters *os.File
+	got      chan string    // message types received (but stats requests)
+	polls    chan time.Time // when each stats request arrived
 }
 
 func (w *fakeWorker) Pid() int          { return w.pid }
@@ -55,6 +57,10 @@ func (w *fakeWorker) run(readyAfterInit bool) {
 		}
 		switch m.Type {
 		case MsgInit:
+			if m.Counters != nil && len(files) == len(m.Listeners)+1 {
+				w.counters = files[len(files)-1]
+				files = files[:len(files)-1]
+			}
 			w.init, w.files = m, files
 			w.got <- m.Type // after the fields, which the test then reads
 			if readyAfterInit {

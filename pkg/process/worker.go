@@ -92,6 +92,10 @@ func (w *worker) run(files []*os.File) int {
 	for _, sm := range m.Slots {
 		px.SetSlotMap(sm)
 	}
+	if m.Counters != nil && len(files) == len(m.Listeners)+1 {
+		w.shareCounters(files[len(files)-1], m.Counters)
+		files = files[:len(files)-1]
+	}
 	if len(files) != len(m.Listeners) {
 		w.entry.Errorf("got %d listeners for %d specs", len(files), len(m.Listeners))
 		return 1
@@ -122,6 +126,23 @@ func (w *worker) run(files []*os.File) int {
 	}
 	w.entry.WithField("pid", os.Getpid()).Debug("worker ready")
 	return w.control()
+}
+
+// shareCounters makes the pools count their clients in the master's
+// segment, with the other workers'; without it each worker applies
+// client_connections to its own clients.
+func (w *worker) shareCounters(f *os.File, spec *CountersSpec) {
+	defer f.Close() // the mapping stays
+	counters, err := workerCounters(f, spec)
+	if err != nil {
+		w.entry.WithError(err).Warn("no shared client counters: client_connections holds per worker")
+		return
+	}
+	for pool, c := range counters {
+		if err := w.px.SetClientCounter(pool, c); err != nil {
+			w.entry.WithError(err).Warn("shared client counter")
+		}
+	}
 }
 
 // control obeys the master. A closed channel means the master is gone: the

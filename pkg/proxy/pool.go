@@ -72,6 +72,9 @@ type pool struct {
 	cluster *clusterState
 	// readFrom is the sentinel block's read_from (config.ReadFrom*).
 	readFrom string
+	// counter admits clients with the other workers' (limits.go); nil
+	// counts this engine's clients only.
+	counter ClientCounter
 
 	lp        *loop
 	merge     [][]byte // scratch of merges; only the loop merges
@@ -532,6 +535,14 @@ func (a *acceptor) resume(now int64) {
 
 func (a *acceptor) close() {
 	if a.fd >= 0 {
+		// Out of the epoll set first: closing our descriptor does not
+		// take it out while the master and the next generation hold the
+		// socket, and a draining worker left in the set takes, with
+		// EPOLLEXCLUSIVE, the wake-ups of connections it never accepts
+		// (one of 20 connections during a reload waited for the next).
+		if a.paused == 0 {
+			unix.EpollCtl(a.p.lp.epfd, unix.EPOLL_CTL_DEL, a.fd, nil)
+		}
 		a.p.lp.closeFD(a.fd)
 		a.fd = -1
 	}
@@ -540,15 +551,18 @@ func (a *acceptor) close() {
 
 func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 	p.stats.ClientAccepted.Add(1)
-	if lim := p.cfg.ClientConnections; lim > 0 && p.stats.ClientConnections.Load() >= int64(lim) {
+	if !p.admit() {
 		p.stats.ClientRejected.Add(1)
-		p.log.WithField("limit", lim).Warn("client_connections limit reached, refusing a client")
+		if p.limitLog.allow(p.lp.now) {
+			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
+		}
 		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
 		unix.Close(fd)
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
 	if err := p.lp.register(fd, c); err != nil {
+		p.unadmit()
 		p.log.WithError(err).Warn("accept failed")
 		unix.Close(fd)
 		return
@@ -566,6 +580,7 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 func (p *pool) removeClient(c *clientConn) {
 	delete(p.clients, c)
 	p.stats.ClientConnections.Add(-1)
+	p.unadmit()
 	p.wg.Done()
 }
 

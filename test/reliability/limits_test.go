@@ -1,15 +1,22 @@
 package reliability
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/test/fakeserver"
+	"github.com/nuthatch-proxy/nuthatch/test/harness"
 )
 
 const mb = 1 << 20
@@ -315,4 +322,220 @@ func TestBigRepliesToAClientThatNeverReads(t *testing.T) {
 	}
 	c.Close()
 	r.waitIdle(t)
+}
+
+// client_connections is the pool's limit however many workers share the
+// pool (#23): with 2 workers and a limit of 5, 5 of 20 clients are
+// admitted (each worker applied the limit to its own clients: 10 of 20),
+// a closed client makes room for one more, and a worker killed with
+// SIGKILL while holding clients leaves no count behind: after its
+// respawn the pool admits exactly as many as it lost.
+func TestClientConnectionsAcrossWorkers(t *testing.T) {
+	be := fakeserver.New(t, fakeserver.Redis)
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	p := harness.Nuthatch(t, fmt.Sprintf("worker_processes = 2\nstats {\n  listen = \"\"\n}\n"+
+		"pool \"r\" {\n  listen = %q\n  protocol = \"redis\"\n  client_connections = 5\n  timeout = \"1s\"\n  server %q {}\n}\n", addr, be.Addr()), addr)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("nuthatch output:\n%s", p.Output())
+		}
+	})
+	master := p.Cmd.Process.Pid
+	waitFor(t, "both workers ready", func() bool {
+		return strings.Contains(p.Output(), "workers ready") && len(harness.Children(master)) == 2
+	})
+	time.Sleep(200 * time.Millisecond) // WaitPort's probe is closed and uncounted
+
+	held := admit(t, addr, 20)
+	workers := harness.Children(master)
+	t.Logf("client_connections = 5, 2 workers: %d of 20 admitted, spread %v", len(held), spread(t, held, workers, addr))
+	if len(held) != 5 {
+		t.Fatalf("%d of 20 clients admitted with client_connections = 5 over 2 workers", len(held))
+	}
+
+	held[0].Close()
+	held[1].Close()
+	held = held[2:]
+	time.Sleep(200 * time.Millisecond) // the worker reads their EOF
+	more := admit(t, addr, 20)
+	if len(more) != 2 {
+		t.Fatalf("after closing 2 of 5, %d more admitted, want 2", len(more))
+	}
+	held = append(held, more...)
+
+	// Kill the worker holding the most clients.
+	owners := spread(t, held, workers, addr)
+	victim, lost := 0, 0
+	for pid, n := range owners {
+		if n > lost {
+			victim, lost = pid, n
+		}
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed worker respawned", func() bool {
+		c := harness.Children(master)
+		return len(c) == 2 && !slices.Contains(c, victim)
+	})
+	// Its clients are gone with it; the others stay.
+	closed := 0
+	var survivors []*client
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.r.ReadByte(); err == io.EOF || isReset(err) {
+			closed++
+		} else {
+			c.SetReadDeadline(time.Time{})
+			survivors = append(survivors, c)
+		}
+	}
+	if closed != lost {
+		t.Fatalf("killing the worker holding %d clients closed %d", lost, closed)
+	}
+	again := admit(t, addr, 20)
+	t.Logf("worker holding %d of 5 clients killed: %d admitted after its respawn", lost, len(again))
+	if len(again) != lost {
+		t.Fatalf("after the worker holding %d clients was killed, %d admitted, want %d (its count leaked)", lost, len(again), lost)
+	}
+	if !strings.Contains(p.Output(), "clients_uncounted") {
+		t.Error("the dead worker's clients were not uncounted")
+	}
+
+	// A reload: the old generation drains 5 clients waiting for replies
+	// (the backend stalls them until the pool's 1 s timeout); the new
+	// one counts them and admits nobody until they are gone, then 5.
+	held = append(survivors, again...)
+	be.SetMode(fakeserver.Stall)
+	for _, c := range held {
+		c.send(t, redisCmd("GET", "stalled"))
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(p.Output(), "configuration reloaded") })
+	be.SetMode(fakeserver.Normal)
+	during := admit(t, addr, 20)
+	t.Logf("reload with 5 clients draining on the old generation: %d of 20 admitted by the new one", len(during))
+	if len(during) != 0 {
+		t.Fatalf("the new generation admitted %d clients beside the old one's 5", len(during))
+	}
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if rep, err := c.redisReply(); !strings.Contains(rep, "timed out") {
+			t.Fatalf("stalled GET: %q, %v", rep, err)
+		}
+	}
+	waitFor(t, "the old generation's exit", func() bool { return len(harness.Children(master)) == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if after := admit(t, addr, 20); len(after) != 5 {
+		t.Fatalf("after the old generation drained, %d of 20 admitted, want 5", len(after))
+	}
+}
+
+func isReset(err error) bool { return err != nil && strings.Contains(err.Error(), "reset by peer") }
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// admit connects n clients and returns those admitted: refused ones get
+// the limit's error and are closed, admitted ones get nothing until they
+// send (then PING answers PONG).
+func admit(t testing.TB, addr string, n int) []*client {
+	t.Helper()
+	var conns []net.Conn
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	const refusal = "-ERR max number of clients reached\r\n"
+	// Read all at once: a deadline that has passed fails a read at once,
+	// even of bytes that wait.
+	got := make([]string, n)
+	ok := make([]bool, n)
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
+			buf := make([]byte, len(refusal))
+			k, err := io.ReadFull(c, buf)
+			ne, timeout := err.(net.Error)
+			ok[i] = timeout && ne.Timeout() && k == 0
+			got[i] = fmt.Sprintf("%q, %v", buf[:k], err)
+		}()
+	}
+	wg.Wait()
+	var admitted []*client
+	for i, c := range conns {
+		if ok[i] {
+			c.SetReadDeadline(time.Time{})
+			admitted = append(admitted, &client{Conn: c, r: bufio.NewReader(c)})
+			continue
+		}
+		if got[i] != fmt.Sprintf("%q, %v", refusal, nil) {
+			t.Fatalf("refused client got %s", got[i])
+		}
+		c.Close()
+	}
+	for _, c := range admitted {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.send(t, redisCmd("PING"))
+		if rep, err := c.redisReply(); rep != "+PONG\r\n" {
+			t.Fatalf("admitted client %v: PING got %q, %v (%d admitted)", c.LocalAddr(), rep, err, len(admitted))
+		}
+		c.SetDeadline(time.Time{})
+	}
+	return admitted
+}
+
+// spread counts the clients each worker holds, by finding each client's
+// peer socket in /proc/net/tcp and its inode among the workers' fds.
+func spread(t testing.TB, clients []*client, workers []int, addr string) map[int]int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	proxyPort, _ := strconv.Atoi(port)
+	inodes := map[int]string{} // client port -> the proxy's socket inode
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexPort := func(a string) int {
+		i := strings.LastIndexByte(a, ':')
+		v, _ := strconv.ParseInt(a[i+1:], 16, 32)
+		return int(v)
+	}
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) > 9 && hexPort(f[1]) == proxyPort && f[3] == "01" { // ESTABLISHED
+			inodes[hexPort(f[2])] = f[9]
+		}
+	}
+	owner := map[string]int{} // inode -> worker pid
+	for _, pid := range workers {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = pid
+			}
+		}
+	}
+	out := map[int]int{}
+	for _, c := range clients {
+		pid := owner[inodes[c.LocalAddr().(*net.TCPAddr).Port]]
+		out[pid]++
+	}
+	return out
 }
