@@ -349,7 +349,11 @@ func renderTable(w io.Writer, in tableInput) error {
 					prevReq = ps.Get("requests")
 				}
 			}
-			row := []string{"  " + s.Name, num(s.Get("server_connections")), num(s.Get("requests")), rate(prevReq, s.Get("requests"))}
+			label := "  " + s.Name
+			if m := s.Strings["master"]; m != "" && m != s.Name {
+				label += " (" + m + ")" // a Sentinel server's current master
+			}
+			row := []string{label, num(s.Get("server_connections")), num(s.Get("requests")), rate(prevReq, s.Get("requests"))}
 			if showLat {
 				row = append(row, lat(p.Name, serverLabel(in.Config, p.Name, s.Name)))
 			}

@@ -264,10 +264,13 @@ type DocPool struct {
 	Servers []DocServer
 }
 
-// DocServer is one server object.
+// DocServer is one server object. Strings holds its string values
+// (nuthatch's "master" of a Sentinel server or cluster node), which
+// twemproxy's document has none of.
 type DocServer struct {
-	Name   string
-	Fields []Field
+	Name    string
+	Fields  []Field
+	Strings map[string]string
 }
 
 // Get returns the value of key, 0 when absent.
@@ -407,9 +410,16 @@ func parsePool(dec *json.Decoder, name string) (DocPool, error) {
 				if err != nil {
 					return p, fmt.Errorf("%w: %w", ErrMalformed, err)
 				}
+				if str, ok := tok.(string); ok {
+					if s.Strings == nil {
+						s.Strings = map[string]string{}
+					}
+					s.Strings[k] = str
+					continue
+				}
 				num, ok := tok.(json.Number)
 				if !ok {
-					return p, fmt.Errorf("%w: server %q key %q is not a number", ErrMalformed, key, k)
+					return p, fmt.Errorf("%w: server %q key %q is not a number or a string", ErrMalformed, key, k)
 				}
 				n, err := toInt(k, num)
 				if err != nil {

@@ -359,3 +359,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A Sentinel server's document carries its master as a string; it
+// round-trips through TwemproxyJSON and Parse.
+func TestSentinelServerMaster(t *testing.T) {
+	snap := proxy.Snapshot{Pools: []proxy.PoolSnapshot{{Name: "p", Servers: []proxy.ServerSnapshot{
+		{Name: "shard-a", Address: "127.0.0.1:6380", Switches: 2, Requests: 5},
+		{Name: "127.0.0.1:6381", Requests: 1},
+	}}}}
+	d, err := Parse(TwemproxyJSON(snap, testInfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.Pools[0].Server("shard-a")
+	if s == nil || s.Strings["master"] != "127.0.0.1:6380" || s.Get("master_switches") != 2 || s.Get("requests") != 5 {
+		t.Fatalf("shard-a = %+v", s)
+	}
+	if o := d.Pools[0].Server("127.0.0.1:6381"); o == nil || o.Strings != nil {
+		t.Fatalf("a plain server = %+v", o)
+	}
+}
