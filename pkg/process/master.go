@@ -185,6 +185,9 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 	}
 	m.sockets.adopt(m.Inherited)
 	m.stats = newStatsService(m.entry)
+	if r, ok := m.Topology.(interface{ Reachable() map[string][2]int }); ok {
+		m.stats.reach = r.Reachable
+	}
 	defer m.stats.close()
 	if m.Parent != nil {
 		m.parent = m.Parent

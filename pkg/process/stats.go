@@ -41,6 +41,8 @@ type statsService struct {
 	agg     *stats.Aggregator
 	started time.Time
 	source  string
+	// reach reports each Sentinel pool's sentinels known and reachable.
+	reach func() map[string][2]int
 
 	mu sync.Mutex
 	// asOf is when the newest counters in agg were asked for: the
@@ -111,8 +113,23 @@ func (s *statsService) listen(what, addr string) net.Listener {
 	return ln
 }
 
+// withSentinels adds what the master knows of each Sentinel pool's
+// sentinels to total.
+func (s *statsService) withSentinels(total proxy.Snapshot) proxy.Snapshot {
+	if s.reach == nil {
+		return total
+	}
+	r := s.reach()
+	for i := range total.Pools {
+		if v, ok := r[total.Pools[i].Name]; ok {
+			total.Pools[i].SentinelsKnown, total.Pools[i].SentinelsReachable = int64(v[0]), int64(v[1])
+		}
+	}
+	return total
+}
+
 func (s *statsService) render() []byte {
-	total := s.agg.Total()
+	total := s.withSentinels(s.agg.Total())
 	s.mu.Lock()
 	cfg, asOf := s.cfg, s.asOf
 	s.mu.Unlock()
@@ -132,7 +149,7 @@ func (s *statsService) collect() (proxy.Snapshot, []stats.WorkerInfo) {
 	s.mu.Lock()
 	w := append([]stats.WorkerInfo(nil), s.workers...)
 	s.mu.Unlock()
-	return s.agg.Total(), w
+	return s.withSentinels(s.agg.Total()), w
 }
 
 // setWorkers records the live workers for the per-worker metrics.

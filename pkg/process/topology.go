@@ -27,6 +27,7 @@ type sentinelSource struct {
 func (s *sentinelSource) Watch(cfg *config.Config)            { s.w.Watch(cfg) }
 func (s *sentinelSource) Updates() <-chan proxy.ServerAddress { return s.out }
 func (s *sentinelSource) Hint(pool, server string)            { s.w.Hint(pool, server) }
+func (s *sentinelSource) Reachable() map[string][2]int        { return s.w.Reachable() }
 
 // ClusterTopology makes a cluster watcher the master's ClusterSource.
 func ClusterTopology(w *cluster.Watcher) ClusterSource {

@@ -197,6 +197,7 @@ func (px *Proxy) snapshot() Snapshot {
 			if sv.managed {
 				ss := &ps.Servers[len(ps.Servers)-1]
 				ss.Address, ss.Switches, ss.Waiting = sv.addr.Addr, st.Switches.Load(), int64(len(sv.waiting))
+				ss.SwitchedAt = st.SwitchedAt.Load()
 			}
 			ss := &ps.Servers[len(ps.Servers)-1]
 			sv.eachConn(func(sc *serverConn) {

@@ -49,8 +49,10 @@ type ServerStats struct {
 	RequestBytes  atomic.Uint64
 	Responses     atomic.Uint64
 	ResponseBytes atomic.Uint64
-	// Switches counts the master moves of a Sentinel server.
-	Switches atomic.Uint64
+	// Switches counts the master moves of a Sentinel server; SwitchedAt
+	// is when the last one was seen (unix µs).
+	Switches   atomic.Uint64
+	SwitchedAt atomic.Int64
 }
 
 // Snapshot is a point-in-time copy of every counter of a proxy, the unit a
@@ -104,21 +106,25 @@ func sumCommands(m map[string]uint64) uint64 {
 
 // PoolSnapshot is one pool's counters.
 type PoolSnapshot struct {
-	Name               string            `json:"name"`
-	ClientEOF          uint64            `json:"client_eof"`
-	ClientErr          uint64            `json:"client_err"`
-	ClientConnections  int64             `json:"client_connections"`
-	ServerEjects       uint64            `json:"server_ejects"`
-	ForwardError       uint64            `json:"forward_error"`
-	Fragments          uint64            `json:"fragments"`
-	ClientAccepted     uint64            `json:"client_accepted"`
-	ClientRejected     uint64            `json:"client_rejected"`
-	AuthAttempts       uint64            `json:"auth_attempts"`
-	AuthFailures       uint64            `json:"auth_failures"`
-	ClientIdleClosed   uint64            `json:"client_idle_closed"`
-	ClientOutputClosed uint64            `json:"client_output_closed"`
-	SlowRequests       uint64            `json:"slow_requests"`
-	Replayed           uint64            `json:"replayed,omitempty"`
+	Name               string `json:"name"`
+	ClientEOF          uint64 `json:"client_eof"`
+	ClientErr          uint64 `json:"client_err"`
+	ClientConnections  int64  `json:"client_connections"`
+	ServerEjects       uint64 `json:"server_ejects"`
+	ForwardError       uint64 `json:"forward_error"`
+	Fragments          uint64 `json:"fragments"`
+	ClientAccepted     uint64 `json:"client_accepted"`
+	ClientRejected     uint64 `json:"client_rejected"`
+	AuthAttempts       uint64 `json:"auth_attempts"`
+	AuthFailures       uint64 `json:"auth_failures"`
+	ClientIdleClosed   uint64 `json:"client_idle_closed"`
+	ClientOutputClosed uint64 `json:"client_output_closed"`
+	SlowRequests       uint64 `json:"slow_requests"`
+	Replayed           uint64 `json:"replayed,omitempty"`
+	// A Sentinel pool's sentinels, and how many answered last; filled by
+	// the master, which talks to them.
+	SentinelsKnown     int64             `json:"sentinels_known,omitempty"`
+	SentinelsReachable int64             `json:"sentinels_reachable,omitempty"`
 	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
 	Moved              uint64            `json:"moved,omitempty"`
 	Asked              uint64            `json:"asked,omitempty"`
@@ -150,7 +156,8 @@ type ServerSnapshot struct {
 	OutQueue          int64             `json:"out_queue"`
 	ServerLatency     HistogramSnapshot `json:"server_latency"`
 	// A Sentinel server's current master and how often it moved.
-	Address  string `json:"address,omitempty"`
-	Switches uint64 `json:"switches,omitempty"`
-	Waiting  int64  `json:"waiting,omitempty"`
+	Address    string `json:"address,omitempty"`
+	Switches   uint64 `json:"switches,omitempty"`
+	SwitchedAt int64  `json:"switched_at,omitempty"`
+	Waiting    int64  `json:"waiting,omitempty"`
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 )
@@ -125,8 +126,13 @@ func (p *pool) setAddress(a ServerAddress) {
 	if addr != s.addr {
 		old := s.addr.Addr
 		s.addr = addr
-		s.stats.Switches.Add(1)
-		p.log.WithField("server", s.name).WithField("from", old).WithField("to", a.Addr).Info("server master moved")
+		if old == "" {
+			p.log.WithField("server", s.name).WithField("address", a.Addr).Info("server master known")
+		} else {
+			s.stats.Switches.Add(1)
+			s.stats.SwitchedAt.Store(time.Now().UnixMicro())
+			p.log.WithField("server", s.name).WithField("from", old).WithField("to", a.Addr).Info("server master moved")
+		}
 		// Stop writing to the old master now: what it acknowledges after
 		// the switch is lost.
 		s.eachConn(func(sc *serverConn) {

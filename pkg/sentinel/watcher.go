@@ -180,6 +180,32 @@ func sameSentinels(a, b []*sentinel) bool {
 	return true
 }
 
+// Reachable reports, per pool, how many sentinels it names and how many
+// answered their last question.
+func (w *Watcher) Reachable() map[string][2]int {
+	w.mu.Lock()
+	byPool := map[string][]*sentinel{}
+	for k, t := range w.targets {
+		if _, ok := byPool[k[0]]; !ok {
+			byPool[k[0]] = t.sentinels
+		}
+	}
+	w.mu.Unlock()
+	out := make(map[string][2]int, len(byPool))
+	for pool, sents := range byPool {
+		up := 0
+		for _, s := range sents {
+			s.mu.Lock()
+			if s.up {
+				up++
+			}
+			s.mu.Unlock()
+		}
+		out[pool] = [2]int{len(sents), up}
+	}
+	return out
+}
+
 // Hint asks for a server to be resolved again now, and announced even if
 // unchanged: a worker saw it fail.
 func (w *Watcher) Hint(pool, server string) {

@@ -367,6 +367,7 @@ func addServer(d, s *proxy.ServerSnapshot, gauges bool) {
 	d.ServerEjectedAt = max(d.ServerEjectedAt, s.ServerEjectedAt)
 	// Every worker sees the same master moves.
 	d.Switches = max(d.Switches, s.Switches)
+	d.SwitchedAt = max(d.SwitchedAt, s.SwitchedAt)
 	if s.Address != "" {
 		d.Address = s.Address
 	}

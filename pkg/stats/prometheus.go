@@ -106,6 +106,10 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.ClientOutputClosed) }},
 		{desc("pool_slow_requests_total", "Requests slower than slowlog_slower_than.", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.SlowRequests) }},
+		{desc("pool_sentinels_reachable", "Sentinels of a Sentinel pool that answered the last question (of pool_sentinels_known).", pl...), gauge,
+			func(p *proxy.PoolSnapshot) float64 { return i(p.SentinelsReachable) }},
+		{desc("pool_sentinels_known", "Sentinels a Sentinel pool is configured with.", pl...), gauge,
+			func(p *proxy.PoolSnapshot) float64 { return i(p.SentinelsKnown) }},
 		{desc("pool_replayed_total", "Requests sent again to a Sentinel server's master (never written, or provably not run, or read-only).", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.Replayed) }},
 		{desc("pool_outcome_unknown_total", "Writes failed because their master's connection died after they were sent.", pl...), counter,
@@ -148,6 +152,8 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(s *proxy.ServerSnapshot) float64 { return u(s.Switches) }},
 		{desc("server_waiting", "Requests waiting for a Sentinel server's master.", sl...), gauge,
 			func(s *proxy.ServerSnapshot) float64 { return i(s.Waiting) }},
+		{desc("server_master_switch_timestamp_seconds", "When a Sentinel server's master last moved, in unix seconds; 0 if never.", sl...), gauge,
+			func(s *proxy.ServerSnapshot) float64 { return float64(s.SwitchedAt) / 1e6 }},
 	}
 	c.proc = []procMetric{
 		{desc("worker_cpu_seconds_total", "User and system CPU time of the worker process.", wl...), counter,

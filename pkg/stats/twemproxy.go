@@ -98,6 +98,11 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 		b = addNum(b, "server_ejects", int64(p.ServerEjects))
 		b = addNum(b, "forward_error", int64(p.ForwardError))
 		b = addNum(b, "fragments", int64(p.Fragments))
+		if p.SentinelsKnown > 0 {
+			// A Sentinel pool: not in twemproxy, which has none.
+			b = addNum(b, "sentinels_known", p.SentinelsKnown)
+			b = addNum(b, "sentinels_reachable", p.SentinelsReachable)
+		}
 
 		type named struct {
 			key string
@@ -132,6 +137,7 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 				// A Sentinel server: not in twemproxy, which has none.
 				b = addString(b, "master", s.Address)
 				b = addNum(b, "master_switches", int64(s.Switches))
+				b = addNum(b, "master_switched_at", s.SwitchedAt)
 				b = addNum(b, "waiting", s.Waiting)
 			}
 			b = endNesting(b)

@@ -253,7 +253,8 @@ log {
   level = "debug"
 }
 stats {
-  listen = ""
+  listen   = %q
+  interval = "100ms"
 }
 pool "sessions" {
   listen       = %q
@@ -267,10 +268,13 @@ pool "sessions" {
 %s
   }
 %s%s}
-`, top, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
+`, top, statsListen, addr, strings.Join(quoted, ", "), sentinelAttrs, extra, servers.String())
 	p := harness.Nuthatch(t, hcl, addr)
 	return addr, p
 }
+
+// statsListen is the stats address of the next proxy ("" for none).
+var statsListen = ""
 
 // harnessChildren lists the worker processes of a master.
 func harnessChildren(pid int) []int { return harness.Children(pid) }

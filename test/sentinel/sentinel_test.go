@@ -1,6 +1,9 @@
 package sentinel
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -369,5 +372,54 @@ func TestSentinelPassword(t *testing.T) {
 	}
 	if strings.Contains(px2.Output(), "s3nt") {
 		t.Errorf("the password is in the log")
+	}
+}
+
+// The stats port shows a Sentinel server's master, its switches and
+// when the last one was, and the pool's sentinels reachable.
+func TestSentinelStats(t *testing.T) {
+	r := startRig(t, "shard-a")
+	statsListen = fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	defer func() { statsListen = "" }()
+	addr, _ := r.proxy(t, "")
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		conn, err := net.DialTimeout("tcp", statsListen, time.Second)
+		if err != nil {
+			return ""
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(conn)
+		return string(b)
+	}
+	waitStats := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s := read()
+			if ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stats never showed %s:\n%s", what, s)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	first := r.masterOf(t, "shard-a")
+	waitStats("the master and 3 sentinels", func(s string) bool {
+		return strings.Contains(s, `"master":"`+first+`"`) && strings.Contains(s, `"sentinels_reachable":3`)
+	})
+	r.sentinels[2].Kill()
+	waitStats("2 sentinels reachable", func(s string) bool { return strings.Contains(s, `"sentinels_reachable":2`) })
+	second := r.failover(t, r.shards[0])
+	s := waitStats("the new master", func(s string) bool { return strings.Contains(s, `"master":"`+second+`"`) })
+	if !strings.Contains(s, `"master_switches":1`) || strings.Contains(s, `"master_switched_at":0`) {
+		t.Errorf("switch not counted or not dated:\n%s", s)
 	}
 }
