@@ -40,9 +40,17 @@ func startTestProxy(t testing.TB, proto string, n int, attrs string) *testProxy 
 		fmt.Fprintf(&b, "  server %q {}\n", be.Addr())
 	}
 	b.WriteString("}\n")
-	cfg, err := config.Parse([]byte(b.String()), "test.hcl")
+	tp.px, tp.addr = serveHCL(t, b.String())
+	return tp
+}
+
+// serveHCL serves the configuration's pool "p" in-process on a free
+// loopback port, until t ends.
+func serveHCL(t testing.TB, hcl string) (*Proxy, string) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(hcl), "test.hcl")
 	if err != nil {
-		t.Fatalf("config: %v\n%s", err, b.String())
+		t.Fatalf("config: %v\n%s", err, hcl)
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
@@ -58,9 +66,8 @@ func startTestProxy(t testing.TB, proto string, n int, attrs string) *testProxy 
 	if err := px.Serve("p", ln); err != nil {
 		t.Fatal(err)
 	}
-	tp.px, tp.addr = px, ln.Addr().String()
 	t.Cleanup(px.Close)
-	return tp
+	return px, ln.Addr().String()
 }
 
 // exchange sends in as one client, half-closes and returns everything the

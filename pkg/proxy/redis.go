@@ -138,6 +138,31 @@ func (r *redisProto) commandsLearned(f *msg) {
 	r.learned = t
 }
 
+// command looks up the request's command (the built-in table, then what
+// the servers taught), records it on c, and answers an unknown command or
+// a wrong argument count as redis does; nil then.
+func (r *redisProto) command(c *clientConn, args [][]byte) *resp.Command {
+	cmd, ok := resp.Lookup(args[0])
+	if !ok {
+		cmd, ok = r.lookupLearned(args[0])
+	}
+	if !ok {
+		c.cmdName, c.cmdKey = "unknown", nil
+		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
+		return nil
+	}
+	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
+	c.rs.lastCmd = cmd.Name
+	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
+		c.cmdKey = args[1]
+	}
+	if !resp.CheckArity(cmd, len(args)) {
+		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
+		return nil
+	}
+	return cmd
+}
+
 // lookupLearned finds a command the built-in table does not know in what
 // the servers said. Before they have said anything, it opens a link so
 // that they do.
@@ -214,22 +239,8 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		}
 		return
 	}
-	cmd, ok := resp.Lookup(args[0])
-	if !ok {
-		cmd, ok = r.lookupLearned(args[0])
-	}
-	if !ok {
-		c.cmdName, c.cmdKey = "unknown", nil
-		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
-		return
-	}
-	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
-	c.rs.lastCmd = cmd.Name
-	if cmd.Kind == resp.KindMultiKey && len(args) > 1 {
-		c.cmdKey = args[1]
-	}
-	if !resp.CheckArity(cmd, len(args)) {
-		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
+	cmd := r.command(c, args)
+	if cmd == nil {
 		return
 	}
 	c.cmdReplaySafe = replaySafe(cmd, args)

@@ -72,19 +72,8 @@ func (r *redisProto) pubsub(c *clientConn, cmd *resp.Command, args [][]byte, raw
 
 // subDispatch serves a RESP2 subscriber: only what redis allows then.
 func (r *redisProto) subDispatch(c *clientConn, st *statefulSession, args [][]byte, raw []byte) {
-	cmd, ok := resp.Lookup(args[0])
-	if !ok {
-		cmd, ok = r.lookupLearned(args[0])
-	}
-	if !ok {
-		c.cmdName, c.cmdKey = "unknown", nil
-		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
-		return
-	}
-	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
-	c.rs.lastCmd = cmd.Name
-	if !resp.CheckArity(cmd, len(args)) {
-		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
+	cmd := r.command(c, args)
+	if cmd == nil {
 		return
 	}
 	switch cmd.Name {

@@ -243,21 +243,9 @@ func txnServerError(name string) string {
 // transaction's server, whose first key fixes it.
 func (r *redisProto) txnDispatch(c *clientConn, st *statefulSession, args [][]byte, raw []byte) {
 	t := &st.txn
-	cmd, ok := resp.Lookup(args[0])
-	if !ok {
-		cmd, ok = r.lookupLearned(args[0])
-	}
-	if !ok {
-		c.cmdName, c.cmdKey = "unknown", nil
-		t.dirty = true
-		c.localReply(func(dst []byte) []byte { return resp.AppendUnknownCommand(dst, args) })
-		return
-	}
-	c.cmdName, c.cmdKey, c.cmdReadOnly = cmd.Name, nil, cmd.ReadOnly
-	c.rs.lastCmd = cmd.Name
-	if !resp.CheckArity(cmd, len(args)) {
-		t.dirty = true
-		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
+	cmd := r.command(c, args)
+	if cmd == nil {
+		t.dirty = true // an error at queue time, as redis flags it
 		return
 	}
 	switch cmd.Name {

@@ -3,16 +3,12 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 	"github.com/nuthatch-proxy/nuthatch/test/harness"
 )
@@ -36,26 +32,7 @@ func startRedisRig(t *testing.T, n int, attrs string) *redisRig {
 		fmt.Fprintf(&b, "  server \"s%d\" { address = %q }\n", i, be.Addr)
 	}
 	b.WriteString("}\n")
-	cfg, err := config.Parse([]byte(b.String()), "test.hcl")
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, b.String())
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	px, err := New(cfg, logrus.NewEntry(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px.Start()
-	if err := px.Serve("p", ln); err != nil {
-		t.Fatal(err)
-	}
-	rg.px, rg.addr = px, ln.Addr().String()
-	t.Cleanup(px.Close)
+	rg.px, rg.addr = serveHCL(t, b.String())
 	return rg
 }
 
@@ -566,26 +543,8 @@ func TestWholePoolCommands(t *testing.T) {
 // startRigHCL serves the config's pool "p" in-process.
 func startRigHCL(t *testing.T, hcl string) *redisRig {
 	t.Helper()
-	cfg, err := config.Parse([]byte(hcl), "test.hcl")
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, hcl)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	px, err := New(cfg, logrus.NewEntry(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px.Start()
-	if err := px.Serve("p", ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(px.Close)
-	return &redisRig{px: px, addr: ln.Addr().String()}
+	px, addr := serveHCL(t, hcl)
+	return &redisRig{px: px, addr: addr}
 }
 
 // A pinned link to a Sentinel server whose master moved is closed: the
