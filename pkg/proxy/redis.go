@@ -243,7 +243,10 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	if cmd == nil {
 		return
 	}
-	c.cmdReplaySafe = replaySafe(cmd, args)
+	if p.cfg.Sentinel != nil || p.cluster != nil {
+		// Only requests to servers that move are ever replayed.
+		c.cmdReplaySafe = replaySafe(cmd, args)
+	}
 	if p.cfg.RedisAuth != "" && !c.rs.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
 		c.localError("NOAUTH Authentication required.")
 		return
