@@ -236,7 +236,12 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	variants = append(variants, variant{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`})
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
-		variants = append(variants, variant{name: name, bin: bin, workers: "1", pinnable: true})
+		workers := "1"
+		if strings.HasSuffix(name, "-auto") {
+			// NAME-auto=BINARY runs the build with the shipped worker count.
+			workers = `"auto"`
+		}
+		variants = append(variants, variant{name: name, bin: bin, workers: workers, pinnable: workers == "1"})
 	}
 	for _, v := range variants {
 		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.quickack)
@@ -246,7 +251,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		t.pinnable = v.pinnable
 		t.resp3 = !v.quickack
 		if v.bin != e.nuthatchBin {
-			t.note = "1 worker, " + v.bin
+			t.note = "workers " + v.workers + ", " + v.bin
 		}
 		if v.quickack {
 			t.note = "1 worker, tcp_quickack = true in both pools; unpipelined GET/SET 100 B and fixed rate only"
