@@ -27,11 +27,13 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/test/bench/load"
 )
 
@@ -229,11 +231,18 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	// nuthatch-quickack comes right after nuthatch-1, so that the two are
 	// side by side in the tables.
-	variants := []variant{{name: "nuthatch-1", bin: e.nuthatchBin, workers: "1", pinnable: true}}
+	// nuthatch-auto is the shipped configuration (worker_processes =
+	// "auto", nothing else tuned): first, as it is what a user gets.
+	// nuthatch-ncpu is one worker per CPU (nginx's "auto"), so that the
+	// report shows "auto" against the fixed counts around it.
+	variants := []variant{{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`},
+		{name: "nuthatch-1", bin: e.nuthatchBin, workers: "1", pinnable: true}}
 	if o.quickack {
 		variants = append(variants, variant{name: "nuthatch-quickack", bin: e.nuthatchBin, workers: "1", quickack: true})
 	}
-	variants = append(variants, variant{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`})
+	if n := runtime.NumCPU(); n > 1 {
+		variants = append(variants, variant{name: "nuthatch-ncpu", bin: e.nuthatchBin, workers: strconv.Itoa(n)})
+	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
 		workers := "1"
@@ -252,6 +261,13 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		t.resp3 = !v.quickack
 		if v.bin != e.nuthatchBin {
 			t.note = "workers " + v.workers + ", " + v.bin
+		}
+		switch v.name {
+		case "nuthatch-auto":
+			b := config.HostCPUs()
+			t.note = fmt.Sprintf("worker_processes = \"auto\", the shipped configuration: %d worker(s) for %d usable CPUs here", b.AutoWorkers(), b.Usable())
+		case "nuthatch-ncpu":
+			t.note = "worker_processes = " + v.workers + ", one worker per CPU"
 		}
 		if v.quickack {
 			t.note = "1 worker, tcp_quickack = true in both pools; unpipelined GET/SET 100 B and fixed rate only"

@@ -363,6 +363,7 @@ func (r *report) write(w io.Writer) {
 	for _, n := range r.notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
 	}
+	r.writeShipped(w)
 	fmt.Fprintln(w, "\nMedians over the rounds. spread = (max-min)/median of the rounds' throughput. CPU = utime+stime of all the proxy's processes over the window, per completed request. RSS = peak summed RSS of the proxy's processes during the window. × columns are throughput ratios.")
 	var groups []string
 	for _, rs := range r.results {
@@ -799,4 +800,82 @@ func cpuBudget(rs *scenarioResult, v string, min float64) (budget, spent float64
 	}
 	ncTotal := nc.cpuUS + nc.backendUS + nc.genUS
 	return m.machineBusy*ncTotal/(nc.machineBusy*min) - m.backendUS - m.genUS, m.cpuUS, true
+}
+
+// shipped is the target that runs the shipped configuration.
+const shipped = "nuthatch-auto"
+
+// writeShipped leads the report with what a user gets from the shipped
+// configuration: its throughput against nutcracker (and predixy) with the
+// project's generator and with redis-benchmark, and its CPU per request
+// against one worker's, beside the targets.
+func (r *report) writeShipped(w io.Writer) {
+	var lines []string
+	for _, rs := range r.results {
+		min, ok := ratioTarget(rs.sc)
+		if !ok || rs.sc.resp3 {
+			continue
+		}
+		m, _, ok1 := rs.median(shipped)
+		nc, _, ok2 := rs.median("nutcracker")
+		if !ok1 || !ok2 || nc.rps <= 0 {
+			continue
+		}
+		px := "—"
+		if p, _, ok := rs.median("predixy"); ok && p.rps > 0 {
+			px = fmt.Sprintf("%.2f×", m.rps/p.rps)
+		}
+		cpu1 := "—"
+		if one, _, ok := rs.median("nuthatch-1"); ok && one.cpuUS > 0 && m.cpuUS > 0 {
+			cpu1 = fmt.Sprintf("%.2f×", m.cpuUS/one.cpuUS)
+		}
+		mark := "✗"
+		if m.rps >= min*nc.rps {
+			mark = "✓"
+		}
+		lines = append(lines, fmt.Sprintf("| %s (generator) | %.0f | %.2f× %s (≥ %.2f×) | %s | %.2f | %s |",
+			rs.sc.name, m.rps, m.rps/nc.rps, mark, min, px, m.cpuUS, cpu1))
+	}
+	rows := rbMedians(r.rb)
+	for _, m := range rows {
+		if m.target != shipped || m.resp3 {
+			continue
+		}
+		nc, ok := rbFind(rows, "nutcracker", m, false)
+		if !ok || nc.rps <= 0 {
+			continue
+		}
+		min := 1.15
+		if m.depth > 1 {
+			min = 1.5
+		}
+		px := "—"
+		if p, ok := rbFind(rows, "predixy", m, false); ok && p.rps > 0 {
+			px = fmt.Sprintf("%.2f×", m.rps/p.rps)
+		}
+		cpu1 := "—"
+		if one, ok := rbFind(rows, "nuthatch-1", m, false); ok && one.cpuUS > 0 && m.cpuUS > 0 {
+			cpu1 = fmt.Sprintf("%.2f×", m.cpuUS/one.cpuUS)
+		}
+		mark := "✗"
+		if m.rps >= min*nc.rps {
+			mark = "✓"
+		}
+		lines = append(lines, fmt.Sprintf("| redis-benchmark %s P%d | %.0f | %.2f× %s (≥ %.2f×) | %s | %.2f | %s |",
+			m.test, m.depth, m.rps, m.rps/nc.rps, mark, min, px, m.cpuUS, cpu1))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	note := ""
+	for _, t := range r.targets {
+		if t.name == shipped {
+			note = t.note
+		}
+	}
+	fmt.Fprintf(w, "\n## What you get with the shipped configuration\n\n%s. Medians of the rounds below; CPU is the proxy's, µs per request (redis-benchmark rows: GET and SET together).\n\n", note)
+	fmt.Fprint(w, "| scenario | req/s | × nutcracker (target) | × predixy | CPU µs/req | CPU × 1 worker |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
 }
