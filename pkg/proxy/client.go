@@ -315,6 +315,13 @@ func (c *clientConn) writeOut() {
 			m := c.queue[end]
 			streaming := !m.done && m.stream != nil
 			if !m.done && (!streaming || len(m.reply) == 0) {
+				if !streaming && end > c.qhead && c.partial == 0 && m.start == c.queue[c.qhead].start && size < deferMax {
+					// A reply of the same read is still on its way (the
+					// batch spans servers and one answered first): write
+					// the batch once, when it is whole, instead of a
+					// write, and a wake-up of the client, per server.
+					end = c.qhead
+				}
 				break
 			}
 			end++
@@ -331,6 +338,7 @@ func (c *clientConn) writeOut() {
 		}
 		lp.bufs = bufs
 		if end == c.qhead {
+			clear(bufs)
 			break
 		}
 		var n int
@@ -407,6 +415,10 @@ func (c *clientConn) writeOut() {
 		c.serve()
 	}
 }
+
+// deferMax bounds the replies writeOut holds back for the rest of their
+// batch.
+const deferMax = 64 << 10
 
 // appendReply adds reply r to the iovecs of a write. Consecutive small
 // replies are copied side by side into coal and sent as one iovec: at 16

@@ -281,7 +281,10 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		if o.only != nil && !o.only.MatchString(sc.name) {
 			continue
 		}
-		if sc.rate {
+		switch {
+		case sc.loadOf > 0:
+			sc.rateRPS = rep.nutcrackerRate() * sc.loadOf
+		case sc.rate:
 			sc.rateRPS = rep.fixedRate()
 		}
 		if err := e.runScenario(ctx, o, rep, sc); err != nil {

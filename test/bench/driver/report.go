@@ -278,6 +278,18 @@ func (r *report) fixedRate() float64 {
 	return float64(int(rate/2/1000) * 1000)
 }
 
+// nutcrackerRate is nutcracker's unpipelined GET 100 B throughput in this
+// run (20,000 when it did not run), what the latency scenarios' rates are
+// shares of.
+func (r *report) nutcrackerRate() float64 {
+	if rs := r.find("redis GET 100B"); rs != nil {
+		if m, _, ok := rs.median("nutcracker"); ok && m.rps > 0 {
+			return float64(int(m.rps/100) * 100)
+		}
+	}
+	return 20000
+}
+
 // writeOutliers is the fixed-rate runs' count of requests that took
 // slowLatency or more, all rounds together, per target.
 func (r *report) writeOutliers(w io.Writer, rs *scenarioResult) {
@@ -413,7 +425,9 @@ func (r *report) write(w io.Writer) {
 					rs.sc.name, name, m.rps, spread*100, us(m.p50), us(m.p99), us(m.p999), cpu, rss,
 					ratio(m.rps, nc.rps), ratio(m.rps, pd.rps), ratio(m.rps, dr.rps))
 			}
-			if rs.sc.rate {
+			if rs.sc.loadOf > 0 {
+				fmt.Fprintf(&after, "\n%s: %.0f req/s.\n", rs.sc.name, rs.sc.rateRPS)
+			} else if rs.sc.rate {
 				if dr, _, ok := rs.median("direct"); ok {
 					fmt.Fprintf(&after, "\nRate %.0f req/s (half the slowest proxy's unpipelined GET). The generator's own schedule lag p99: %s µs (direct run).\n", rs.sc.rateRPS, us(dr.lag99))
 				}
@@ -864,7 +878,32 @@ func (r *report) writeShipped(w io.Writer) {
 		lines = append(lines, fmt.Sprintf("| redis-benchmark %s P%d | %.0f | %.2f× %s (≥ %.2f×) | %s | %.2f | %s |",
 			m.test, m.depth, m.rps, m.rps/nc.rps, mark, min, px, m.cpuUS, cpu1))
 	}
-	if len(lines) == 0 {
+	var lat []string
+	for _, rs := range r.results {
+		if rs.sc.loadOf == 0 {
+			continue
+		}
+		m, _, ok1 := rs.median(shipped)
+		nc, _, ok2 := rs.median("nutcracker")
+		if !ok1 || !ok2 || nc.p50 <= 0 || nc.p99 <= 0 {
+			continue
+		}
+		px := "—"
+		if p, _, ok := rs.median("predixy"); ok {
+			px = fmt.Sprintf("%s / %s / %s", us(p.p50), us(p.p99), us(p.p999))
+		}
+		q50, q99 := float64(m.p50)/float64(nc.p50), float64(m.p99)/float64(nc.p99)
+		goal := "—"
+		if rs.sc.loadOf >= 0.8 {
+			goal = "✗"
+			if q50 <= 0.5 && q99 <= 0.5 {
+				goal = "✓"
+			}
+		}
+		lat = append(lat, fmt.Sprintf("| %.0f %% (%.0f req/s) | %s / %s / %s | %s / %s / %s | %s | %.2f× / %.2f× | %s |",
+			rs.sc.loadOf*100, rs.sc.rateRPS, us(m.p50), us(m.p99), us(m.p999), us(nc.p50), us(nc.p99), us(nc.p999), px, q50, q99, goal))
+	}
+	if len(lines) == 0 && len(lat) == 0 {
 		return
 	}
 	note := ""
@@ -877,5 +916,12 @@ func (r *report) writeShipped(w io.Writer) {
 	fmt.Fprint(w, "| scenario | req/s | × nutcracker (target) | × predixy | CPU µs/req | CPU × 1 worker |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
+	}
+	if len(lat) > 0 {
+		fmt.Fprint(w, "\nLatency, open loop at a share of nutcracker's unpipelined GET throughput (p50 / p99 / p99.9 µs from the intended send time; goal: p50 and p99 ≤ 0.5× nutcracker's at 80 and 95 %):\n\n")
+		fmt.Fprint(w, "| load | shipped | nutcracker | predixy | shipped ÷ nutcracker p50 / p99 | goal |\n|---|---:|---:|---:|---:|---|\n")
+		for _, l := range lat {
+			fmt.Fprintln(w, l)
+		}
 	}
 }
