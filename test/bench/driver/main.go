@@ -54,6 +54,7 @@ type options struct {
 	threads                        int // the generator's event loops
 	only                           *regexp.Regexp
 	rb, syscalls, quickack, pinned bool
+	scaleOut                       bool
 	profile                        time.Duration
 	out                            string
 	compare                        []string // NAME=BINARY
@@ -81,6 +82,7 @@ func main() {
 	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
 	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")
 	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
+	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/8 of it by a cgroup CPU quota (needs root and a writable cgroup cpu controller)")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
@@ -305,6 +307,11 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			if err := e.pinnedGroup(ctx, o, rep, pinned); err != nil {
 				return err
 			}
+		}
+	}
+	if o.scaleOut && (o.only == nil || o.only.MatchString("scale-out")) {
+		if err := e.scaleOut(ctx, o, rep, b); err != nil {
+			return err
 		}
 	}
 	if o.idle > 0 && (o.only == nil || o.only.MatchString("idle")) {

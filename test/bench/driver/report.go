@@ -237,6 +237,7 @@ type report struct {
 	rb       []rbRow
 	rbFailed []string
 	sys      []syscallResult
+	scale    []scaleRow
 }
 
 func (r *report) add(sc scenario) *scenarioResult {
@@ -458,6 +459,7 @@ func (r *report) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, "\n(direct: the two redis-servers' own RSS per client.)")
 	}
+	r.writeScale(w)
 	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
 		rows := rbMedians(r.rb)
 		rounds := 0
