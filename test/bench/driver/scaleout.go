@@ -2,10 +2,12 @@ package main
 
 // The scale-out group: how the per-worker cost grows with the number of
 // workers, measured without a bigger machine. N workers (1, 2, 4, 8) run
-// on CPU 0, each in a cgroup of its own whose CPU quota is 1/8 of a CPU,
-// so that every worker has the same small share of a core whatever N; the
-// generator and the backends are on CPU 1. If workers cost nothing extra
-// for being many, throughput grows as N and CPU per request stays flat.
+// on CPU 0, each in a cgroup of its own whose CPU quota is 1/16 of a CPU,
+// so that every worker has the same small share of a core whatever N, and
+// the load grows with N (scaleClients per worker, 16 deep) so that each
+// worker carries the same; the generator and the backends are on CPU 1,
+// which at 8 workers still has room. If workers cost nothing extra for
+// being many, throughput grows as N and CPU per request stays flat.
 
 import (
 	"context"
@@ -23,9 +25,12 @@ import (
 	"github.com/nuthatch-proxy/nuthatch/test/bench/load"
 )
 
-// scaleShare is each worker's CPU quota, in CPUs: at 8 workers they fill
-// CPU 0 together.
-const scaleShare = 0.125
+// scaleShare is each worker's CPU quota, in CPUs: at 8 workers they have
+// half of CPU 0 together. scaleClients are the clients per worker.
+const (
+	scaleShare   = 0.0625
+	scaleClients = 12
+)
 
 var scaleWorkers = []int{1, 2, 4, 8}
 
@@ -133,7 +138,7 @@ func (e *env) scaleOut(ctx context.Context, o options, rep *report, b *backends)
 		return nil
 	}
 	// pinned: measure records how busy each core was.
-	sc := scenario{name: "scale-out redis GET 100B", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 1, pinned: true}
+	sc := scenario{name: "scale-out redis GET 100B P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16, pinned: true}
 	for _, n := range scaleWorkers {
 		name := fmt.Sprintf("nuthatch-x%d", n)
 		t, err := e.nuthatch(ctx, b, name, e.nuthatchBin, strconv.Itoa(n), false)
@@ -161,8 +166,10 @@ func (e *env) scaleOut(ctx context.Context, o options, rep *report, b *backends)
 					return fmt.Errorf("cgroup for %s worker %d: %w", name, i, err)
 				}
 			}
+			oc := o
+			oc.clients = scaleClients * n
 			for round := range o.rounds {
-				m, err := e.measure(ctx, o, t, sc, t.redis)
+				m, err := e.measure(ctx, oc, t, sc, t.redis)
 				if err != nil {
 					return fmt.Errorf("%s round %d: %w", name, round+1, err)
 				}
@@ -200,8 +207,8 @@ func (r *report) writeScale(w io.Writer) {
 	if len(r.scale) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n## Scale-out: N workers, each limited to %.3g of a CPU by its cgroup (Redis GET 100 B, 50 clients)\n\n", scaleShare)
-	fmt.Fprint(w, "Workers on CPU 0, each in a cgroup with the same CPU quota; the generator and the backends on CPU 1. Linear scaling is req/s × N and flat CPU per request.\n\n")
+	fmt.Fprintf(w, "\n## Scale-out: N workers, each limited to %.3g of a CPU by its cgroup (Redis GET 100 B, 16 deep, %d clients per worker)\n\n", scaleShare, scaleClients)
+	fmt.Fprint(w, "Workers on CPU 0, each in a cgroup with the same CPU quota, the load growing with them; the generator and the backends on CPU 1. Linear scaling is req/s × N and flat CPU per request.\n\n")
 	fmt.Fprint(w, "| workers | CPU share in all | req/s | req/s per worker | per worker × 1 worker's | CPU µs/req | CPU × 1 worker's | CPU 1 busy |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var base sample
 	for i, row := range r.scale {
@@ -216,10 +223,20 @@ func (r *report) writeScale(w io.Writer) {
 	}
 	last := r.scale[len(r.scale)-1]
 	m := medianSample(last.samples)
-	if m.cpuUS <= 0 {
+	b := medianSample(r.scale[0].samples)
+	if m.rps <= 0 || b.rps <= 0 {
 		return
 	}
-	perCore := 1e6 / m.cpuUS // requests one CPU of worker time carries at that cost
-	fmt.Fprintf(w, "\nProjection (assumptions: a worker's CPU per request stays what it was with %d workers here, each worker has a core of its own, the load comes from other machines, and the network and backends keep up): %.0f req/s per core; 16 cores %.2fM, 48 cores %.2fM req/s. The seed article's figures: one twemproxy-style worker ≈ 115 k req/s, 1.52 M at 40 workers.\n",
-		last.workers, perCore, perCore*16/1e6, perCore*48/1e6)
+	eff := (m.rps / float64(last.workers)) / (b.rps / float64(r.scale[0].workers))
+	fmt.Fprintf(w, "\nProjection. Assumptions: each worker has a core of its own (and the kernel's network work another share), the load comes from other machines, the backends keep up, and a worker among many keeps the efficiency measured here with %d (%.2f of one worker alone).", last.workers, eff)
+	if rs := r.find("pinned redis GET 100B"); rs != nil {
+		if one, _, ok := rs.median("nuthatch-1"); ok && one.rps > 0 {
+			fmt.Fprintf(w, " Unpipelined, from the per-core group's %.0f req/s on one core: 16 cores %.2fM, 48 cores %.2fM req/s.", one.rps, one.rps*16*eff/1e6, one.rps*48*eff/1e6)
+		}
+	}
+	if m.cpuUS > 0 {
+		perCore := 1e6 / m.cpuUS
+		fmt.Fprintf(w, " 16 deep, from the CPU per request here (%.0f req/s per core): 16 cores %.1fM, 48 cores %.1fM req/s.", perCore, perCore*16*eff/1e6, perCore*48*eff/1e6)
+	}
+	fmt.Fprint(w, " The seed article's figures (unpipelined, long connections): one worker ≈ 115 k req/s, 1.52 M at 40 workers.\n")
 }
