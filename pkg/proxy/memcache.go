@@ -11,6 +11,8 @@ type memcacheProto struct {
 	pool     *pool
 	lim      memcache.Limits
 	coalesce bool // coalesce_gets
+
+	memberStart int // placeBlocks' result
 }
 
 // maxRetrievalLine bounds a get/gets/gat/gats line. memcached has no such

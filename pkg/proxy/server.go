@@ -198,6 +198,13 @@ type link struct {
 	streamAt   int64
 	paused     bool
 	resuming   bool // on the loop's list of links to resume
+	// A memcached retrieval whose large VALUE blocks stream (memcache.go):
+	// cont is the request (or coalesced carrier) the rest of the reply
+	// belongs to once streamLeft is 0; contKey is the key its next block
+	// is matched from, contMember its first member not yet answered.
+	cont       *msg
+	contKey    int
+	contMember int
 
 	pin *pinState // set on a link lent to a client (pinned.go)
 }
@@ -370,7 +377,7 @@ func (l *link) read() {
 	s := l.sc.srv
 	p := s.pool
 	for !l.dead && !l.paused {
-		if l.stream != nil {
+		if l.stream != nil && l.streamLeft > 0 {
 			if !l.readStream() {
 				return
 			}
@@ -398,9 +405,14 @@ func (l *link) read() {
 		}
 		l.rb.w += n
 		l.rb.filled(n, room)
+		if l.stream != nil {
+			l.streamAt = l.lp.now
+		}
 		for l.rb.len() > 0 {
 			var head *msg
-			if l.head < len(l.inflight) {
+			if l.cont != nil {
+				head = l.cont // the rest of a reply that streamed in part
+			} else if l.head < len(l.inflight) {
 				head = l.inflight[l.head]
 			} else if !l.sc.resp3 && l.pin == nil {
 				l.kill(ErrServerProtocol)
@@ -413,11 +425,8 @@ func (l *link) read() {
 				return
 			}
 			if n == 0 {
-				if p.streamer != nil {
-					if total := p.streamer.streamLen(l, head, l.rb.bytes()); total > 0 {
-						l.startStream(head, total)
-						break
-					}
+				if p.streamer != nil && p.streamer.stream(l, head, l.rb.bytes()) {
+					break
 				}
 				if err := l.rb.want(need, p.maxReply); err != nil {
 					l.kill(err)
@@ -443,6 +452,12 @@ func (l *link) read() {
 			if head == nil {
 				l.kill(ErrServerProtocol)
 				return
+			}
+			if l.cont != nil {
+				s.stats.ResponseBytes.Add(uint64(n))
+				p.streamer.rest(l, l.rb.bytes()[:n], isErr)
+				l.rb.consume(n)
+				continue
 			}
 			m := l.pop()
 			if !m.uncounted && (m.client != nil || m.parent != nil || len(m.members) > 0) {

@@ -45,11 +45,28 @@ const (
 
 // streamer is a protocol that can stream large replies.
 type streamer interface {
-	// streamLen returns the length of the incomplete reply to m at the
-	// start of buf when it should stream (0 when not), and then forgets
-	// the scanner state of it: the link takes the reply over.
-	streamLen(l *link, m *msg, buf []byte) int
+	// stream starts streaming the incomplete reply to head (the link's
+	// next reply) at the start of buf when it should stream, and reports
+	// whether it did: the link then takes the reply over.
+	stream(l *link, head *msg, buf []byte) bool
+	// rest takes the rest of a reply that streamed in part (l.cont), now
+	// complete in buf.
+	rest(l *link, buf []byte, isErr bool)
 }
+
+func (r *redisProto) stream(l *link, head *msg, buf []byte) bool {
+	total := r.streamLen(l, head, buf)
+	if total == 0 {
+		return false
+	}
+	l.pop()
+	l.sc.srv.stats.Responses.Add(1)
+	l.startStream(head, total)
+	return true
+}
+
+// A RESP reply streams whole: nothing follows it.
+func (r *redisProto) rest(*link, []byte, bool) {}
 
 // streamLen: a RESP bulk string ('$', RESP2 and RESP3) of at least
 // streamThreshold bytes, to a plain request.
@@ -107,27 +124,31 @@ func (c *clientConn) addHeld(n int) {
 	c.lp.held += n
 }
 
-// startStream takes over m, the head of l, whose reply of total bytes has
-// begun in l's read buffer (all of which belongs to it).
+// startStream has m, popped from l (or a member of the carrier l.cont),
+// take the next total bytes of its reply, which begin with all of l's
+// read buffer. m.reply may already hold the start of its reply.
 func (l *link) startStream(m *msg, total int) {
-	s := l.sc.srv
-	l.pop()
-	s.stats.Responses.Add(1)
 	b := l.rb.bytes()
-	s.stats.ResponseBytes.Add(uint64(len(b)))
+	l.sc.srv.stats.ResponseBytes.Add(uint64(len(b)))
 	l.stream, m.stream, m.streamed = m, l, true
 	l.streamLeft = total - len(b)
 	l.streamAt = l.lp.now
-	if c := m.client; !c.closed {
-		if cap(m.reply) < streamWindow {
-			m.reply = make([]byte, 0, max(streamWindow, len(b)))
-		}
-		m.reply = append(m.reply[:0], b...)
+	if c := m.client; !c.closed && cap(m.reply) < streamWindow {
+		m.reply = append(make([]byte, 0, max(streamWindow, len(m.reply)+len(b))), m.reply...)
+	}
+	l.give(m, b)
+	l.rb.consume(len(b))
+	l.rb.release()
+}
+
+// give appends b to the reply of m, which streams, for its client to
+// write out now.
+func (l *link) give(m *msg, b []byte) {
+	if c := m.client; !c.closed && len(b) > 0 {
+		m.reply = append(m.reply, b...)
 		c.addHeld(len(b))
 		l.lp.markReady(c)
 	}
-	l.rb.consume(len(b))
-	l.rb.release()
 }
 
 // readStream reads the streaming reply. It reports true when the reply is
@@ -183,8 +204,12 @@ func (l *link) readStream() bool {
 	}
 }
 
-// endStream finishes the streamed reply.
+// endStream finishes the streamed reply, or its streamed part when the
+// rest of it is framed as usual (l.cont).
 func (l *link) endStream() {
+	if l.cont != nil {
+		return
+	}
 	m := l.stream
 	l.stream, m.stream = nil, nil
 	l.paused = false
@@ -204,6 +229,16 @@ func (l *link) failStream(err error) {
 	m := l.stream
 	l.stream, m.stream = nil, nil
 	l.paused = false
+	if cont := l.cont; cont != nil {
+		// The carrier's members after m get the error.
+		l.cont = nil
+		for i := l.contMember + 1; i < len(cont.members); i++ {
+			l.sc.srv.pool.fail(cont.members[i], err)
+		}
+		if cont != m {
+			cont.free()
+		}
+	}
 	c := m.client
 	if c.closed {
 		m.free()

@@ -304,4 +304,104 @@ func TestSlowReadersOfLargeReplies(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		slowReaders(t, "redis", size, 24, pause, bound, "")
 	})
+	// memcached -I 65m takes 64 MiB values with their item header (its
+	// default is 1 MiB).
+	t.Run("memcache", func(t *testing.T) {
+		slowReaders(t, "memcache", size, 24, pause, bound, "", "-I", "65m", "-m", "1024")
+	})
+	// Within memcached's default item size: many 1 MiB values per get.
+	t.Run("memcache-1MiB-values", func(t *testing.T) {
+		slowReadersMany(t, size>>20, 24, pause, bound)
+	})
+}
+
+// slowReadersMany: clients each get n values of 1 MiB (on one server)
+// in one request and read nothing for a while; another client's gets are
+// answered meanwhile, the worker's RSS stays within bound, and then every
+// client gets every value intact.
+func slowReadersMany(t *testing.T, n, clients int, pause time.Duration, boundMiB int64) {
+	r := startBigRig(t, "memcache", "", "-m", "1024") // room for every value: none evicted
+	const valLen = 1<<20 - 1024                       // what fits memcached's default 1 MiB item with its header
+	keys := make([]string, n)
+	sums := map[string][32]byte{}
+	for i := range keys {
+		keys[i] = r.keyOn(fmt.Sprintf("m%d-", i), 0)
+		v := bigValue(int64(100+i), valLen)
+		sums[keys[i]] = sha256.Sum256(v)
+		setDirect(t, "memcache", r.servers[0], keys[i], v)
+	}
+	small := [2]string{r.keyOn("small", 0), r.keyOn("small", 1)}
+	for i, k := range small {
+		setDirect(t, "memcache", r.servers[i], k, []byte("v"))
+	}
+	probe := dialT(t, r.addr)
+	for _, k := range small {
+		probe.send(t, "get "+k+"\r\n")
+		if _, err := probe.reply("memcache"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := r.workerRSS(t)
+	req := "get " + strings.Join(keys, " ") + "\r\n"
+	slow := make([]*client, clients)
+	for i := range slow {
+		slow[i] = dialT(t, r.addr)
+		slow[i].send(t, req)
+	}
+	time.Sleep(200 * time.Millisecond)
+	maxRSS, worst := before, time.Duration(0)
+	requests := 0
+	for stop := time.Now().Add(pause); time.Now().Before(stop); time.Sleep(20 * time.Millisecond) {
+		for _, k := range small {
+			t0 := time.Now()
+			probe.SetReadDeadline(time.Now().Add(5 * time.Second))
+			probe.send(t, "get "+k+"\r\n")
+			if _, err := probe.reply("memcache"); err != nil {
+				t.Fatalf("another client's get during the slow readers: %v", err)
+			}
+			worst = max(worst, time.Since(t0))
+			requests++
+		}
+		maxRSS = max(maxRSS, r.workerRSS(t))
+	}
+	growth := (maxRSS - before) >> 10
+	t.Logf("memcache: %d slow readers of %d values of 1 MiB each in one get: worker RSS grew by %d MiB (bound %d MiB); another client's %d gets meanwhile: max %v",
+		clients, n, growth, boundMiB, requests, worst)
+	if growth > boundMiB {
+		t.Errorf("worker RSS grew by %d MiB, over %d MiB", growth, boundMiB)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, c := range slow {
+		wg.Add(1)
+		go func(i int, c *client) {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			for _, k := range keys {
+				line, err := c.r.ReadString('\n')
+				if err != nil || line != fmt.Sprintf("VALUE %s 0 %d\r\n", k, valLen) {
+					errs <- fmt.Errorf("slow reader %d: %q %v", i, line, err)
+					return
+				}
+				h := sha256.New()
+				var crlf [2]byte
+				if _, err := io.CopyN(h, c.r, valLen); err != nil {
+					errs <- fmt.Errorf("slow reader %d: %v", i, err)
+					return
+				}
+				if _, err := io.ReadFull(c.r, crlf[:]); err != nil || string(crlf[:]) != "\r\n" || [32]byte(h.Sum(nil)) != sums[k] {
+					errs <- fmt.Errorf("slow reader %d: %s differs", i, k)
+					return
+				}
+			}
+			if end, err := c.r.ReadString('\n'); err != nil || end != "END\r\n" {
+				errs <- fmt.Errorf("slow reader %d: after the values %q %v", i, end, err)
+			}
+		}(i, c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

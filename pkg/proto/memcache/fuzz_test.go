@@ -163,6 +163,17 @@ func FuzzReplyScanner(f *testing.F) {
 				if n != wn || need != wneed || isErr != wisErr || (err == nil) != (werr == nil) {
 					t.Fatalf("chunk %d, prefix %d: scanner %d %d %v %v, ReplyLen %d %d %v %v", chunk, i, n, need, isErr, err, wn, wneed, wisErr, werr)
 				}
+				if n == 0 && err == nil && c.IsRetrieval() {
+					// What a streaming proxy relies on: whole blocks before
+					// Pending, and a VALUE line there heads an incomplete block.
+					p := s.Pending()
+					if p > i {
+						t.Fatalf("prefix %d: pending %d", i, p)
+					}
+					if key, ll, size, ok := ValueHead(c, data[p:i]); ok && (len(key) == 0 || p+ll+size+2 <= i) {
+						t.Fatalf("prefix %d: pending %d heads a whole block (%d+%d bytes)", i, p, ll, size)
+					}
+				}
 				if n > 0 || err != nil || i == len(data) {
 					break
 				}

@@ -342,3 +342,29 @@ func parseValueLine(c Command, rest []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Pending returns where the first incomplete element of the retrieval
+// reply last scanned starts (its whole VALUE blocks before it are
+// validated), after a Scan of a retrieval that returned it incomplete.
+func (s *ReplyScanner) Pending() int { return s.pos }
+
+// ValueHead parses the VALUE line at the start of buf, a retrieval reply's
+// next element: it returns the line's length with its CRLF, the key and
+// the declared size of the data block that follows. ok is false when buf
+// does not start with a whole, valid VALUE line.
+func ValueHead(c Command, buf []byte) (key []byte, lineLen, size int, ok bool) {
+	if !c.IsRetrieval() || !bytes.HasPrefix(buf, valuePrefix) {
+		return nil, 0, 0, false
+	}
+	line, next, err := replyLine(c, buf, 0)
+	if err != nil || next == 0 {
+		return nil, 0, 0, false
+	}
+	_, rest := cutWord(line)
+	size, err = parseValueLine(c, rest)
+	if err != nil {
+		return nil, 0, 0, false
+	}
+	key, _ = nextField(rest)
+	return key, next, size, true
+}
