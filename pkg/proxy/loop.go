@@ -47,6 +47,10 @@ type loop struct {
 	// proxy holds; over budget (worker_output_budget) clients are parked:
 	// not read until held is back under three quarters of it.
 	held    int
+	// copied counts reply bytes copied from a link's read buffer into
+	// msgs (with the links' rb.moved, the copies per byte of a reply;
+	// tests read it).
+	copied int
 	budget  int
 	parked  []*clientConn
 	resumed []*link // paused links whose streams made room

@@ -311,6 +311,7 @@ func (mp *memcacheProto) scatter(carrier *msg, reply []byte, isErr bool) {
 			mi++
 		}
 		carrier.members[mi].reply = append(carrier.members[mi].reply, blk...)
+		p.lp.copied += len(blk)
 	}) {
 		p.log.WithField("server", carrier.server.name).Warn("invalid reply from server: a VALUE for a key not asked for")
 		for _, m := range carrier.members {
@@ -361,6 +362,7 @@ func (mp *memcacheProto) merge(parent *msg) {
 	out := parent.reply[:0]
 	for _, b := range blocks {
 		out = append(out, b...)
+		mp.pool.lp.copied += len(b)
 	}
 	clear(blocks)
 	parent.reply = append(out, "END\r\n"...)

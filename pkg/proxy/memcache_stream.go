@@ -137,6 +137,7 @@ func (l *link) finishMember(m *msg, blocks, end []byte) {
 		return
 	}
 	m.reply = append(append(m.reply[:0], blocks...), end...)
+	l.lp.copied += len(blocks) + len(end)
 	p.answered(m, false)
 }
 

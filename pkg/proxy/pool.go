@@ -407,6 +407,7 @@ func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 		return
 	}
 	m.reply = append(m.reply[:0], reply...)
+	p.lp.copied += len(reply)
 	p.answered(m, isErr)
 }
 

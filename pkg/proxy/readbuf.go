@@ -33,6 +33,7 @@ type readBuf struct {
 	small    int  // initial size, and what a cold buffer shrinks to
 	lastFull bool // the last read filled all the room it had
 	calm     int  // consecutive small reads while the buffer is big
+	moved    int  // bytes copied within or between buffers (copies per byte, tests)
 }
 
 func newReadBuf(limit int) readBuf { return readBuf{limit: limit, small: readBufInitial} }
@@ -76,12 +77,14 @@ func (b *readBuf) want(need, limit int) error {
 		if b.r > 0 {
 			b.w = copy(b.buf, b.bytes())
 			b.r = 0
+			b.moved += b.w
 		}
 		return nil
 	}
 	nb := make([]byte, size)
 	b.w = copy(nb, b.bytes())
 	b.r = 0
+	b.moved += b.w
 	b.buf = nb
 	return nil
 }
@@ -99,6 +102,7 @@ func (b *readBuf) makeRoom() error {
 	case b.w == len(b.buf) && b.r > 0:
 		b.w = copy(b.buf, b.bytes())
 		b.r = 0
+		b.moved += b.w
 	case b.w == len(b.buf):
 		if len(b.buf) >= b.limit {
 			return errTooLarge
@@ -122,6 +126,7 @@ func (b *readBuf) filled(n, room int) {
 		nb := make([]byte, b.small)
 		b.w = copy(nb, b.bytes())
 		b.r = 0
+		b.moved += b.w
 		b.buf = nb
 	}
 }
@@ -188,6 +193,7 @@ func (b *readBuf) grow(size int) {
 	nb := getReadBuf(size)
 	b.w = copy(nb, b.bytes())
 	b.r = 0
+	b.moved += b.w
 	putReadBuf(b.buf)
 	b.buf = nb
 }

@@ -146,6 +146,7 @@ func (l *link) startStream(m *msg, total int) {
 func (l *link) give(m *msg, b []byte) {
 	if c := m.client; !c.closed && len(b) > 0 {
 		m.reply = append(m.reply, b...)
+		l.lp.copied += len(b)
 		c.addHeld(len(b))
 		l.lp.markReady(c)
 	}

@@ -261,7 +261,9 @@ func (s *Server) serve(c net.Conn) {
 		c.Close()
 	}()
 	rp := resp.NewRequestParser(resp.Limits{})
-	mp := memcache.NewRequestParser(memcache.Limits{MaxRetrievalLineLen: 4 << 20})
+	// Values up to 128 MiB (memcached -I 128m): tests store large values
+	// directly, past the proxy's 1 MiB.
+	mp := memcache.NewRequestParser(memcache.Limits{MaxRetrievalLineLen: 4 << 20, MaxItemSize: 128 << 20})
 	buf := make([]byte, 0, 64<<10)
 	rd := make([]byte, 64<<10)
 	var out []byte
