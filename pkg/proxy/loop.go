@@ -46,11 +46,11 @@ type loop struct {
 	// held counts the reply bytes the loop's clients are owed and the
 	// proxy holds; over budget (worker_output_budget) clients are parked:
 	// not read until held is back under three quarters of it.
-	held    int
+	held int
 	// copied counts reply bytes copied from a link's read buffer into
 	// msgs (with the links' rb.moved, the copies per byte of a reply;
 	// tests read it).
-	copied int
+	copied  int
 	budget  int
 	parked  []*clientConn
 	resumed []*link // paused links whose streams made room
