@@ -52,6 +52,8 @@ type loop struct {
 	// tests read it).
 	copied  int
 	budget  int
+	starved []*link // server links not read while over budget
+	queued  int     // request bytes in link write buffers (the budget counts them for reading clients)
 	parked  []*clientConn
 	resumed []*link // paused links whose streams made room
 

@@ -238,6 +238,7 @@ func (l *link) writeRaw(build func(dst []byte) []byte) {
 		return
 	}
 	l.wbuf = build(l.wbuf)
+	l.countQueued()
 	if l.fd >= 0 {
 		l.lp.dirtyLink(l)
 	}

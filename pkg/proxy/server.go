@@ -176,6 +176,7 @@ type link struct {
 
 	wbuf     []byte // requests not written yet
 	woff     int
+	queued   int // len(wbuf)-woff as last counted in loop.queued
 	inflight []*msg
 	head     int
 	enqSeq   uint64 // msgs ever enqueued
@@ -198,6 +199,7 @@ type link struct {
 	streamAt   int64
 	paused     bool
 	resuming   bool // on the loop's list of links to resume
+	starved    bool // not read while the worker is over worker_output_budget
 	// A memcached retrieval whose large VALUE blocks stream (memcache.go):
 	// cont is the request (or coalesced carrier) the rest of the reply
 	// belongs to once streamLeft is 0; contKey is the key its next block
@@ -222,6 +224,7 @@ func (l *link) enqueueFunc(m *msg, build func(dst []byte) []byte) bool {
 	m.reqLen = len(l.wbuf) - n
 	l.inflight = append(l.inflight, m)
 	l.enqSeq++
+	l.countQueued()
 	if l.fd >= 0 {
 		if len(l.wbuf)-l.woff >= linkFlushAt {
 			// Big requests: write now rather than grow the buffer for the
@@ -250,6 +253,7 @@ func (l *link) extendTail(extend func(wbuf []byte) []byte) int {
 	n := len(l.wbuf)
 	l.wbuf = extend(l.wbuf)
 	l.inflight[len(l.inflight)-1].reqLen += len(l.wbuf) - n
+	l.countQueued()
 	if l.fd >= 0 && len(l.wbuf)-l.woff >= linkFlushAt {
 		l.flush()
 	}
@@ -290,6 +294,15 @@ func (l *link) flush() {
 			l.wbuf = nil
 		}
 	}
+	l.countQueued()
+}
+
+// countQueued keeps loop.queued, the request bytes waiting in the
+// worker's link write buffers, up to date with l's.
+func (l *link) countQueued() {
+	n := max(0, len(l.wbuf)-l.woff)
+	l.lp.queued += n - l.queued
+	l.queued = n
 }
 
 func (l *link) pop() *msg {
@@ -377,6 +390,9 @@ func (l *link) read() {
 	s := l.sc.srv
 	p := s.pool
 	for !l.dead && !l.paused {
+		if l.overBudget() {
+			return
+		}
 		if l.stream != nil && l.streamLeft > 0 {
 			if !l.readStream() {
 				return
@@ -494,7 +510,8 @@ func (l *link) kill(err error) {
 	}
 	pending := l.inflight[l.head:]
 	l.inflight, l.head = nil, 0
-	l.wbuf = nil
+	l.wbuf, l.woff = nil, 0
+	l.countQueued()
 	l.sc.drop(l)
 	s := l.sc.srv
 	if l.fd >= 0 {

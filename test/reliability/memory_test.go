@@ -33,6 +33,12 @@ type bigRig struct {
 
 func startBigRig(t testing.TB, proto string, attrs string, extra ...string) *bigRig {
 	t.Helper()
+	return startBigRigWith(t, proto, "", attrs, extra...)
+}
+
+// startBigRigWith: global is top-level configuration.
+func startBigRigWith(t testing.TB, proto, global, attrs string, extra ...string) *bigRig {
+	t.Helper()
 	r := &bigRig{}
 	for i := 0; i < 2; i++ {
 		var p *harness.Proc
@@ -45,7 +51,7 @@ func startBigRig(t testing.TB, proto string, attrs string, extra ...string) *big
 	}
 	r.addr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	var b strings.Builder
-	fmt.Fprintf(&b, "worker_processes = 1\nstats {\n  listen = \"\"\n}\npool \"p\" {\n  listen = %q\n  protocol = %q\n%s\n", r.addr, proto, attrs)
+	fmt.Fprintf(&b, "worker_processes = 1\n%s\nstats {\n  listen = \"\"\n}\npool \"p\" {\n  listen = %q\n  protocol = %q\n%s\n", global, r.addr, proto, attrs)
 	for _, a := range r.servers {
 		fmt.Fprintf(&b, "  server %q {}\n", a)
 	}
