@@ -49,16 +49,18 @@ fuzz:
 	  done; \
 	done
 
-# Mixed Redis and memcached load through the real binary with periodic
-# reloads, worker kills and backend restarts (test/reliability TestSoak),
-# then issue #23's 24 slow readers of 64 MiB values;
-# not part of `make test`. SOAK_DURATION=5m for a shorter run.
+# Mixed Redis (RESP2, RESP3, a Sentinel pool) and memcached load through
+# the real binary with periodic reloads, worker kills, backend restarts and
+# Sentinel failovers (test/reliability TestSoak; `make test` runs it for
+# 60 s), then issue #23's 24 slow readers of 64 MiB values (Redis and
+# memcached) and 10,000 clients against worker_output_budget.
+# SOAK_DURATION=5m for a shorter run.
 SOAK_DURATION ?= 30m
 soak: deps build
 	NUTHATCH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) NUTHATCH_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./test/reliability
 	NUTHATCH_BIG=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
-	  $(GO) test -count=1 -v -run '^TestSlowReadersOfLargeReplies$$' ./test/reliability
+	  $(GO) test -count=1 -v -run '^(TestSlowReadersOfLargeReplies|TestWorkerBudgetManyClients)$$' ./test/reliability
 
 run: deps build
 	@test/scripts/run-example.sh $(BIN) etc/nuthatch/example.hcl

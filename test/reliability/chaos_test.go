@@ -48,6 +48,16 @@ type chaos struct {
 	wg                sync.WaitGroup
 	acked             []map[string]string // per load goroutine: key -> last acknowledged value
 	uncertain         []map[string]bool   // a write failed: outcome unknown
+
+	// The soak's Sentinel pool "s" (topology_test.go), when set: its
+	// writers come after the redis and memcached ones; a write
+	// acknowledged near a failover may be lost by redis (asynchronous
+	// replication) and is not verified.
+	sent      *sentinelRig
+	sentL     string
+	sentN     int
+	failovers []time.Time
+	ackedAt   []map[string]time.Time
 }
 
 // backendProc is a redis-server or memcached that can be killed and
@@ -78,6 +88,12 @@ func (b *backendProc) start(t testing.TB) {
 func (b *backendProc) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 
 func newChaos(t *testing.T, workers int) *chaos {
+	return newChaosWith(t, workers, 0)
+}
+
+// newChaosWith adds the Sentinel pool "s" for sentinelWriters writers
+// when that is not 0.
+func newChaosWith(t *testing.T, workers, sentinelWriters int) *chaos {
 	harness.Need(t, "redis-server", "memcached")
 	// Masters started by an upgrade are re-parented to this process.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -93,6 +109,11 @@ func newChaos(t *testing.T, workers int) *chaos {
 	}
 	ch.redisL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	ch.mcL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	if sentinelWriters > 0 {
+		ch.sent = startSentinelRig(t, "soak")
+		ch.sentL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		ch.sentN = sentinelWriters
+	}
 	ch.conf = filepath.Join(ch.dir, "nuthatch.hcl")
 	ch.pidFile = filepath.Join(ch.dir, "nuthatch.pid")
 	ch.writeConf(workers, "2s")
@@ -117,8 +138,19 @@ func newChaos(t *testing.T, workers int) *chaos {
 	t.Cleanup(ch.killAll)
 	harness.WaitPort(t, "tcp", ch.redisL, 10*time.Second)
 	harness.WaitPort(t, "tcp", ch.mcL, 10*time.Second)
+	if ch.sent != nil {
+		harness.WaitPort(t, "tcp", ch.sentL, 10*time.Second)
+	}
 	ch.waitWorkers(workers)
 	return ch
+}
+
+// sentinelFailover fails the Sentinel shard over, under the load.
+func (ch *chaos) sentinelFailover() {
+	ch.mu.Lock()
+	ch.failovers = append(ch.failovers, time.Now())
+	ch.mu.Unlock()
+	ch.sent.failover(ch.t)
 }
 
 // writeConf writes the configuration; timeout varies so that a reload
@@ -135,6 +167,9 @@ func (ch *chaos) writeConf(workers int, timeout string) {
 			fmt.Fprintf(&b, "  server %q {}\n", be.addr())
 		}
 		b.WriteString("}\n")
+	}
+	if ch.sent != nil {
+		b.WriteString(ch.sent.pool("s", ch.sentL, timeout))
 	}
 	if err := os.WriteFile(ch.conf, []byte(b.String()), 0o644); err != nil {
 		ch.t.Fatal(err)
@@ -180,17 +215,28 @@ func (ch *chaos) killAll() {
 
 // startLoad runs n Redis and n memcached writers; each owns its keys,
 // writes a new value and reads it back.
+// Half of the Redis writers speak RESP3 (HELLO 3), half RESP2.
 func (ch *chaos) startLoad(n int) {
-	for i := 0; i < 2*n; i++ {
+	total := 2*n + ch.sentN
+	for i := 0; i < total; i++ {
 		ch.acked = append(ch.acked, map[string]string{})
 		ch.uncertain = append(ch.uncertain, map[string]bool{})
+		ch.ackedAt = append(ch.ackedAt, map[string]time.Time{})
 	}
-	rc := redis.NewClient(&redis.Options{Addr: ch.redisL, PoolSize: n, MaxRetries: -1,
-		DialTimeout: time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second})
+	opts := func(addr string, proto int) *redis.Options {
+		return &redis.Options{Addr: addr, PoolSize: n, MaxRetries: -1, Protocol: proto,
+			DialTimeout: time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second}
+	}
+	rc := redis.NewClient(opts(ch.redisL, 2))
+	rc3 := redis.NewClient(opts(ch.redisL, 3))
+	var sc *redis.Client
+	if ch.sent != nil {
+		sc = redis.NewClient(opts(ch.sentL, 2))
+	}
 	mc := memcache.New(ch.mcL)
 	mc.Timeout = 3 * time.Second
 	mc.MaxIdleConns = n
-	for i := 0; i < 2*n; i++ {
+	for i := 0; i < total; i++ {
 		ch.wg.Add(1)
 		go func(g int) {
 			defer ch.wg.Done()
@@ -205,10 +251,10 @@ func (ch *chaos) startLoad(n int) {
 				val := fmt.Sprintf("%d-%d", g, j)
 				var werr, rerr error
 				var got string
-				if g < n {
-					werr = rc.Set(context.Background(), key, val, 0).Err()
+				if c := ch.redisFor(g, n, rc, rc3, sc); c != nil {
+					werr = c.Set(context.Background(), key, val, 0).Err()
 					if werr == nil {
-						got, rerr = rc.Get(context.Background(), key).Result()
+						got, rerr = c.Get(context.Background(), key).Result()
 					}
 				} else {
 					werr = mc.Set(&memcache.Item{Key: key, Value: []byte(val)})
@@ -220,21 +266,22 @@ func (ch *chaos) startLoad(n int) {
 						}
 					}
 				}
-				pool := "r"
-				if g >= n {
-					pool = "m"
-				}
+				pool := ch.poolOf(g, n)
+				now := time.Now()
 				switch {
 				case werr != nil:
 					ch.fail(werr)
 					unc[key] = true
 				case rerr != nil:
 					acked[key], unc[key] = val, false
+					ch.ackedAt[g][key] = now
 					ch.fail(rerr)
 				case got != val:
 					acked[key], unc[key] = val, false
-					// A concurrent restart of the owner may lose the write.
-					if !ch.wasRestarted(pool, ch.owner[pool](key)) {
+					ch.ackedAt[g][key] = now
+					// A concurrent restart of the owner, or a failover,
+					// may lose the write.
+					if !ch.mayHaveLost(pool, key, now) {
 						ch.wrong.Add(1)
 						ch.mu.Lock()
 						ch.wrongs = append(ch.wrongs, fmt.Sprintf("%s: wrote %q, read %q", key, val, got))
@@ -242,12 +289,65 @@ func (ch *chaos) startLoad(n int) {
 					}
 				default:
 					acked[key], unc[key] = val, false
+					ch.ackedAt[g][key] = now
 					ch.ok.Add(1)
 				}
 			}
 		}(i)
 	}
-	ch.t.Cleanup(func() { rc.Close() })
+	ch.t.Cleanup(func() {
+		rc.Close()
+		rc3.Close()
+		if sc != nil {
+			sc.Close()
+		}
+	})
+}
+
+// poolOf is writer g's pool: n redis, n memcached, then the sentinel
+// pool's writers.
+func (ch *chaos) poolOf(g, n int) string {
+	switch {
+	case g < n:
+		return "r"
+	case g < 2*n:
+		return "m"
+	}
+	return "s"
+}
+
+func (ch *chaos) redisFor(g, n int, rc, rc3, sc *redis.Client) *redis.Client {
+	switch ch.poolOf(g, n) {
+	case "r":
+		if g%2 == 1 {
+			return rc3
+		}
+		return rc
+	case "s":
+		return sc
+	}
+	return nil
+}
+
+// failoverWindow: a write acknowledged this long before a failover or
+// after it may be lost (redis replicates asynchronously; the old master
+// takes writes until the proxy learns of the new one and until Sentinel
+// demotes it).
+const failoverBefore, failoverAfter = 2 * time.Second, 20 * time.Second
+
+// mayHaveLost: the backend may have lost key's write acknowledged at.
+func (ch *chaos) mayHaveLost(pool, key string, at time.Time) bool {
+	if pool != "s" {
+		return ch.wasRestarted(pool, ch.owner[pool](key))
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for _, f := range ch.failovers {
+		if at.After(f.Add(-failoverBefore)) && at.Before(f.Add(failoverAfter)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (ch *chaos) fail(err error) {
@@ -274,21 +374,25 @@ func (ch *chaos) verify(n int) (checked int) {
 	t := ch.t
 	rc := redis.NewClient(&redis.Options{Addr: ch.redisL})
 	defer rc.Close()
+	var sc *redis.Client
+	if ch.sent != nil {
+		sc = redis.NewClient(&redis.Options{Addr: ch.sentL})
+		defer sc.Close()
+	}
 	mc := memcache.New(ch.mcL)
 	lost := 0
 	for g, acked := range ch.acked {
-		pool := "r"
-		if g >= n {
-			pool = "m"
-		}
+		pool := ch.poolOf(g, n)
 		for key, val := range acked {
-			if ch.uncertain[g][key] || ch.wasRestarted(pool, ch.owner[pool](key)) {
+			if ch.uncertain[g][key] || ch.mayHaveLost(pool, key, ch.ackedAt[g][key]) {
 				continue
 			}
 			var got string
 			var err error
 			if pool == "r" {
 				got, err = rc.Get(context.Background(), key).Result()
+			} else if pool == "s" {
+				got, err = sc.Get(context.Background(), key).Result()
 			} else {
 				var it *memcache.Item
 				if it, err = mc.Get(key); err == nil {

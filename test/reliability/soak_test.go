@@ -7,16 +7,21 @@ import (
 	"time"
 )
 
-// TestSoak runs mixed Redis and memcached load through the real binary for
-// SOAK_DURATION (default 30m) with periodic reloads, worker kills and
-// backend restarts, then checks that every acknowledged write to a backend
-// that was never restarted is readable, and that the master's fds, threads
-// and RSS stayed flat. Only with NUTHATCH_SOAK=1 (make soak).
+// TestSoak runs mixed load through the real binary — Redis clients
+// speaking RESP2 and RESP3, memcached clients, and Redis clients of a
+// Sentinel pool — for SOAK_DURATION (30m with NUTHATCH_SOAK=1, make soak;
+// 60 s in make test) with periodic reloads, worker kills, backend restarts
+// and Sentinel failovers, then checks that every acknowledged write to a
+// backend that kept it (never restarted; not acknowledged near a failover)
+// is readable, and that the master's fds, threads and RSS stayed flat.
 func TestSoak(t *testing.T) {
-	if os.Getenv("NUTHATCH_SOAK") == "" {
-		t.Skip("soak test: run with NUTHATCH_SOAK=1 (make soak)")
+	if testing.Short() {
+		t.Skip("starts the real binary and backends under load")
 	}
-	dur := 30 * time.Minute
+	dur := time.Minute
+	if os.Getenv("NUTHATCH_SOAK") != "" {
+		dur = 30 * time.Minute
+	}
 	if s := os.Getenv("SOAK_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -24,8 +29,8 @@ func TestSoak(t *testing.T) {
 		}
 		dur = d
 	}
-	const workers, writers = 2, 8
-	ch := newChaos(t, workers)
+	const workers, writers, sentinelWriters = 2, 8, 4
+	ch := newChaosWith(t, workers, sentinelWriters)
 	defer func() {
 		if t.Failed() {
 			out := ch.proc.Output()
@@ -37,6 +42,7 @@ func TestSoak(t *testing.T) {
 	type sample struct {
 		fds, threads int
 		rss, wrss    int64 // KB: master, sum of workers
+		wfds         int   // sum of workers
 	}
 	take := func() sample {
 		m := ch.master()
@@ -44,6 +50,7 @@ func TestSoak(t *testing.T) {
 		for _, w := range children(m) {
 			if b, err := os.ReadFile("/proc/" + itoa(w) + "/status"); err == nil && len(b) > 0 {
 				s.wrss += vmRSS(t, w)
+				s.wfds += fdCount(w)
 			}
 		}
 		return s
@@ -51,17 +58,27 @@ func TestSoak(t *testing.T) {
 	warm := min(time.Minute, dur/10)
 	time.Sleep(warm)
 	base := take()
-	t.Logf("after %v warm-up: master fds %d, threads %d, RSS %d KB; workers RSS %d KB", warm, base.fds, base.threads, base.rss, base.wrss)
+	t.Logf("after %v warm-up: master fds %d, threads %d, RSS %d KB; workers fds %d, RSS %d KB", warm, base.fds, base.threads, base.rss, base.wfds, base.wrss)
 
 	start := time.Now()
-	tick := time.NewTicker(5 * time.Second)
+	// Every step: a reload every 4 steps, a worker kill every 6, a
+	// backend restart every 12 and a Sentinel failover every 16 (a step
+	// is 5 s, 2.5 s in runs under 10 minutes).
+	step := 5 * time.Second
+	if dur < 10*time.Minute {
+		step = 2500 * time.Millisecond
+	}
+	tick := time.NewTicker(step)
 	defer tick.Stop()
-	var reloads, kills, restarts int
-	maxW := base.wrss
+	var reloads, kills, restarts, failovers int
+	maxW, maxWfds := base.wrss, base.wfds
 	timeouts := []string{"2s", "3s"}
 	for n := 1; time.Since(start) < dur-warm; n++ {
 		<-tick.C
 		switch {
+		case n%16 == 10:
+			ch.sentinelFailover()
+			failovers++
 		case n%12 == 0: // every minute
 			pool := []string{"r", "m"}[restarts%2]
 			ch.restartBackend(pool, 1)
@@ -76,8 +93,9 @@ func TestSoak(t *testing.T) {
 		if n%12 == 6 {
 			s := take()
 			maxW = max(maxW, s.wrss)
-			t.Logf("%v: %d ok, %d failed, %d wrong; master fds %d threads %d RSS %d KB; workers RSS %d KB",
-				time.Since(start).Round(time.Second), ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), s.fds, s.threads, s.rss, s.wrss)
+			maxWfds = max(maxWfds, s.wfds)
+			t.Logf("%v: %d ok, %d failed, %d wrong; master fds %d threads %d RSS %d KB; workers fds %d RSS %d KB",
+				time.Since(start).Round(time.Second), ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), s.fds, s.threads, s.rss, s.wfds, s.wrss)
 		}
 	}
 	time.Sleep(2 * time.Second)
@@ -89,15 +107,18 @@ func TestSoak(t *testing.T) {
 	ch.stopLoad()
 	end := take()
 	checked := ch.verify(writers)
-	t.Logf("soak %v: %d requests ok, %d failed during faults, %d wrong; %d reloads, %d worker kills, %d backend restarts; %d acknowledged writes verified",
-		dur, ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), reloads, kills, restarts, checked)
-	t.Logf("master fds %d -> %d, threads %d -> %d, RSS %d -> %d KB; workers RSS %d KB at start, %d max, %d at end",
-		base.fds, end.fds, base.threads, end.threads, base.rss, end.rss, base.wrss, maxW, end.wrss)
+	t.Logf("soak %v: %d requests ok, %d failed during faults (%v), %d wrong; %d reloads, %d worker kills, %d backend restarts, %d Sentinel failovers; %d acknowledged writes verified",
+		dur, ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), reloads, kills, restarts, failovers, checked)
+	t.Logf("master fds %d -> %d, threads %d -> %d, RSS %d -> %d KB; workers RSS %d KB at start, %d max, %d at end; workers fds %d at start, %d max, %d at end",
+		base.fds, end.fds, base.threads, end.threads, base.rss, end.rss, base.wrss, maxW, end.wrss, base.wfds, maxWfds, end.wfds)
 	if ch.wrong.Load() > 0 {
 		t.Errorf("%d wrong replies: %v", ch.wrong.Load(), ch.wrongs[:min(5, len(ch.wrongs))])
 	}
 	if end.fds != base.fds {
 		t.Errorf("master fds %d -> %d", base.fds, end.fds)
+	}
+	if end.wfds > base.wfds+32 {
+		t.Errorf("workers fds %d -> %d", base.wfds, end.wfds)
 	}
 	if end.threads > base.threads+4 {
 		t.Errorf("master threads %d -> %d", base.threads, end.threads)
