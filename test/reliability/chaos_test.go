@@ -58,6 +58,13 @@ type chaos struct {
 	sentN     int
 	failovers []time.Time
 	ackedAt   []map[string]time.Time
+
+	// The soak's cluster pool "c": its writers come last; its failovers
+	// (CLUSTER FAILOVER) and reshards lose nothing, so every write is
+	// verified.
+	clus  *clusterRig
+	clusL string
+	clusN int
 }
 
 // backendProc is a redis-server or memcached that can be killed and
@@ -88,12 +95,12 @@ func (b *backendProc) start(t testing.TB) {
 func (b *backendProc) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 
 func newChaos(t *testing.T, workers int) *chaos {
-	return newChaosWith(t, workers, 0)
+	return newChaosWith(t, workers, 0, 0)
 }
 
 // newChaosWith adds the Sentinel pool "s" for sentinelWriters writers
-// when that is not 0.
-func newChaosWith(t *testing.T, workers, sentinelWriters int) *chaos {
+// and the cluster pool "c" for clusterWriters, when not 0.
+func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters int) *chaos {
 	harness.Need(t, "redis-server", "memcached")
 	// Masters started by an upgrade are re-parented to this process.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -114,6 +121,11 @@ func newChaosWith(t *testing.T, workers, sentinelWriters int) *chaos {
 		ch.sentL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 		ch.sentN = sentinelWriters
 	}
+	if clusterWriters > 0 {
+		ch.clus = startClusterRig(t)
+		ch.clusL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		ch.clusN = clusterWriters
+	}
 	ch.conf = filepath.Join(ch.dir, "nuthatch.hcl")
 	ch.pidFile = filepath.Join(ch.dir, "nuthatch.pid")
 	ch.writeConf(workers, "2s")
@@ -123,6 +135,9 @@ func newChaosWith(t *testing.T, workers, sentinelWriters int) *chaos {
 	}
 	ch.owner = map[string]func(string) int{}
 	for _, p := range cfg.Pools {
+		if p.Name != "r" && p.Name != "m" {
+			continue // placement by Sentinel's names or cluster slots
+		}
 		var nodes []hashkit.Node
 		for _, s := range p.Servers {
 			nodes = append(nodes, hashkit.Node{Name: s.PlacementName(), Weight: s.Weight})
@@ -140,6 +155,9 @@ func newChaosWith(t *testing.T, workers, sentinelWriters int) *chaos {
 	harness.WaitPort(t, "tcp", ch.mcL, 10*time.Second)
 	if ch.sent != nil {
 		harness.WaitPort(t, "tcp", ch.sentL, 10*time.Second)
+	}
+	if ch.clus != nil {
+		harness.WaitPort(t, "tcp", ch.clusL, 10*time.Second)
 	}
 	ch.waitWorkers(workers)
 	return ch
@@ -170,6 +188,9 @@ func (ch *chaos) writeConf(workers int, timeout string) {
 	}
 	if ch.sent != nil {
 		b.WriteString(ch.sent.pool("s", ch.sentL, timeout))
+	}
+	if ch.clus != nil {
+		b.WriteString(ch.clus.pool("c", ch.clusL, timeout))
 	}
 	if err := os.WriteFile(ch.conf, []byte(b.String()), 0o644); err != nil {
 		ch.t.Fatal(err)
@@ -217,7 +238,7 @@ func (ch *chaos) killAll() {
 // writes a new value and reads it back.
 // Half of the Redis writers speak RESP3 (HELLO 3), half RESP2.
 func (ch *chaos) startLoad(n int) {
-	total := 2*n + ch.sentN
+	total := 2*n + ch.sentN + ch.clusN
 	for i := 0; i < total; i++ {
 		ch.acked = append(ch.acked, map[string]string{})
 		ch.uncertain = append(ch.uncertain, map[string]bool{})
@@ -229,9 +250,12 @@ func (ch *chaos) startLoad(n int) {
 	}
 	rc := redis.NewClient(opts(ch.redisL, 2))
 	rc3 := redis.NewClient(opts(ch.redisL, 3))
-	var sc *redis.Client
+	var sc, cc *redis.Client
 	if ch.sent != nil {
 		sc = redis.NewClient(opts(ch.sentL, 2))
+	}
+	if ch.clus != nil {
+		cc = redis.NewClient(opts(ch.clusL, 3))
 	}
 	mc := memcache.New(ch.mcL)
 	mc.Timeout = 3 * time.Second
@@ -251,7 +275,7 @@ func (ch *chaos) startLoad(n int) {
 				val := fmt.Sprintf("%d-%d", g, j)
 				var werr, rerr error
 				var got string
-				if c := ch.redisFor(g, n, rc, rc3, sc); c != nil {
+				if c := ch.redisFor(g, n, rc, rc3, sc, cc); c != nil {
 					werr = c.Set(context.Background(), key, val, 0).Err()
 					if werr == nil {
 						got, rerr = c.Get(context.Background(), key).Result()
@@ -301,6 +325,9 @@ func (ch *chaos) startLoad(n int) {
 		if sc != nil {
 			sc.Close()
 		}
+		if cc != nil {
+			cc.Close()
+		}
 	})
 }
 
@@ -312,12 +339,16 @@ func (ch *chaos) poolOf(g, n int) string {
 		return "r"
 	case g < 2*n:
 		return "m"
+	case g < 2*n+ch.sentN:
+		return "s"
 	}
-	return "s"
+	return "c"
 }
 
-func (ch *chaos) redisFor(g, n int, rc, rc3, sc *redis.Client) *redis.Client {
+func (ch *chaos) redisFor(g, n int, rc, rc3, sc, cc *redis.Client) *redis.Client {
 	switch ch.poolOf(g, n) {
+	case "c":
+		return cc
 	case "r":
 		if g%2 == 1 {
 			return rc3
@@ -337,7 +368,10 @@ const failoverBefore, failoverAfter = 2 * time.Second, 20 * time.Second
 
 // mayHaveLost: the backend may have lost key's write acknowledged at.
 func (ch *chaos) mayHaveLost(pool, key string, at time.Time) bool {
-	if pool != "s" {
+	switch pool {
+	case "c":
+		return false
+	case "r", "m":
 		return ch.wasRestarted(pool, ch.owner[pool](key))
 	}
 	ch.mu.Lock()
@@ -374,10 +408,14 @@ func (ch *chaos) verify(n int) (checked int) {
 	t := ch.t
 	rc := redis.NewClient(&redis.Options{Addr: ch.redisL})
 	defer rc.Close()
-	var sc *redis.Client
+	var sc, cc *redis.Client
 	if ch.sent != nil {
 		sc = redis.NewClient(&redis.Options{Addr: ch.sentL})
 		defer sc.Close()
+	}
+	if ch.clus != nil {
+		cc = redis.NewClient(&redis.Options{Addr: ch.clusL})
+		defer cc.Close()
 	}
 	mc := memcache.New(ch.mcL)
 	lost := 0
@@ -393,6 +431,8 @@ func (ch *chaos) verify(n int) (checked int) {
 				got, err = rc.Get(context.Background(), key).Result()
 			} else if pool == "s" {
 				got, err = sc.Get(context.Background(), key).Result()
+			} else if pool == "c" {
+				got, err = cc.Get(context.Background(), key).Result()
 			} else {
 				var it *memcache.Item
 				if it, err = mc.Get(key); err == nil {

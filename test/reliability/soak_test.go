@@ -9,9 +9,9 @@ import (
 
 // TestSoak runs mixed load through the real binary — Redis clients
 // speaking RESP2 and RESP3, memcached clients, and Redis clients of a
-// Sentinel pool — for SOAK_DURATION (30m with NUTHATCH_SOAK=1, make soak;
+// Sentinel pool and of a cluster pool (RESP3) — for SOAK_DURATION (30m with NUTHATCH_SOAK=1, make soak;
 // 60 s in make test) with periodic reloads, worker kills, backend restarts
-// and Sentinel failovers, then checks that every acknowledged write to a
+// Sentinel failovers, cluster failovers and reshards, then checks that every acknowledged write to a
 // backend that kept it (never restarted; not acknowledged near a failover)
 // is readable, and that the master's fds, threads and RSS stayed flat.
 func TestSoak(t *testing.T) {
@@ -29,8 +29,8 @@ func TestSoak(t *testing.T) {
 		}
 		dur = d
 	}
-	const workers, writers, sentinelWriters = 2, 8, 4
-	ch := newChaosWith(t, workers, sentinelWriters)
+	const workers, writers, sentinelWriters, clusterWriters = 2, 8, 4, 4
+	ch := newChaosWith(t, workers, sentinelWriters, clusterWriters)
 	defer func() {
 		if t.Failed() {
 			out := ch.proc.Output()
@@ -62,15 +62,16 @@ func TestSoak(t *testing.T) {
 
 	start := time.Now()
 	// Every step: a reload every 4 steps, a worker kill every 6, a
-	// backend restart every 12 and a Sentinel failover every 16 (a step
-	// is 5 s, 2.5 s in runs under 10 minutes).
+	// backend restart every 12, and every 16 a Sentinel failover, a
+	// cluster failover and a reshard (a step is 5 s, 2.5 s in runs under
+	// 10 minutes).
 	step := 5 * time.Second
 	if dur < 10*time.Minute {
 		step = 2500 * time.Millisecond
 	}
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	var reloads, kills, restarts, failovers int
+	var reloads, kills, restarts, failovers, cfailovers, reshards int
 	maxW, maxWfds := base.wrss, base.wfds
 	timeouts := []string{"2s", "3s"}
 	for n := 1; time.Since(start) < dur-warm; n++ {
@@ -79,6 +80,12 @@ func TestSoak(t *testing.T) {
 		case n%16 == 10:
 			ch.sentinelFailover()
 			failovers++
+		case n%16 == 2:
+			ch.clus.failover(t)
+			cfailovers++
+		case n%16 == 14:
+			ch.clus.reshard(t, 200)
+			reshards++
 		case n%12 == 0: // every minute
 			pool := []string{"r", "m"}[restarts%2]
 			ch.restartBackend(pool, 1)
@@ -105,10 +112,15 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d requests failed after the last fault", n)
 	}
 	ch.stopLoad()
+	// The generation a last reload replaced may still drain (up to
+	// worker_shutdown_timeout): its channel is the master's until it exits.
 	end := take()
+	for deadline := time.Now().Add(10 * time.Second); end.fds != base.fds && time.Now().Before(deadline); end = take() {
+		time.Sleep(100 * time.Millisecond)
+	}
 	checked := ch.verify(writers)
-	t.Logf("soak %v: %d requests ok, %d failed during faults (%v), %d wrong; %d reloads, %d worker kills, %d backend restarts, %d Sentinel failovers; %d acknowledged writes verified",
-		dur, ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), reloads, kills, restarts, failovers, checked)
+	t.Logf("soak %v: %d requests ok, %d failed during faults (%v), %d wrong; %d reloads, %d worker kills, %d backend restarts, %d Sentinel failovers, %d cluster failovers, %d reshards of 200 slots; %d acknowledged writes verified",
+		dur, ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), reloads, kills, restarts, failovers, cfailovers, reshards, checked)
 	t.Logf("master fds %d -> %d, threads %d -> %d, RSS %d -> %d KB; workers RSS %d KB at start, %d max, %d at end; workers fds %d at start, %d max, %d at end",
 		base.fds, end.fds, base.threads, end.threads, base.rss, end.rss, base.wrss, maxW, end.wrss, base.wfds, maxWfds, end.wfds)
 	if ch.wrong.Load() > 0 {

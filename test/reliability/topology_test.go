@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -135,4 +136,144 @@ func (r *sentinelRig) pool(name, listen, timeout string) string {
 	}
 	return fmt.Sprintf("pool %q {\n  listen = %q\n  protocol = \"redis\"\n  timeout = %q\n  sentinel {\n    addresses = [%s]\n    failover_timeout = \"6s\"\n  }\n  server %q {}\n}\n",
 		name, listen, timeout, strings.Join(q, ", "), r.name)
+}
+
+// clusterRig is the soak's Redis Cluster, after test/cluster's rig: three
+// masters and three replicas, cluster-node-timeout 2000 ms, data ports
+// below 22768 (the bus ports, +10000, stay below 32768).
+type clusterRig struct {
+	nodes []*harness.Proc
+	moves int
+}
+
+func startClusterRig(t *testing.T) *clusterRig {
+	t.Helper()
+	harness.Need(t, "redis-server", "redis-cli")
+	r := &clusterRig{}
+	var addrs []string
+	for range 6 {
+		port := harness.LowPort(t, 10000)
+		dir := t.TempDir()
+		p := harness.Start(t, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+			"--cluster-config-file", dir+"/nodes.conf", "--cluster-node-timeout", "2000", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
+		p.Port, p.Addr = port, fmt.Sprintf("127.0.0.1:%d", port)
+		harness.WaitPort(t, "tcp", p.Addr, 10*time.Second)
+		r.nodes = append(r.nodes, p)
+		addrs = append(addrs, p.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	r.waitReady(t)
+	return r
+}
+
+func nodeClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1, DialTimeout: time.Second})
+}
+
+// waitReady waits for cluster_state:ok on every node and every replica's
+// link up.
+func (r *clusterRig) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, n := range r.nodes {
+			c := nodeClient(n.Addr)
+			info, err := c.ClusterInfo(context.Background()).Result()
+			repl, err2 := c.Info(context.Background(), "replication").Result()
+			c.Close()
+			if err != nil || err2 != nil || !strings.Contains(info, "cluster_state:ok") ||
+				(strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up")) {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster did not become ready in 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// roles returns the masters' and the replicas' addresses.
+func (r *clusterRig) roles(t *testing.T) (masters, replicas []string) {
+	t.Helper()
+	for _, n := range r.nodes {
+		c := nodeClient(n.Addr)
+		repl, err := c.Info(context.Background(), "replication").Result()
+		c.Close()
+		switch {
+		case err != nil:
+			t.Fatalf("INFO of %s: %v", n.Addr, err)
+		case strings.Contains(repl, "role:master"):
+			masters = append(masters, n.Addr)
+		default:
+			replicas = append(replicas, n.Addr)
+		}
+	}
+	return masters, replicas
+}
+
+// failover has a replica take its master over (CLUSTER FAILOVER: the
+// master pauses its clients until the replica has caught up, so no
+// acknowledged write is lost) and waits for the cluster to be ready.
+func (r *clusterRig) failover(t *testing.T) {
+	t.Helper()
+	_, replicas := r.roles(t)
+	addr := replicas[r.moves%len(replicas)]
+	r.moves++
+	c := nodeClient(addr)
+	defer c.Close()
+	if err := c.Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+		t.Fatalf("CLUSTER FAILOVER on %s: %v", addr, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		repl, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(repl, "role:master") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not promoted in 30 s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.waitReady(t)
+}
+
+// reshard moves slots (and their keys) from one master to another with
+// redis-cli --cluster reshard, under the load.
+func (r *clusterRig) reshard(t *testing.T, slots int) {
+	t.Helper()
+	masters, _ := r.roles(t)
+	from, to := masters[r.moves%len(masters)], masters[(r.moves+1)%len(masters)]
+	r.moves++
+	id := func(addr string) string {
+		c := nodeClient(addr)
+		defer c.Close()
+		v, err := c.Do(context.Background(), "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatalf("CLUSTER MYID of %s: %v", addr, err)
+		}
+		return v
+	}
+	out, err := exec.Command("redis-cli", "--cluster", "reshard", from, "--cluster-from", id(from), "--cluster-to", id(to),
+		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out[max(0, len(out)-2000):])
+	}
+	r.waitReady(t)
+}
+
+// pool is the HCL of a cluster pool over the rig.
+func (r *clusterRig) pool(name, listen, timeout string) string {
+	return fmt.Sprintf("pool %q {\n  listen = %q\n  protocol = \"redis\"\n  timeout = %q\n  cluster {\n    seeds = [%q, %q]\n    failover_timeout = \"8s\"\n  }\n}\n",
+		name, listen, timeout, r.nodes[0].Addr, r.nodes[1].Addr)
 }
