@@ -30,6 +30,11 @@ func TestSoak(t *testing.T) {
 		dur = d
 	}
 	const workers, writers, sentinelWriters, clusterWriters = 2, 8, 4, 4
+	// The master's topology sources hold a connection to each cluster
+	// node they have asked (after failovers, other nodes than at the
+	// warm-up): its fds may differ by that many (measured: 29 -> 31, flat
+	// for the rest of a 30-minute soak).
+	const topologyConns = 6
 	ch := newChaosWith(t, workers, sentinelWriters, clusterWriters)
 	defer func() {
 		if t.Failed() {
@@ -115,7 +120,7 @@ func TestSoak(t *testing.T) {
 	// The generation a last reload replaced may still drain (up to
 	// worker_shutdown_timeout): its channel is the master's until it exits.
 	end := take()
-	for deadline := time.Now().Add(10 * time.Second); end.fds != base.fds && time.Now().Before(deadline); end = take() {
+	for deadline := time.Now().Add(10 * time.Second); end.fds > base.fds+topologyConns && time.Now().Before(deadline); end = take() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checked := ch.verify(writers)
@@ -126,7 +131,7 @@ func TestSoak(t *testing.T) {
 	if ch.wrong.Load() > 0 {
 		t.Errorf("%d wrong replies: %v", ch.wrong.Load(), ch.wrongs[:min(5, len(ch.wrongs))])
 	}
-	if end.fds != base.fds {
+	if end.fds > base.fds+topologyConns {
 		t.Errorf("master fds %d -> %d", base.fds, end.fds)
 	}
 	if end.wfds > base.wfds+32 {
