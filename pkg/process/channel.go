@@ -30,9 +30,16 @@ const (
 	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
 	MsgSlots     = "slots"     // a cluster pool's slot map
 
+	// either way: client connections handed over (fds attached), from an
+	// old worker to its master, from a master to a new worker (or to the
+	// new master of a binary upgrade)
+	MsgClients = "clients"
+
 	// worker -> master
 	MsgReady = "ready" // every listener is served
 	MsgHint  = "hint"  // what the worker saw of a server that moves
+	// what a new worker did with the clients of a MsgClients
+	MsgAdopted = "adopted"
 )
 
 // Message is one control message. Fds travel beside it (SCM_RIGHTS).
@@ -68,6 +75,21 @@ type Message struct {
 	// MsgStats (master -> worker): the other workers' counters per pool,
 	// as last summed, for the INFO a worker answers.
 	Peers []proxy.PeerTotals `json:"peers,omitempty"`
+
+	// MsgDrain: pass idle clients on with MsgClients rather than close
+	// them (handover.go).
+	HandOver bool `json:"hand_over,omitempty"`
+	// MsgReady: the sender adopts handed-over clients.
+	Adopts bool `json:"adopts,omitempty"`
+	// MsgClients: the clients, one per attached descriptor, in order.
+	Clients []proxy.Handoff `json:"clients,omitempty"`
+	// MsgAdopted: how many were adopted, and why the others were not.
+	Adopted int            `json:"adopted_n,omitempty"`
+	Refused map[string]int `json:"refused,omitempty"`
+	// FDs are a MsgClients' descriptors as received: raw, never wrapped
+	// in an os.File (which would register them with Go's poller and make
+	// them blocking); the receiver owns and closes them.
+	FDs []int `json:"-"`
 }
 
 // HintInfo is a worker's report about a server whose address moves.
@@ -134,6 +156,15 @@ func (c *Channel) Close() error {
 
 // Send sends m with files attached.
 func (c *Channel) Send(m *Message, files ...*os.File) error {
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return c.SendFDs(m, fds)
+}
+
+// SendFDs sends m with raw descriptors attached; they stay the caller's.
+func (c *Channel) SendFDs(m *Message, fds []int) error {
 	m.V = ChannelVersion
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -143,11 +174,7 @@ func (c *Channel) Send(m *Message, files ...*os.File) error {
 		return fmt.Errorf("process: %s message too large (%d bytes)", m.Type, len(b))
 	}
 	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
 	c.smu.Lock()
@@ -181,36 +208,52 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)
 	}
-	var files []*os.File
+	var fds []int
 	if oobn > 0 {
 		scms, err := unix.ParseSocketControlMessage(c.oob[:oobn])
 		if err != nil {
 			return nil, nil, fmt.Errorf("process: control message: %w", err)
 		}
 		for _, scm := range scms {
-			fds, err := unix.ParseUnixRights(&scm)
+			got, err := unix.ParseUnixRights(&scm)
 			if err != nil {
 				continue
 			}
-			for _, fd := range fds {
-				files = append(files, os.NewFile(uintptr(fd), "received"))
-			}
+			fds = append(fds, got...)
 		}
 	}
 	if n == 0 {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, errChannelClosed
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, fmt.Errorf("process: decode message: %w", err)
 	}
 	if m.V != ChannelVersion {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, fmt.Errorf("process: message version %d, want %d", m.V, ChannelVersion)
 	}
+	if m.Type == MsgClients {
+		if len(fds) != len(m.Clients) {
+			closeFDs(fds)
+			return nil, nil, fmt.Errorf("process: %d descriptors for %d clients", len(fds), len(m.Clients))
+		}
+		m.FDs = fds
+		return m, nil, nil
+	}
+	var files []*os.File
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), "received"))
+	}
 	return m, files, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 func closeAll(files []*os.File) {
