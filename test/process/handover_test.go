@@ -3,6 +3,7 @@ package process
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -600,4 +601,122 @@ func TestHandOverPipeliningUnderReloads(t *testing.T) {
 		t.Errorf("only %d pipelines answered", ok.Load())
 	}
 	t.Logf("%d pipelines of 8 answered in order through 10 reloads and an upgrade; no reconnect", ok.Load())
+}
+
+// TestHandOverClosesClientsOfRemovedAndMovedPools: a reload that removes
+// a pool, and one that moves a pool's listen address, close those pools'
+// clients cleanly (EOF, not a reset); the other pools' clients are handed
+// over.
+func TestHandOverClosesClientsOfRemovedAndMovedPools(t *testing.T) {
+	r := newHoRig(t)
+	r.start(t, hoConf{})
+	var mains, auths, mcs []*respConn
+	for range 10 {
+		mains = append(mains, dialResp(t, r.addr("main")))
+		a := dialResp(t, r.addr("auth"))
+		if got, err := a.do("AUTH", "hunter2"); err != nil || got != "+OK" {
+			t.Fatalf("AUTH: %q %v", got, err)
+		}
+		auths = append(auths, a)
+		m := dialResp(t, r.addr("mc"))
+		m.c.Write([]byte("version\r\n"))
+		if line, err := m.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "VERSION") {
+			t.Fatalf("memcached version: %q %v", line, err)
+		}
+		mcs = append(mcs, m)
+	}
+	for _, c := range mains {
+		if got, err := c.do("PING"); err != nil || got != "+PONG" {
+			t.Fatalf("PING: %q %v", got, err)
+		}
+	}
+	// "auth" removed, "mc" moved to another port.
+	moved := harness.LowPort(t, 0)
+	r.write(t, hoConf{pools: []string{"main", "mc"}, listen: map[string]int{"mc": moved}})
+	r.reload(t)
+	harness.WaitPort(t, "tcp", fmt.Sprintf("127.0.0.1:%d", moved), 5*time.Second)
+	for name, cs := range map[string][]*respConn{"auth": auths, "mc": mcs} {
+		for i, c := range cs {
+			c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := c.r.ReadByte(); !errors.Is(err, io.EOF) {
+				t.Fatalf("%s client %d: read %v %v, want a clean EOF", name, i, n, err)
+			}
+		}
+	}
+	for i, c := range mains {
+		if got, err := c.do("PING"); err != nil || got != "+PONG" {
+			t.Fatalf("main client %d after the reload: %q %v", i, got, err)
+		}
+	}
+	// The master logs the hand-over once the old workers are reaped.
+	for _, want := range []string{"refused_pool_gone=10", "refused_listen_moved=10"} {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(r.proxy.Output(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the master's log lacks %s", want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestHandOverLeaksNoDescriptor: after 50 reloads that hand 20 idle
+// clients over each time, the old workers are gone and neither the
+// master nor the workers hold one descriptor more than after the first.
+func TestHandOverLeaksNoDescriptor(t *testing.T) {
+	r := newHoRig(t)
+	r.start(t, hoConf{})
+	var clients []*respConn
+	for i := range 20 {
+		pool := "main"
+		if i%2 == 1 {
+			pool = "mc"
+		}
+		clients = append(clients, dialResp(t, r.addr(pool)))
+	}
+	ping := func(round int) {
+		t.Helper()
+		for i, c := range clients {
+			c.c.SetDeadline(time.Now().Add(5 * time.Second))
+			if i%2 == 1 {
+				c.c.Write([]byte("version\r\n"))
+				if line, err := c.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "VERSION") {
+					t.Fatalf("round %d: memcached client %d: %q %v", round, i, line, err)
+				}
+				continue
+			}
+			if got, err := c.do("PING"); err != nil || got != "+PONG" {
+				t.Fatalf("round %d: client %d: %q %v", round, i, got, err)
+			}
+		}
+	}
+	fds := func() (master, workers int) {
+		count := func(pid int) int {
+			ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ents)
+		}
+		for _, w := range children(r.master) {
+			workers += count(w)
+		}
+		return count(r.master), workers
+	}
+	ping(0)
+	r.reload(t)
+	ping(1)
+	time.Sleep(200 * time.Millisecond)
+	m1, w1 := fds()
+	for round := 2; round <= 50; round++ {
+		r.write(t, hoConf{timeout: fmt.Sprintf("%dms", 1000+round)})
+		r.reload(t)
+	}
+	ping(50)
+	time.Sleep(200 * time.Millisecond)
+	m50, w50 := fds()
+	if m50 != m1 || w50 != w1 {
+		t.Errorf("descriptors after 50 reloads: master %d (was %d), workers %d (was %d)", m50, m1, w50, w1)
+	}
+	t.Logf("descriptors after 1 and 50 reloads: master %d/%d, workers %d/%d", m1, m50, w1, w50)
 }
