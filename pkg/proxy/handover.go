@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -29,6 +31,9 @@ type Handoff struct {
 	State []byte `json:"state,omitempty"`
 	// Accepted is when the client connected (unix ns), for CLIENT LIST.
 	Accepted int64 `json:"accepted,omitempty"`
+	// AuthTag fingerprints the redis_auth the client authenticated
+	// against (authTag): a new password makes it authenticate again.
+	AuthTag string `json:"auth_tag,omitempty"`
 	FD       int   `json:"-"` // owned by whoever holds the Handoff
 }
 
@@ -104,6 +109,9 @@ func (c *clientConn) handOver() string {
 			return leaveTooLarge
 		}
 		h.State = st
+		if c.rs.authed {
+			h.AuthTag = authTag(p.cfg.RedisAuth)
+		}
 	}
 	// Out of the epoll set explicitly: the socket stays open (in flight,
 	// then in the next worker), so closing our descriptor would leave it
@@ -194,6 +202,11 @@ func (p *pool) adopt(h Handoff) error {
 		if err := rs.decodeState(h.State); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadState, err)
 		}
+		// Authenticated against another password (or none, now that
+		// there is one): it must AUTH again, as a new client would.
+		if rs.authed && h.AuthTag != authTag(p.cfg.RedisAuth) {
+			rs.authed = false
+		}
 	}
 	if !p.admit() {
 		return ErrTooManyClients
@@ -240,4 +253,16 @@ func AdoptRefusal(err error) string {
 		}
 	}
 	return "error"
+}
+
+// authTag fingerprints a pool's redis_auth for a hand-over, so that a
+// client authenticated against an old password is not let in under a new
+// one; "" for a pool without a password (where authenticated means
+// nothing). Not the secret: a hash of it, on the master's channel only.
+func authTag(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("nuthatch hand-over\x00" + secret))
+	return hex.EncodeToString(sum[:8])
 }

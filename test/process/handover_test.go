@@ -49,6 +49,7 @@ type hoConf struct {
 	timeout string         // main's timeout
 	pools   []string       // pools present (default all three)
 	listen  map[string]int // port overrides
+	auth    string         // the auth pool's redis_auth (default hunter2)
 	extra   string
 }
 
@@ -79,6 +80,9 @@ func (r *hoRig) write(t *testing.T, c hoConf) {
 	if c.timeout == "" {
 		c.timeout = "2s"
 	}
+	if c.auth == "" {
+		c.auth = "hunter2"
+	}
 	if c.pools == nil {
 		c.pools = []string{"main", "auth", "mc"}
 	}
@@ -99,7 +103,7 @@ func (r *hoRig) write(t *testing.T, c hoConf) {
 				fmt.Fprintf(&b, "  server %q {}\n", s.Addr)
 			}
 		case "auth":
-			fmt.Fprintf(&b, "pool \"auth\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  redis_auth = \"hunter2\"\n  preconnect = true\n  server %q {}\n", port(p), r.authRedis.Addr)
+			fmt.Fprintf(&b, "pool \"auth\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  redis_auth = %q\n  preconnect = true\n  server %q {}\n", port(p), c.auth, r.authRedis.Addr)
 		case "mc":
 			fmt.Fprintf(&b, "pool \"mc\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"memcache\"\n  preconnect = true\n", port(p))
 			for _, s := range r.mc[:c.servers] {
@@ -122,6 +126,11 @@ func (r *hoRig) start(t *testing.T, c hoConf) {
 		harness.WaitPort(t, "tcp", r.addr(p), 10*time.Second)
 	}
 	waitWorkers(t, r.master, 2, 5*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); readPid(t, r.pidFile) != r.master; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pid file")
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("nuthatch log:\n%s", r.proxy.Output())
@@ -719,4 +728,48 @@ func TestHandOverLeaksNoDescriptor(t *testing.T) {
 		t.Errorf("descriptors after 50 reloads: master %d (was %d), workers %d (was %d)", m50, m1, w50, w1)
 	}
 	t.Logf("descriptors after 1 and 50 reloads: master %d/%d, workers %d/%d", m1, m50, w1, w50)
+}
+
+// TestHandOverNewPasswordAuthenticatesAgain: a client authenticated
+// against the old redis_auth is handed over unauthenticated when a reload
+// changes the password, and one that never authenticated stays so.
+func TestHandOverNewPasswordAuthenticatesAgain(t *testing.T) {
+	r := newHoRig(t)
+	r.start(t, hoConf{})
+	authed := dialResp(t, r.addr("auth"))
+	if got, err := authed.do("AUTH", "hunter2"); err != nil || got != "+OK" {
+		t.Fatalf("AUTH: %q %v", got, err)
+	}
+	if got, err := authed.do("SET", "k", "v"); err != nil || got != "+OK" {
+		t.Fatalf("SET: %q %v", got, err)
+	}
+	stranger := dialResp(t, r.addr("auth"))
+	if got, _ := stranger.do("GET", "k"); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("GET before AUTH: %q", got)
+	}
+	// The same password again: still authenticated.
+	r.write(t, hoConf{timeout: "3s"})
+	r.reload(t)
+	if got, err := authed.do("GET", "k"); err != nil || got != "$v" {
+		t.Fatalf("GET after a reload keeping the password: %q %v", got, err)
+	}
+	// A new password (the backend's too).
+	be := redis.NewClient(&redis.Options{Addr: r.authRedis.Addr, Password: "hunter2"})
+	defer be.Close()
+	if err := be.ConfigSet(ctx, "requirepass", "swordfish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.write(t, hoConf{auth: "swordfish"})
+	r.reload(t)
+	for name, c := range map[string]*respConn{"authenticated": authed, "stranger": stranger} {
+		if got, err := c.do("GET", "k"); err != nil || !strings.HasPrefix(got, "-NOAUTH") {
+			t.Fatalf("%s client after the password changed: %q %v, want NOAUTH on the same socket", name, got, err)
+		}
+	}
+	if got, err := authed.do("AUTH", "swordfish"); err != nil || got != "+OK" {
+		t.Fatalf("AUTH with the new password: %q %v", got, err)
+	}
+	if got, err := authed.do("GET", "k"); err != nil || got != "$v" {
+		t.Fatalf("GET after AUTH: %q %v", got, err)
+	}
 }
