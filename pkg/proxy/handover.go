@@ -34,7 +34,7 @@ type Handoff struct {
 	// AuthTag fingerprints the redis_auth the client authenticated
 	// against (authTag): a new password makes it authenticate again.
 	AuthTag string `json:"auth_tag,omitempty"`
-	FD       int   `json:"-"` // owned by whoever holds the Handoff
+	FD      int    `json:"-"` // owned by whoever holds the Handoff
 }
 
 // HandoverReport counts what a hand-over did with the engine's clients.
