@@ -50,6 +50,7 @@ type hoConf struct {
 	pools   []string       // pools present (default all three)
 	listen  map[string]int // port overrides
 	auth    string         // the auth pool's redis_auth (default hunter2)
+	main    string         // extra attributes of main
 	extra   string
 }
 
@@ -98,7 +99,7 @@ func (r *hoRig) write(t *testing.T, c hoConf) {
 	for _, p := range c.pools {
 		switch p {
 		case "main":
-			fmt.Fprintf(&b, "pool \"main\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  timeout = %q\n  preconnect = true\n", port(p), c.timeout)
+			fmt.Fprintf(&b, "pool \"main\" {\n  listen = \"127.0.0.1:%d\"\n  protocol = \"redis\"\n  timeout = %q\n  preconnect = true\n%s\n", port(p), c.timeout, c.main)
 			for _, s := range r.redis[:c.servers] {
 				fmt.Fprintf(&b, "  server %q {}\n", s.Addr)
 			}
@@ -724,6 +725,11 @@ func TestHandOverLeaksNoDescriptor(t *testing.T) {
 	ping(50)
 	time.Sleep(200 * time.Millisecond)
 	m50, w50 := fds()
+	// The new workers share the clients evenly.
+	ws := children(r.master)
+	if a, b := socketCount(ws[0]), socketCount(ws[1]); a-b > 4 || b-a > 4 {
+		t.Errorf("the workers hold %d and %d sockets for 20 clients", a, b)
+	}
 	if m50 != m1 || w50 != w1 {
 		t.Errorf("descriptors after 50 reloads: master %d (was %d), workers %d (was %d)", m50, m1, w50, w1)
 	}
@@ -771,5 +777,45 @@ func TestHandOverNewPasswordAuthenticatesAgain(t *testing.T) {
 	}
 	if got, err := authed.do("GET", "k"); err != nil || got != "$v" {
 		t.Fatalf("GET after AUTH: %q %v", got, err)
+	}
+}
+
+// TestHandOverHoldsClientConnections: a reload that lowers
+// client_connections below the clients connected hands over what fits and
+// closes the rest cleanly; the limit holds across the generations.
+func TestHandOverHoldsClientConnections(t *testing.T) {
+	r := newHoRig(t)
+	r.start(t, hoConf{})
+	var cs []*respConn
+	for range 12 {
+		c := dialResp(t, r.addr("main"))
+		if got, err := c.do("PING"); err != nil || got != "+PONG" {
+			t.Fatalf("PING: %q %v", got, err)
+		}
+		cs = append(cs, c)
+	}
+	r.write(t, hoConf{main: "client_connections = 5"})
+	r.reload(t)
+	answered, closed := 0, 0
+	for i, c := range cs {
+		got, err := c.do("PING")
+		switch {
+		case err == nil && got == "+PONG":
+			answered++
+		case errors.Is(err, io.EOF):
+			closed++
+		default:
+			t.Fatalf("client %d: %q %v, want PONG or a clean EOF", i, got, err)
+		}
+	}
+	if answered != 5 || closed != 7 {
+		t.Errorf("%d clients answered and %d closed, want 5 and 7", answered, closed)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.proxy.Output(), "refused_client_connections=7") {
+		if time.Now().After(deadline) {
+			t.Fatal("the master's log lacks refused_client_connections=7")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
