@@ -115,9 +115,14 @@ var errChannelClosed = errors.New("process: channel closed")
 
 // Channel is one end of a master/worker socketpair. Send is safe for
 // concurrent use; Recv must be called from one goroutine.
+//
+// Every system call goes through the os.File (raw), never a cached
+// descriptor number: once a channel is closed its number is free, and
+// the master receives client descriptors (hand-over) that take such
+// numbers at once; a late send on a stale number would write a control
+// message into a client's socket.
 type Channel struct {
 	f   *os.File
-	fd  int
 	smu sync.Mutex
 	buf []byte
 	oob []byte
@@ -141,7 +146,20 @@ func NewChannelPair() (*Channel, *Channel, error) {
 func ChannelFromFile(f *os.File) *Channel { return newChannel(f) }
 
 func newChannel(f *os.File) *Channel {
-	return &Channel{f: f, fd: int(f.Fd())}
+	return &Channel{f: f}
+}
+
+// raw runs fn on the channel's descriptor, which cannot be closed (and
+// its number reused) meanwhile; errChannelClosed once it is closed.
+func (c *Channel) raw(fn func(fd int)) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errChannelClosed, err)
+	}
+	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
+		return fmt.Errorf("%w: %w", errChannelClosed, err)
+	}
+	return nil
 }
 
 // File returns the underlying file, to pass to a child process.
@@ -149,8 +167,9 @@ func (c *Channel) File() *os.File { return c.f }
 
 // Close closes the channel; a blocked Recv on the other end gets EOF.
 func (c *Channel) Close() error {
-	// shutdown wakes a Recv blocked in another thread; close alone does not.
-	unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	// shutdown wakes a Recv blocked in another thread; close alone does
+	// not (and waits for the Recv to let go of the descriptor).
+	c.raw(func(fd int) { unix.Shutdown(fd, unix.SHUT_RDWR) })
 	return c.f.Close()
 }
 
@@ -179,11 +198,15 @@ func (c *Channel) SendFDs(m *Message, fds []int) error {
 	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	for {
-		err = unix.Sendmsg(c.fd, b, oob, nil, 0)
-		if err != unix.EINTR {
-			break
+	if rerr := c.raw(func(fd int) {
+		for {
+			err = unix.Sendmsg(fd, b, oob, nil, 0)
+			if err != unix.EINTR {
+				break
+			}
 		}
+	}); rerr != nil {
+		err = rerr
 	}
 	if err != nil {
 		return fmt.Errorf("process: send %s: %w", m.Type, err)
@@ -199,11 +222,15 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 	}
 	var n, oobn int
 	var err error
-	for {
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
+	if rerr := c.raw(func(fd int) {
+		for {
+			n, oobn, _, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
+			if err != unix.EINTR {
+				break
+			}
 		}
+	}); rerr != nil {
+		err = rerr
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)
