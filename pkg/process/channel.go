@@ -220,17 +220,22 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 		c.buf = make([]byte, maxMessage)
 		c.oob = make([]byte, unix.CmsgSpace(maxFds*4))
 	}
-	var n, oobn int
+	var n, oobn, flags int
 	var err error
 	if rerr := c.raw(func(fd int) {
 		for {
-			n, oobn, _, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
+			n, oobn, flags, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
 			if err != unix.EINTR {
 				break
 			}
 		}
 	}); rerr != nil {
 		err = rerr
+	}
+	if err == unix.ECONNRESET {
+		// The peer exited with messages of ours unread: it is gone, as
+		// at EOF (what it sent was read first).
+		return nil, nil, errChannelClosed
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)
@@ -252,6 +257,12 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 	if n == 0 {
 		closeFDs(fds)
 		return nil, nil, errChannelClosed
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		// Part of the message or of its descriptors was dropped (the
+		// receiver's descriptor limit, or a datagram over maxMessage).
+		closeFDs(fds)
+		return nil, nil, fmt.Errorf("process: message truncated (flags %#x, %d descriptors)", flags, len(fds))
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {

@@ -31,6 +31,7 @@ var (
 	fastStopTimeout   = 2 * time.Second        // INT: how long workers get to close
 	tickInterval      = 100 * time.Millisecond // deadlines are checked this often
 	statusInterval    = time.Second            // STATUS= (and its request rate) refresh
+	channelDrainBound = 30 * time.Second       // reading an exited worker's last messages
 )
 
 // Master owns the configuration, the listening sockets and the workers. It
@@ -444,6 +445,9 @@ func (m *Master) watch(w *workerState) {
 			msg, files, err := ch.Recv()
 			closeAll(files)
 			if err != nil {
+				if !errors.Is(err, errChannelClosed) {
+					m.entry.WithError(err).WithField("slot", w.slot).Error("worker channel unreadable")
+				}
 				return
 			}
 			// A MsgClients' descriptors travel in msg.FDs to the loop,
@@ -452,10 +456,17 @@ func (m *Master) watch(w *workerState) {
 		}
 	}()
 	st := w.proc.Wait()
-	// The worker's last messages (its final counters) come before its exit.
+	// The worker's last messages (its final counters, the clients it
+	// handed over) come before its exit: read them all, up to the EOF its
+	// exit makes. Closing the channel sooner would drop what is still
+	// queued, and with it handed-over clients (the kernel closes their
+	// descriptors: a reset). The bound only guards against an end that
+	// something else keeps open; the reader is slow only while the master
+	// loop is (a loaded machine), and it always catches up.
 	select {
 	case <-read:
-	case <-time.After(time.Second):
+	case <-time.After(channelDrainBound):
+		m.entry.WithField("slot", w.slot).Warn("worker exited but its channel is still open, closing it")
 	}
 	ch.Close()
 	<-read
