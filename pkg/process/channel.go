@@ -225,17 +225,16 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 	if rerr := c.raw(func(fd int) {
 		for {
 			n, oobn, flags, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
-			if err != unix.EINTR {
+			// ECONNRESET: the peer exited with messages of ours unread.
+			// The kernel reports that once, before the messages the peer
+			// sent, which are still queued (a worker's last counters,
+			// the clients it handed over): read on, up to the EOF.
+			if err != unix.EINTR && err != unix.ECONNRESET {
 				break
 			}
 		}
 	}); rerr != nil {
 		err = rerr
-	}
-	if err == unix.ECONNRESET {
-		// The peer exited with messages of ours unread: it is gone, as
-		// at EOF (what it sent was read first).
-		return nil, nil, errChannelClosed
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)

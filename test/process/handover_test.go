@@ -379,6 +379,7 @@ func TestHandOverKeepsIdleClientsAcrossReloads(t *testing.T) {
 		for _, c := range raws {
 			info, err := c.rc.do("CLIENT", "INFO")
 			if err != nil {
+				time.Sleep(6 * time.Second) // for the master's account of the hand-over, in the log
 				t.Fatalf("round %d: %s: the same socket failed: %v", round, c.name, err)
 			}
 			if !strings.Contains(info, "name="+c.name+" ") || strings.Contains(info, "resp=3") != c.resp3 {
