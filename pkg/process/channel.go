@@ -111,7 +111,11 @@ const maxMessage = 1 << 20
 // maxFds bounds the descriptors accepted with one message.
 const maxFds = 1024
 
-var errChannelClosed = errors.New("process: channel closed")
+var (
+	errChannelClosed = errors.New("process: channel closed")
+	// errTruncated: one message lost, the channel still usable.
+	errTruncated = errors.New("process: message truncated")
+)
 
 // Channel is one end of a master/worker socketpair. Send is safe for
 // concurrent use; Recv must be called from one goroutine.
@@ -261,7 +265,7 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 		// Part of the message or of its descriptors was dropped (the
 		// receiver's descriptor limit, or a datagram over maxMessage).
 		closeFDs(fds)
-		return nil, nil, fmt.Errorf("process: message truncated (flags %#x, %d descriptors)", flags, len(fds))
+		return nil, nil, fmt.Errorf("%w (flags %#x, %d descriptors)", errTruncated, flags, len(fds))
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
