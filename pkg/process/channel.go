@@ -293,7 +293,9 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 
 func closeFDs(fds []int) {
 	for _, fd := range fds {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 }
 

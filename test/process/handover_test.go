@@ -79,7 +79,7 @@ func (r *hoRig) write(t *testing.T, c hoConf) {
 		c.servers = 2
 	}
 	if c.timeout == "" {
-		c.timeout = "2s"
+		c.timeout = "5s"
 	}
 	if c.auth == "" {
 		c.auth = "hunter2"
@@ -589,7 +589,8 @@ func TestHandOverPipeliningUnderReloads(t *testing.T) {
 	base := dials.Load()
 	for round := range 10 {
 		// Changes that move no key: the INCR counters stay where they are.
-		r.write(t, hoConf{timeout: fmt.Sprintf("%ds", 2+round%3)})
+		// (Timeouts of seconds: a loaded test machine is slow, not the point.)
+		r.write(t, hoConf{timeout: fmt.Sprintf("%ds", 5+round%3)})
 		r.reload(t)
 		time.Sleep(100 * time.Millisecond)
 	}
