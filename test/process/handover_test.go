@@ -175,7 +175,11 @@ func (r *hoRig) waitFresh(t *testing.T, before []int) {
 // serves with its own workers and the old master is gone.
 func (r *hoRig) upgrade(t *testing.T) {
 	t.Helper()
+	// The new master outlives the old one, its parent: re-parented to the
+	// test, which reaps it. Reset at the end, or later tests' orphans
+	// (a killed master's workers) would stay as zombies here.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	old := r.master
 	if out, code := runBinary(t, "-s", "upgrade", "-c", r.conf); code != 0 {
 		t.Fatalf("upgrade: exit %d: %s", code, out)
