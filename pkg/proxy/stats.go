@@ -36,6 +36,11 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// Hand-over (handover.go): clients passed to the next generation,
+	// clients taken from the previous one, and those refused (closed).
+	ClientHandedOver      atomic.Uint64
+	ClientAdopted         atomic.Uint64
+	ClientHandoverRefused atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -133,6 +138,9 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
+	ClientHandedOver   uint64            `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64            `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64            `json:"client_handover_refused,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`
