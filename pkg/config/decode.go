@@ -96,9 +96,11 @@ type rawPool struct {
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
 
-	Servers  []*rawServer   `hcl:"server,block"`
-	Sentinel []*rawSentinel `hcl:"sentinel,block"`
-	Cluster  []*rawCluster  `hcl:"cluster,block"`
+	Servers   []*rawServer    `hcl:"server,block"`
+	Sentinel  []*rawSentinel  `hcl:"sentinel,block"`
+	TLS       []*rawTLS       `hcl:"tls,block"`
+	ServerTLS []*rawServerTLS `hcl:"server_tls,block"`
+	Cluster   []*rawCluster   `hcl:"cluster,block"`
 
 	HashName         hcl.Range `hcl:"hash,attr_name_range"`
 	DistributionName hcl.Range `hcl:"distribution,attr_name_range"`
@@ -159,6 +161,37 @@ type rawCluster struct {
 	FailoverTimeoutRange hcl.Range `hcl:"failover_timeout,attr_value_range"`
 	MaxRedirectsRange    hcl.Range `hcl:"max_redirects,attr_value_range"`
 	ReadFromRange        hcl.Range `hcl:"read_from,attr_value_range"`
+}
+
+type rawTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	Cert             *string `hcl:"cert,optional"`
+	Key              *string `hcl:"key,optional"`
+	ClientCA         *string `hcl:"client_ca,optional"`
+	MinVersion       *string `hcl:"min_version,optional"`
+	HandshakeTimeout *string `hcl:"handshake_timeout,optional"`
+
+	CertRange             hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange              hcl.Range `hcl:"key,attr_value_range"`
+	ClientCARange         hcl.Range `hcl:"client_ca,attr_value_range"`
+	MinVersionRange       hcl.Range `hcl:"min_version,attr_value_range"`
+	HandshakeTimeoutRange hcl.Range `hcl:"handshake_timeout,attr_value_range"`
+}
+
+type rawServerTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	CA         *string `hcl:"ca,optional"`
+	Cert       *string `hcl:"cert,optional"`
+	Key        *string `hcl:"key,optional"`
+	ServerName *string `hcl:"server_name,optional"`
+	MinVersion *string `hcl:"min_version,optional"`
+
+	CARange         hcl.Range `hcl:"ca,attr_value_range"`
+	CertRange       hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange        hcl.Range `hcl:"key,attr_value_range"`
+	MinVersionRange hcl.Range `hcl:"min_version,attr_value_range"`
 }
 
 type rawSentinel struct {
@@ -660,6 +693,8 @@ func (c *checker) pool(rp *rawPool) *Pool {
 
 	p.Sentinel = c.sentinel(rp, p)
 	p.Cluster = c.cluster(rp, p)
+	p.TLS = c.tls(rp)
+	p.ServerTLS = c.serverTLS(rp)
 	if p.Cluster != nil {
 		for _, rs := range rp.Servers {
 			c.errorf(rs.LabelRange, "Server block in a cluster pool",

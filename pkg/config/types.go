@@ -130,8 +130,38 @@ type Pool struct {
 	// its own, keys placed by hash slot on the nodes the cluster names.
 	Cluster *Cluster
 
+	// TLS, when set, makes the pool's listener speak TLS to clients;
+	// ServerTLS, when set, makes its server links speak TLS to backends.
+	TLS       *TLS
+	ServerTLS *ServerTLS
+
 	Servers []*Server
 }
+
+// TLS is a pool's client side: its certificate, and the CA that client
+// certificates must chain to for mutual TLS. The files were read and
+// checked when the configuration was loaded.
+type TLS struct {
+	Cert, Key string
+	ClientCA  string // "" = no client certificates asked for
+	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13.
+	MinVersion uint16
+	// HandshakeTimeout ends a handshake that has not finished in time.
+	HandshakeTimeout time.Duration
+	// NotAfter is when the certificate loaded at validation expires.
+	NotAfter time.Time
+}
+
+// ServerTLS is a pool's backend side.
+type ServerTLS struct {
+	CA         string // "" = the system's roots
+	Cert, Key  string // a client certificate for backends that ask, or none
+	ServerName string // "" = the host of each server's address
+	MinVersion uint16
+}
+
+// DefaultHandshakeTimeout bounds a client's TLS handshake.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // Cluster is where a cluster pool's nodes and slots come from.
 type Cluster struct {

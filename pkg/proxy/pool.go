@@ -12,6 +12,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // protocol is what the engine needs from a wire protocol: parse and route
@@ -76,9 +77,14 @@ type pool struct {
 	// counts this engine's clients only.
 	counter ClientCounter
 
-	lp        *loop
-	merge     [][]byte // scratch of merges; only the loop merges
-	keys      [][]byte // scratch of splits
+	lp    *loop
+	merge [][]byte // scratch of merges; only the loop merges
+	keys  [][]byte // scratch of splits
+	// tlsServer and tlsClient are the pool's TLS sides (tls.go), nil for
+	// plaintext.
+	tlsServer *tlsconn.Server
+	tlsClient *tlsconn.Client
+
 	acceptors []*acceptor
 	clients   map[*clientConn]struct{} // owned by the loop
 	draining  bool
@@ -115,6 +121,9 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	p.slowLim.limit = slowLogPerSecond
 	p.limitLog.limit = slowLogPerSecond
 	p.authLim.limit = authChecksPerSecond
+	if err := p.setupTLS(); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
+	}
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, managed: cfg.Sentinel != nil}
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
@@ -561,7 +570,13 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
-	if err := p.lp.register(fd, c); err != nil {
+	if p.tlsServer != nil {
+		if !p.acceptTLS(c) {
+			p.unadmit()
+			unix.Close(fd)
+			return
+		}
+	} else if err := p.lp.register(fd, c); err != nil {
 		p.unadmit()
 		p.log.WithError(err).Warn("accept failed")
 		unix.Close(fd)

@@ -172,8 +172,13 @@ func (px *Proxy) snapshot() Snapshot {
 			PinnedOpened:       p.stats.PinnedOpened.Load(),
 			PinnedReused:       p.stats.PinnedReused.Load(),
 			PinnedRefused:      p.stats.PinnedRefused.Load(),
+			TLSHandshakes:      p.stats.TLSHandshakes.Load(),
+			TLSHandshakeFailed: p.stats.TLSHandshakeFailed.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
+		}
+		if p.tlsServer != nil {
+			ps.TLSCertNotAfter = p.tlsServer.NotAfter().Unix()
 		}
 		p.commands.Range(func(k, v any) bool {
 			ps.Commands[k.(string)] = v.(*atomic.Uint64).Load()
