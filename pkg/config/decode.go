@@ -219,6 +219,10 @@ type checker struct {
 	// decoded is how many diags came from gohcl; a semantic check on a
 	// value gohcl already rejected would only repeat the complaint.
 	decoded int
+	// given are TLS files' contents to use instead of the disk's; read
+	// records what was used (Config.TLSFiles).
+	given map[string][]byte
+	read  map[string][]byte
 }
 
 func (c *checker) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -263,16 +267,17 @@ func deref[T any](p *T, def T) T {
 }
 
 // decode turns a parsed body into a validated Config.
-func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
+func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, hcl.Diagnostics) {
 	var raw rawConfig
-	c := &checker{}
+	c := &checker{given: files}
 	c.diags = dropUnknownValue(gohcl.DecodeBody(body, nil, &raw))
 	c.decoded = len(c.diags)
 
 	cfg := &Config{
-		File:  filename,
-		User:  DefaultUser,
-		Group: DefaultGroup,
+		TLSFiles: map[string][]byte{},
+		File:     filename,
+		User:     DefaultUser,
+		Group:    DefaultGroup,
 	}
 	c.workerProcesses(raw.WorkerProcesses, cfg)
 
@@ -310,6 +315,7 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 	}
 
+	c.read = cfg.TLSFiles
 	c.log(raw.Log, cfg)
 	stats, metrics := c.stats(raw.Stats, cfg), c.metrics(raw.Metrics, cfg)
 

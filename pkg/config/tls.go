@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
@@ -34,7 +37,7 @@ func (c *checker) tls(rp *rawPool) *TLS {
 	if !ok {
 		return t
 	}
-	s, err := tlsconn.NewServer(tlsconn.ServerFiles{Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA, MinVersion: t.MinVersion})
+	s, err := tlsconn.NewServer(tlsconn.ServerFiles{Read: c.readFile, Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA, MinVersion: t.MinVersion})
 	if err != nil {
 		c.errorf(rt.DefRange, "Unusable TLS material", "%s.", err)
 		return t
@@ -69,7 +72,7 @@ func (c *checker) serverTLS(rp *rawPool) *ServerTLS {
 	if !ok {
 		return t
 	}
-	if _, err := tlsconn.NewClient(tlsconn.ClientFiles{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, MinVersion: t.MinVersion}); err != nil {
+	if _, err := tlsconn.NewClient(tlsconn.ClientFiles{Read: c.readFile, CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, MinVersion: t.MinVersion}); err != nil {
 		c.errorf(rt.DefRange, "Unusable TLS material", "%s.", err)
 	}
 	return t
@@ -94,4 +97,26 @@ func (c *checker) tlsVersion(v *string, rng hcl.Range) uint16 {
 		return ver
 	}
 	return ver
+}
+
+// readFile reads a TLS file once per load, from what was given or from
+// disk, and keeps its contents for the workers.
+func (c *checker) readFile(name string) ([]byte, error) {
+	if b, ok := c.read[name]; ok {
+		return b, nil
+	}
+	var b []byte
+	if c.given != nil {
+		var ok bool
+		if b, ok = c.given[name]; !ok {
+			return nil, fmt.Errorf("%w (not among the files the master read)", fs.ErrNotExist)
+		}
+	} else {
+		var err error
+		if b, err = os.ReadFile(name); err != nil {
+			return nil, err
+		}
+	}
+	c.read[name] = b
+	return b, nil
 }

@@ -43,6 +43,11 @@ type Config struct {
 	User  string
 	Group string
 
+	// TLSFiles are the contents of the TLS files as read and checked,
+	// by path: what the workers build their material from. Secret: never
+	// printed.
+	TLSFiles map[string][]byte `json:"-"`
+
 	Log     LogConfig
 	Stats   StatsConfig
 	Metrics MetricsConfig

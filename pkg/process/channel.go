@@ -29,6 +29,7 @@ const (
 	MsgStats     = "stats"     // answered with MsgStats
 	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
 	MsgSlots     = "slots"     // a cluster pool's slot map
+	MsgTLS       = "tls"       // read TLS certificates again; session ticket keys
 
 	// worker -> master
 	MsgReady = "ready" // every listener is served
@@ -64,6 +65,15 @@ type Message struct {
 	Slots []proxy.SlotMap `json:"slots,omitempty"`
 	// MsgHint: the server (Pool, Server) and what was seen (Reason).
 	Hint *HintInfo `json:"hint,omitempty"`
+
+	// MsgInit, MsgTLS: session ticket keys, the first encrypts (secret:
+	// only ever on the master's socketpair). MsgTLS with Reload set: read
+	// the certificate files again, in place.
+	TicketKeys [][]byte `json:"ticket_keys,omitempty"`
+	Reload     bool     `json:"reload,omitempty"`
+	// MsgInit, MsgTLS: the TLS files' contents the master checked, by
+	// path (secret, like the keys).
+	TLSFiles map[string][]byte `json:"tls_files,omitempty"`
 
 	// MsgStats (master -> worker): the other workers' counters per pool,
 	// as last summed, for the INFO a worker answers.

@@ -40,7 +40,7 @@ func RunWorker() int {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: no init message from the master: %v\n", err)
 		return 1
 	}
-	cfg, err := config.Parse(m.Config, m.ConfigFile)
+	cfg, err := config.ParseWithFiles(m.Config, m.ConfigFile, m.TLSFiles)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: configuration: %v\n", err)
 		return 1
@@ -88,6 +88,9 @@ func (w *worker) run(files []*os.File) int {
 	})
 	if len(m.Topology) > 0 {
 		px.SetServerAddresses(m.Topology)
+	}
+	if len(m.TicketKeys) > 0 {
+		px.SetSessionTicketKeys(ticketKeys(m.TicketKeys))
 	}
 	for _, sm := range m.Slots {
 		px.SetSlotMap(sm)
@@ -209,6 +212,8 @@ func (w *worker) control() int {
 			}
 		case MsgTopology:
 			w.px.SetServerAddresses(m.Topology)
+		case MsgTLS:
+			w.onTLS(m)
 		case MsgSlots:
 			for _, sm := range m.Slots {
 				w.px.SetSlotMap(sm)

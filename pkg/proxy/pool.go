@@ -84,6 +84,7 @@ type pool struct {
 	// plaintext.
 	tlsServer *tlsconn.Server
 	tlsClient *tlsconn.Client
+	tlsFiles  map[string][]byte // the configuration's TLS files' contents
 
 	acceptors []*acceptor
 	clients   map[*clientConn]struct{} // owned by the loop
@@ -91,17 +92,18 @@ type pool struct {
 	wg        sync.WaitGroup // clients
 }
 
-func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
+func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop, tlsFiles map[string][]byte) (*pool, error) {
 	h, err := hashkit.Hash(cfg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
 	}
 	p := &pool{
-		cfg:     cfg,
-		log:     log.WithField("pool", cfg.Name),
-		hash:    h,
-		clients: make(map[*clientConn]struct{}),
-		lp:      lp,
+		cfg:      cfg,
+		log:      log.WithField("pool", cfg.Name),
+		hash:     h,
+		clients:  make(map[*clientConn]struct{}),
+		lp:       lp,
+		tlsFiles: tlsFiles,
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:

@@ -39,7 +39,7 @@ func New(cfg *config.Config, log *logrus.Entry) (*Proxy, error) {
 	}
 	px := &Proxy{log: log, pools: make(map[string]*pool), lp: lp}
 	for _, pc := range cfg.Pools {
-		p, err := newPool(pc, log, lp)
+		p, err := newPool(pc, log, lp, cfg.TLSFiles)
 		if err != nil {
 			unix.Close(lp.epfd)
 			unix.Close(lp.evfd)

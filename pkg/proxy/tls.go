@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"time"
 
@@ -26,7 +28,7 @@ const maxPendingHandshakes = 1024
 // read again here).
 func (p *pool) setupTLS() error {
 	if t := p.cfg.TLS; t != nil {
-		s, err := tlsconn.NewServer(tlsconn.ServerFiles{Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA, MinVersion: t.MinVersion})
+		s, err := tlsconn.NewServer(tlsconn.ServerFiles{Read: filesOf(p.tlsFiles), Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA, MinVersion: t.MinVersion})
 		if err != nil {
 			return err
 		}
@@ -36,7 +38,7 @@ func (p *pool) setupTLS() error {
 		}
 	}
 	if t := p.cfg.ServerTLS; t != nil {
-		c, err := tlsconn.NewClient(tlsconn.ClientFiles{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, MinVersion: t.MinVersion})
+		c, err := tlsconn.NewClient(tlsconn.ClientFiles{Read: filesOf(p.tlsFiles), CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, MinVersion: t.MinVersion})
 		if err != nil {
 			return err
 		}
@@ -187,3 +189,48 @@ func (l *link) sysWrite(b []byte) (int, error) {
 
 // tlsPending: ciphertext waits for the socket.
 func (l *link) tlsPending() bool { return l.tls != nil && l.tls.Pending() }
+
+// filesOf reads from the contents the configuration was checked with;
+// a file not among them is read from disk.
+func filesOf(files map[string][]byte) tlsconn.ReadFunc {
+	return func(name string) ([]byte, error) {
+		if b, ok := files[name]; ok {
+			return b, nil
+		}
+		return os.ReadFile(name)
+	}
+}
+
+// ReloadTLS builds every pool's TLS material again from files (contents
+// by path, read by the master; missing ones from disk): handshakes that
+// start afterwards use the new material, open connections keep theirs. A
+// pool whose files fail keeps its material, and the first error is
+// returned.
+func (px *Proxy) ReloadTLS(files map[string][]byte) error {
+	var first error
+	read := filesOf(files)
+	for _, p := range px.order {
+		if p.tlsServer != nil {
+			if err := p.tlsServer.Reload(read); err != nil && first == nil {
+				first = fmt.Errorf("proxy: pool %s: %w", p.cfg.Name, err)
+			}
+		}
+		if p.tlsClient != nil {
+			if err := p.tlsClient.Reload(read); err != nil && first == nil {
+				first = fmt.Errorf("proxy: pool %s: %w", p.cfg.Name, err)
+			}
+		}
+	}
+	return first
+}
+
+// SetSessionTicketKeys gives every TLS pool the keys its session tickets
+// are sealed with (the first) and opened with (all): workers given the
+// same keys resume each other's sessions.
+func (px *Proxy) SetSessionTicketKeys(keys [][32]byte) {
+	for _, p := range px.order {
+		if p.tlsServer != nil {
+			p.tlsServer.SetSessionTicketKeys(keys)
+		}
+	}
+}

@@ -262,7 +262,7 @@ func TestReloadSwapsCertificate(t *testing.T) {
 		t.Fatalf("first cert %q", got)
 	}
 	ca.Leaf(t, "server", "two")
-	if err := s.Reload(); err != nil {
+	if err := s.Reload(nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := cn(); got != "two" {
@@ -270,7 +270,7 @@ func TestReloadSwapsCertificate(t *testing.T) {
 	}
 	// A broken key is refused and the material in use stays.
 	os.WriteFile(leaf.KeyFile, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
-	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), leaf.KeyFile) {
+	if err := s.Reload(nil); err == nil || !strings.Contains(err.Error(), leaf.KeyFile) {
 		t.Fatalf("broken key: %v", err)
 	}
 	if got := cn(); got != "two" {

@@ -20,11 +20,26 @@ var ErrMaterial = errors.New("tlsconn: bad TLS material")
 // LoadKeyPair reads a PEM certificate chain and its private key and checks
 // that they belong together; errors name the files, never the key.
 func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	return loadKeyPair(os.ReadFile, certFile, keyFile)
+}
+
+// ReadFunc reads a file: os.ReadFile, or contents read before (a worker
+// builds its material from the bytes the master checked).
+type ReadFunc func(name string) ([]byte, error)
+
+func orDisk(r ReadFunc) ReadFunc {
+	if r == nil {
+		return os.ReadFile
+	}
+	return r
+}
+
+func loadKeyPair(read ReadFunc, certFile, keyFile string) (*tls.Certificate, error) {
+	certPEM, err := read(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cert %s: %w", ErrMaterial, certFile, err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := read(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key %s: %w", ErrMaterial, keyFile, err)
 	}
@@ -57,8 +72,10 @@ func isKeyBlock(t string) bool {
 }
 
 // LoadCAs reads a PEM bundle of CA certificates; it must hold at least one.
-func LoadCAs(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
+func LoadCAs(file string) (*x509.CertPool, error) { return loadCAs(os.ReadFile, file) }
+
+func loadCAs(read ReadFunc, file string) (*x509.CertPool, error) {
+	b, err := read(file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ca %s: %w", ErrMaterial, file, err)
 	}
@@ -99,6 +116,7 @@ func ParseVersion(v string) (uint16, error) {
 
 // ServerFiles are where a listener's material lives.
 type ServerFiles struct {
+	Read       ReadFunc // nil: from disk
 	Cert, Key  string
 	ClientCA   string // "" = clients present no certificate
 	MinVersion uint16
@@ -139,13 +157,14 @@ func NewServer(f ServerFiles) (*Server, error) {
 }
 
 func (s *Server) load(f ServerFiles) (*serverMaterial, error) {
-	cert, err := LoadKeyPair(f.Cert, f.Key)
+	read := orDisk(f.Read)
+	cert, err := loadKeyPair(read, f.Cert, f.Key)
 	if err != nil {
 		return nil, err
 	}
 	m := &serverMaterial{cert: cert}
 	if f.ClientCA != "" {
-		cas, err := LoadCAs(f.ClientCA)
+		cas, err := loadCAs(read, f.ClientCA)
 		if err != nil {
 			return nil, err
 		}
@@ -171,10 +190,12 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 // Config is the tls.Config for tls.Server.
 func (s *Server) Config() *tls.Config { return s.cfg }
 
-// Reload reads the files again and swaps the material in; on error the
-// material in use stays.
-func (s *Server) Reload() error {
-	m, err := s.load(s.files)
+// Reload reads the files again (through read, nil: from disk) and swaps
+// the material in; on error the material in use stays.
+func (s *Server) Reload(read ReadFunc) error {
+	f := s.files
+	f.Read = read
+	m, err := s.load(f)
 	if err != nil {
 		return err
 	}
@@ -209,9 +230,10 @@ func (s *Server) SetSessionTicketKeys(keys [][32]byte) {
 
 // ClientFiles are a backend side's material.
 type ClientFiles struct {
-	CA         string // "" = the system's roots
-	Cert, Key  string // a client certificate, or none
-	ServerName string // "" = the host of each server's address
+	Read       ReadFunc // nil: from disk
+	CA         string   // "" = the system's roots
+	Cert, Key  string   // a client certificate, or none
+	ServerName string   // "" = the host of each server's address
 	MinVersion uint16
 }
 
@@ -230,15 +252,16 @@ func NewClient(f ClientFiles) (*Client, error) {
 		ClientSessionCache:          tls.NewLRUClientSessionCache(256),
 		DynamicRecordSizingDisabled: true,
 	}
+	read := orDisk(f.Read)
 	if f.CA != "" {
-		cas, err := LoadCAs(f.CA)
+		cas, err := loadCAs(read, f.CA)
 		if err != nil {
 			return nil, err
 		}
 		c.base.RootCAs = cas
 	}
 	if f.Cert != "" {
-		cert, err := LoadKeyPair(f.Cert, f.Key)
+		cert, err := loadKeyPair(read, f.Cert, f.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -262,11 +285,11 @@ func (c *Client) Config(host string) *tls.Config {
 
 // Reload reads the client certificate again (CA changes need a new
 // generation: links dialled before keep their verified peers).
-func (c *Client) Reload() error {
+func (c *Client) Reload(read ReadFunc) error {
 	if c.files.Cert == "" {
 		return nil
 	}
-	cert, err := LoadKeyPair(c.files.Cert, c.files.Key)
+	cert, err := loadKeyPair(orDisk(read), c.files.Cert, c.files.Key)
 	if err != nil {
 		return err
 	}
