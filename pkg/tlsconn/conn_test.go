@@ -17,7 +17,7 @@ import (
 )
 
 // pair is a non-blocking server descriptor and a blocking client conn.
-func pair(t *testing.T) (int, net.Conn) {
+func pair(t testing.TB) (int, net.Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -34,7 +34,7 @@ func pair(t *testing.T) (int, net.Conn) {
 	return fds[0], nc
 }
 
-func serverTLS(t *testing.T, clientCA bool) (*Server, *tlstest.CA) {
+func serverTLS(t testing.TB, clientCA bool) (*Server, *tlstest.CA) {
 	t.Helper()
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, dir, "ca")
