@@ -171,12 +171,14 @@ type rawTLS struct {
 	ClientCA         *string `hcl:"client_ca,optional"`
 	MinVersion       *string `hcl:"min_version,optional"`
 	HandshakeTimeout *string `hcl:"handshake_timeout,optional"`
+	Listen           *string `hcl:"listen,optional"`
 
 	CertRange             hcl.Range `hcl:"cert,attr_value_range"`
 	KeyRange              hcl.Range `hcl:"key,attr_value_range"`
 	ClientCARange         hcl.Range `hcl:"client_ca,attr_value_range"`
 	MinVersionRange       hcl.Range `hcl:"min_version,attr_value_range"`
 	HandshakeTimeoutRange hcl.Range `hcl:"handshake_timeout,attr_value_range"`
+	ListenRange           hcl.Range `hcl:"listen,attr_value_range"`
 }
 
 type rawServerTLS struct {
@@ -341,6 +343,9 @@ func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, h
 		}
 		if p.Listen.Network != "" {
 			listens = append(listens, listenAt{keyOf(p.Listen), rp.ListenRange, fmt.Sprintf("pool %q", rp.Name)})
+		}
+		if p.TLS != nil && p.TLS.Listen.Network != "" {
+			listens = append(listens, listenAt{keyOf(p.TLS.Listen), rp.TLS[0].ListenRange, fmt.Sprintf("pool %q tls", rp.Name)})
 		}
 		cfg.Pools = append(cfg.Pools, p)
 	}

@@ -28,6 +28,13 @@ func (c *checker) tls(rp *rawPool) *TLS {
 		MinVersion:       c.tlsVersion(rt.MinVersion, rt.MinVersionRange),
 		HandshakeTimeout: c.duration("handshake_timeout", deref(rt.HandshakeTimeout, DefaultHandshakeTimeout.String()), rt.HandshakeTimeoutRange, 0),
 	}
+	if rt.Listen != nil {
+		a, err := parseAddress(*rt.Listen, addrListen)
+		if err != nil {
+			c.errorf(rt.ListenRange, "Invalid listen address", "%s.", err)
+		}
+		t.Listen = a
+	}
 	if t.HandshakeTimeout <= 0 {
 		c.errorf(rt.HandshakeTimeoutRange, "Invalid handshake_timeout", "handshake_timeout must be more than 0.")
 	}

@@ -53,6 +53,7 @@ func TestTLSBlocks(t *testing.T) {
 		{fmt.Sprintf("tls {\n cert = %q\n key = %q\n client_ca = %q\n}", srv.CertFile, srv.KeyFile, srv.KeyFile), "ca " + srv.KeyFile + ": no PEM certificate"},
 		{fmt.Sprintf("server_tls {\n cert = %q\n}", srv.CertFile), "needs both cert and key"},
 		{fmt.Sprintf("tls {\n cert = %q\n key = %q\n handshake_timeout = \"0s\"\n}", srv.CertFile, srv.KeyFile), "handshake_timeout must be more than 0"},
+		{fmt.Sprintf("tls {\n cert = %q\n key = %q\n listen = \"0.0.0.0:6380\"\n}", srv.CertFile, srv.KeyFile), "The pool \"s\" tls listener overlaps the pool \"s\" listener"},
 	} {
 		_, err := Parse([]byte(tlsPool(c.block)), "t.hcl")
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -155,6 +155,25 @@ type TLS struct {
 	HandshakeTimeout time.Duration
 	// NotAfter is when the certificate loaded at validation expires.
 	NotAfter time.Time
+	// Listen, when set, is a TLS listener beside the pool's listen, which
+	// then stays plaintext; unset, the pool's listen speaks TLS.
+	Listen Address
+}
+
+// Listener is one address a pool accepts clients on.
+type Listener struct {
+	Addr Address
+	TLS  bool
+}
+
+// Listeners are the addresses the pool accepts clients on: its listen,
+// and the tls block's listen when set.
+func (p *Pool) Listeners() []Listener {
+	ls := []Listener{{Addr: p.Listen, TLS: p.TLS != nil && p.TLS.Listen.Network == ""}}
+	if p.TLS != nil && p.TLS.Listen.Network != "" {
+		ls = append(ls, Listener{Addr: p.TLS.Listen, TLS: true})
+	}
+	return ls
 }
 
 // ServerTLS is a pool's backend side.

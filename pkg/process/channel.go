@@ -91,6 +91,8 @@ type HintInfo struct {
 type ListenerSpec struct {
 	Pool string `json:"pool"` // pool name, or "stats"
 	Addr string `json:"addr"`
+	// TLS: the listener of the pool's tls block (tls.listen).
+	TLS bool `json:"tls,omitempty"`
 }
 
 // maxMessage bounds one message; configurations are far smaller.

@@ -115,7 +115,11 @@ func (w *worker) run(files []*os.File) int {
 			ln.Close() // served by the master
 			continue
 		}
-		if err := px.Serve(spec.Pool, ln); err != nil {
+		serve := px.Serve
+		if spec.TLS {
+			serve = px.ServeTLS
+		}
+		if err := serve(spec.Pool, ln); err != nil {
 			ln.Close()
 			w.entry.WithError(err).Error("cannot serve")
 			return 1

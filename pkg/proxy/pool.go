@@ -485,12 +485,13 @@ type acceptor struct {
 	ln      net.Listener // closed with the acceptor
 	fd      int          // the loop's duplicate of ln's socket
 	tcp     bool
+	tls     bool  // its clients speak TLS
 	paused  int64 // unix nanos until which accepting is paused, 0 = active
 	backoff time.Duration
 }
 
 // serve starts accepting clients on ln; on the loop.
-func (p *pool) serve(ln net.Listener) error {
+func (p *pool) serve(ln net.Listener, tls bool) error {
 	if p.draining {
 		ln.Close()
 		return nil
@@ -499,7 +500,7 @@ func (p *pool) serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp"}
+	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp", tls: tls}
 	if err := p.lp.registerListener(fd, a); err != nil {
 		unix.Close(fd)
 		return err
@@ -532,7 +533,7 @@ func (a *acceptor) event(uint32) {
 		if a.tcp {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
-		p.accept(fd, sa, a.tcp)
+		p.accept(fd, sa, a.tcp, a.tls)
 	}
 }
 
@@ -560,7 +561,7 @@ func (a *acceptor) close() {
 	a.ln.Close()
 }
 
-func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
+func (p *pool) accept(fd int, sa unix.Sockaddr, tcp, tls bool) {
 	p.stats.ClientAccepted.Add(1)
 	if !p.admit() {
 		p.stats.ClientRejected.Add(1)
@@ -572,7 +573,7 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
-	if p.tlsServer != nil {
+	if tls {
 		if !p.acceptTLS(c) {
 			p.unadmit()
 			unix.Close(fd)

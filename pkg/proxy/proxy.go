@@ -74,15 +74,33 @@ func (px *Proxy) Start() {
 
 // Serve accepts the clients of the named pool on ln, in the background.
 // A pool may be served on several listeners (one per SO_REUSEPORT socket).
-// The proxy owns ln from then on and closes it when it drains.
+// The proxy owns ln from then on and closes it when it drains. The clients
+// speak TLS when the pool has a tls block without a listen of its own.
 func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 	p, ok := px.pools[poolName]
 	if !ok {
 		return fmt.Errorf("proxy: no pool %q", poolName)
 	}
+	return px.serve(p, ln, p.cfg.TLS != nil && p.cfg.TLS.Listen.Network == "")
+}
+
+// ServeTLS is Serve for the listener of a pool's tls block (tls.listen):
+// its clients speak TLS.
+func (px *Proxy) ServeTLS(poolName string, ln net.Listener) error {
+	p, ok := px.pools[poolName]
+	if !ok {
+		return fmt.Errorf("proxy: no pool %q", poolName)
+	}
+	if p.tlsServer == nil {
+		return fmt.Errorf("proxy: pool %q has no tls block", poolName)
+	}
+	return px.serve(p, ln, true)
+}
+
+func (px *Proxy) serve(p *pool, ln net.Listener, tls bool) error {
 	px.run()
 	var err error
-	px.lp.do(func() { err = p.serve(ln) })
+	px.lp.do(func() { err = p.serve(ln, tls) })
 	return err
 }
 

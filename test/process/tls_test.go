@@ -265,3 +265,73 @@ func TestTLSResumptionAcrossWorkers(t *testing.T) {
 	dial() // the session of the old certificate may be refused once
 	check("after a certificate reload")
 }
+
+// TestTLSAndPlaintextListenersOnePool: tls.listen adds a TLS listener
+// beside the pool's plaintext one; both serve the same keys, on every
+// worker, and a reload keeps both.
+func TestTLSAndPlaintextListenersOnePool(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir, "ca")
+	leaf := ca.Leaf(t, "proxy", "localhost")
+	be := harness.Redis(t)
+	plain, secure := harness.FreePort(t), harness.FreePort(t)
+	conf := filepath.Join(dir, "n.hcl")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`worker_processes = 2
+stats {
+  listen = ""
+}
+pool "both" {
+  listen = "127.0.0.1:%d"
+  protocol = "redis"
+  tls {
+    listen = "127.0.0.1:%d"
+    cert = %q
+    key = %q
+  }
+  server %q {}
+}
+`, plain, secure, leaf.CertFile, leaf.KeyFile, be.Addr)), 0o644)
+	p := harness.Start(t, harness.Binary(t), "-c", conf)
+	plainAddr, tlsAddr := fmt.Sprintf("127.0.0.1:%d", plain), fmt.Sprintf("127.0.0.1:%d", secure)
+	harness.WaitPort(t, "tcp", plainAddr, 10*time.Second)
+	harness.WaitPort(t, "tcp", tlsAddr, 10*time.Second)
+	check := func(when string) {
+		pc := redis.NewClient(&redis.Options{Addr: plainAddr})
+		defer pc.Close()
+		tc := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"}})
+		defer tc.Close()
+		for i := 0; i < 20; i++ {
+			k := fmt.Sprintf("both:%d", i)
+			if err := tc.Set(ctx, k, when, 0).Err(); err != nil {
+				t.Fatalf("%s: TLS SET: %v", when, err)
+			}
+			if got, err := pc.Get(ctx, k).Result(); err != nil || got != when {
+				t.Fatalf("%s: plaintext GET %q %v", when, got, err)
+			}
+		}
+		// The plaintext port refuses a TLS handshake, the TLS port speaks no plaintext.
+		if c, err := tls.Dial("tcp", plainAddr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"}); err == nil {
+			c.Close()
+			t.Fatalf("%s: TLS accepted on the plaintext listener", when)
+		}
+		if err := redis.NewClient(&redis.Options{Addr: tlsAddr, MaxRetries: -1, ReadTimeout: time.Second}).Ping(ctx).Err(); err == nil {
+			t.Fatalf("%s: plaintext served on the TLS listener", when)
+		}
+	}
+	check("first")
+	before := waitWorkers(t, p.Cmd.Process.Pid, 2, time.Second)
+	// A reload that changes the configuration: a new generation, both listeners kept.
+	b, _ := os.ReadFile(conf)
+	os.WriteFile(conf, append(b, []byte("# changed\n")...), 0o644)
+	p.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		now := children(p.Cmd.Process.Pid)
+		if len(now) == 2 && !containsInt(now, before[0]) && !containsInt(now, before[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new generation")
+		}
+	}
+	check("reloaded")
+}
