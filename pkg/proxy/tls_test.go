@@ -126,6 +126,25 @@ func TestTLSClientRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// redis-py over ssl (Debian's python3-redis, as the client matrix).
+	if err := exec.Command("/usr/bin/python3", "-c", "import redis").Run(); err == nil {
+		host, port, _ := net.SplitHostPort(addr)
+		script := `import redis, sys
+r = redis.Redis(host=sys.argv[1], port=int(sys.argv[2]), ssl=True, ssl_ca_certs=sys.argv[3])
+r.set("py", "tls")
+p = r.pipeline(transaction=False)
+for i in range(100):
+    p.set("py%d" % i, i)
+    p.get("py%d" % i)
+out = p.execute()
+assert out[1::2] == [str(i).encode() for i in range(100)], out
+print(r.get("py").decode())`
+		out, err := exec.Command("/usr/bin/python3", "-c", script, host, port, rig.ca.File).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "tls" {
+			t.Fatalf("redis-py ssl: %v %s", err, out)
+		}
+	}
+
 	// redis-cli --tls.
 	if _, err := exec.LookPath("redis-cli"); err == nil {
 		host, port, _ := net.SplitHostPort(addr)
@@ -143,6 +162,15 @@ func TestTLSClientMemcache(t *testing.T) {
 	_, addr := serveHCL(t, fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"memcache\"\n%s  server %q {}\n}\n",
 		rig.block("    min_version = \"1.3\"\n"), be.Addr))
 	tlsRoundTrip(t, addr, rig.clientConfig(), "set a 0 0 1\r\nx\r\nget a\r\n", "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n")
+	// openssl s_client, the memcached operator's TLS client.
+	if _, err := exec.LookPath("openssl"); err == nil {
+		cmd := exec.Command("openssl", "s_client", "-quiet", "-verify_return_error", "-CAfile", rig.ca.File, "-connect", addr, "-servername", "localhost")
+		cmd.Stdin = strings.NewReader("get a\r\nquit\r\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "VALUE a 0 1\r\nx\r\nEND\r\n") {
+			t.Fatalf("openssl s_client: %v %q", err, out)
+		}
+	}
 	// min_version 1.3 refuses a TLS 1.2 client.
 	cfg := rig.clientConfig()
 	cfg.MaxVersion = tls.VersionTLS12
