@@ -44,9 +44,18 @@ func next() *big.Int { serial++; return big.NewInt(serial) }
 // NewCA makes a CA named name with its PEM in dir.
 func NewCA(t testing.TB, dir, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := MakeCA(dir, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return ca
+}
+
+// MakeCA is NewCA for programs (the benchmark driver).
+func MakeCA(dir, name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          next(),
@@ -59,13 +68,12 @@ func NewCA(t testing.TB, dir, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, _ := x509.ParseCertificate(der)
 	ca := &CA{Cert: cert, Key: key, Pool: x509.NewCertPool(), File: filepath.Join(dir, name+".pem"), dir: dir}
 	ca.Pool.AddCert(cert)
-	writePEM(t, ca.File, "CERTIFICATE", der, 0o644)
-	return ca
+	return ca, writePEM(ca.File, "CERTIFICATE", der, 0o644)
 }
 
 // Options of a leaf.
@@ -78,6 +86,15 @@ type Options struct {
 // localhost and 127.0.0.1) and writes name.crt and name.key in the CA's dir.
 func (ca *CA) Leaf(t testing.TB, name, cn string, o ...Options) *Leaf {
 	t.Helper()
+	l, err := ca.MakeLeaf(name, cn, o...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// MakeLeaf is Leaf for programs.
+func (ca *CA) MakeLeaf(name, cn string, o ...Options) (*Leaf, error) {
 	var opt Options
 	if len(o) > 0 {
 		opt = o[0]
@@ -90,7 +107,7 @@ func (ca *CA) Leaf(t testing.TB, name, cn string, o ...Options) *Leaf {
 		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	notAfter := opt.NotAfter
 	if notAfter.IsZero() {
@@ -108,29 +125,30 @@ func (ca *CA) Leaf(t testing.TB, name, cn string, o ...Options) *Leaf {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	l := &Leaf{CertFile: filepath.Join(ca.dir, name+".crt"), KeyFile: filepath.Join(ca.dir, name+".key")}
 	l.Cert, _ = x509.ParseCertificate(der)
-	writePEM(t, l.CertFile, "CERTIFICATE", der, 0o644)
-	writePEM(t, l.KeyFile, "PRIVATE KEY", kder, 0o600)
+	if err := writePEM(l.CertFile, "CERTIFICATE", der, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writePEM(l.KeyFile, "PRIVATE KEY", kder, 0o600); err != nil {
+		return nil, err
+	}
 	l.TLS = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: l.Cert}
-	return l
+	return l, nil
 }
 
-func writePEM(t testing.TB, file, typ string, der []byte, mode os.FileMode) {
-	t.Helper()
+func writePEM(file, typ string, der []byte, mode os.FileMode) error {
 	b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 	// Written aside and renamed: a reload never sees half a file.
 	tmp := file + ".tmp"
 	if err := os.WriteFile(tmp, b, mode); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Rename(tmp, file); err != nil {
-		t.Fatal(err)
-	}
+	return os.Rename(tmp, file)
 }
