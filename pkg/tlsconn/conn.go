@@ -49,11 +49,12 @@ type transport struct {
 	has      bool // holds a slot of lim
 	deadline time.Time
 
-	fd   int
-	out  []byte // ciphertext the socket has not taken yet
-	ooff int
-	cork bool  // gather the records of one Write into out
-	werr error // the socket's write error, reported by the next Write
+	fd      int
+	drained bool   // the socket is empty, as far as this Read knows
+	out     []byte // ciphertext the socket has not taken yet
+	ooff    int
+	cork    bool  // gather the records of one Write into out
+	werr    error // the socket's write error, reported by the next Write
 }
 
 // Accept starts a server-side connection on fd, an accepted socket the
@@ -143,6 +144,7 @@ func (c *Conn) State() tls.ConnectionState { return c.tc.ConnectionState() }
 // It fills b from as many records as are available, so a short read means
 // the socket is empty.
 func (c *Conn) Read(b []byte) (int, error) {
+	c.t.drained = false
 	n := 0
 	for n < len(b) {
 		m, err := c.tc.Read(b[n:])
@@ -188,6 +190,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	if err := c.Flush(); err != nil {
 		return 0, err
+	}
+	if len(bufs) == 1 && len(bufs[0]) <= plainChunk {
+		// One buffer: sealed from where it is.
+		if err := c.seal(bufs[0]); err != nil && err != unix.EAGAIN {
+			return 0, err
+		}
+		return len(bufs[0]), nil
 	}
 	bp := chunkPool.Get().(*[]byte)
 	plain := (*bp)[:0]
@@ -369,18 +378,26 @@ func (t *transport) Read(b []byte) (int, error) {
 			return n, err
 		}
 	}
+	if t.drained {
+		// A short read emptied the socket during this Read: a stream
+		// socket has nothing more until the next edge (the read(2) the
+		// plaintext path saves too).
+		return 0, errWouldBlock
+	}
 	for {
 		n, err := sysRead(t.fd, b)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
+			t.drained = true
 			return 0, errWouldBlock
 		case err != nil:
 			return 0, err
 		case n == 0:
 			return 0, io.EOF
 		}
+		t.drained = n < len(b)
 		return n, nil
 	}
 }
