@@ -568,7 +568,9 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp, tls bool) {
 		if p.limitLog.allow(p.lp.now) {
 			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
 		}
-		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		if !tls { // a TLS client could not read it
+			sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		}
 		unix.Close(fd)
 		return
 	}
