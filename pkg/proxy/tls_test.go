@@ -312,8 +312,11 @@ func TestTLSBackendRedisWithoutClientCert(t *testing.T) {
 func TestTLSBackendMemcache(t *testing.T) {
 	harness.Need(t, "memcached")
 	rig := newTLSRig(t)
-	be := harness.Memcached(t, "-Z", "-o", "ssl_chain_cert="+rig.server.CertFile+",ssl_key="+rig.server.KeyFile)
-	_, addr := serveHCL(t, fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"memcache\"\n  timeout = \"5s\"\n  server_tls {\n    ca = %q\n  }\n  server %q {}\n}\n", rig.ca.File, be.Addr))
+	// memcached asks for a client certificate (ssl_verify_mode 2).
+	be := harness.Memcached(t, "-Z", "-o", "ssl_chain_cert="+rig.server.CertFile+",ssl_key="+rig.server.KeyFile+
+		",ssl_ca_cert="+rig.ca.File+",ssl_verify_mode=2")
+	_, addr := serveHCL(t, fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"memcache\"\n  timeout = \"5s\"\n  server_tls {\n    ca = %q\n    cert = %q\n    key = %q\n  }\n  server %q {}\n}\n",
+		rig.ca.File, rig.client.CertFile, rig.client.KeyFile, be.Addr))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -325,5 +328,31 @@ func TestTLSBackendMemcache(t *testing.T) {
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
 		t.Fatalf("got %q %v", got, err)
+	}
+}
+
+// TestTLSBackendNameChecked: a server whose certificate does not name
+// server_name is refused, and the client gets an error, not its data.
+func TestTLSBackendNameChecked(t *testing.T) {
+	rig := newTLSRig(t)
+	backend := rig.tlsRedis(t)
+	for _, c := range []struct{ name, want string }{
+		{"redis.wrong.example", "-ERR"},
+		{"localhost", "$-1"},
+	} {
+		_, addr := serveHCL(t, fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"redis\"\n  timeout = \"2s\"\n"+
+			"  server_tls {\n    ca = %q\n    cert = %q\n    key = %q\n    server_name = %q\n  }\n  server %q {}\n}\n",
+			rig.ca.File, rig.client.CertFile, rig.client.KeyFile, c.name, backend))
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n")
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if !strings.HasPrefix(line, c.want) {
+			t.Errorf("server_name %q: got %q, want %s...", c.name, line, c.want)
+		}
 	}
 }
