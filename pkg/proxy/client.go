@@ -412,7 +412,7 @@ func (c *clientConn) writeOut() {
 		return
 	}
 	if c.drained(lp.now) {
-		c.close()
+		c.leave()
 		return
 	}
 	if c.inFlight() < maxBatch && (c.readable || (c.rb.len() > 0 && !c.needMore)) {
@@ -500,9 +500,10 @@ func (c *clientConn) unsent() int {
 
 // drained: a draining client that may close now, waiting for nothing. A
 // client that connected just before the drain gets a moment to send its
-// first request, which is surely on its way.
+// first request, which is surely on its way; unless it is handed over,
+// which leaves that request in its socket for the next worker.
 func (c *clientConn) drained(now int64) bool {
-	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace)) &&
+	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace) || c.lp.give != nil) &&
 		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c))
 }
 
@@ -559,7 +560,7 @@ func (c *clientConn) close() {
 func (c *clientConn) checkTimers(now int64) {
 	p := c.pool
 	if c.drained(now) {
-		c.close()
+		c.leave()
 		return
 	}
 	if c.overOutputLimit(now) {

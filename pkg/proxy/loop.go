@@ -58,6 +58,12 @@ type loop struct {
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
+	// A hand-over in progress (handover.go): where drained clients go,
+	// and what it did with them.
+	give     func(Handoff)
+	hoHanded int
+	hoClosed map[string]int
+
 	pools []*pool
 	// handshakes bounds the TLS handshakes of the loop's clients; nil
 	// without a TLS pool.

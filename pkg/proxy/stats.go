@@ -36,6 +36,11 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// Hand-over (handover.go): clients passed to the next generation,
+	// clients taken from the previous one, and those refused (closed).
+	ClientHandedOver      atomic.Uint64
+	ClientAdopted         atomic.Uint64
+	ClientHandoverRefused atomic.Uint64
 	// TLS: handshakes done, and failed or refused (client and server side).
 	TLSHandshakes      atomic.Uint64
 	TLSHandshakeFailed atomic.Uint64
@@ -136,6 +141,9 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
+	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
 	TLSHandshakes      uint64 `json:"tls_handshakes,omitempty"`
 	TLSHandshakeFailed uint64 `json:"tls_handshake_failed,omitempty"`
 	// TLSCertNotAfter is when the listener's certificate expires (unix

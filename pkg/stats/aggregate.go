@@ -341,6 +341,12 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.PinnedOpened += s.PinnedOpened
+	d.PinnedReused += s.PinnedReused
+	d.PinnedRefused += s.PinnedRefused
+	d.ClientHandedOver += s.ClientHandedOver
+	d.ClientAdopted += s.ClientAdopted
+	d.HandoverRefused += s.HandoverRefused
 	d.TLSHandshakes += s.TLSHandshakes
 	d.TLSHandshakeFailed += s.TLSHandshakeFailed
 	if s.TLSCertNotAfter != 0 && (d.TLSCertNotAfter == 0 || s.TLSCertNotAfter < d.TLSCertNotAfter) {
