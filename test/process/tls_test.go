@@ -335,3 +335,40 @@ pool "both" {
 	}
 	check("reloaded")
 }
+
+// TestTLSStartWarnings: a key file every user can read and a certificate
+// that expires within 14 days are warned about at start, naming the files
+// and never their contents; the pool serves anyway.
+func TestTLSStartWarnings(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir, "ca")
+	leaf := ca.Leaf(t, "proxy", "localhost", tlstest.Options{NotAfter: time.Now().Add(5 * 24 * time.Hour)})
+	if err := os.Chmod(leaf.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	be := harness.Redis(t)
+	port := harness.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(dir, "n.hcl")
+	os.WriteFile(conf, []byte(fmt.Sprintf("worker_processes = 1\nstats {\n  listen = \"\"\n}\npool \"w\" {\n  listen = %q\n  protocol = \"redis\"\n  tls {\n    cert = %q\n    key = %q\n  }\n  server %q {}\n}\n",
+		addr, leaf.CertFile, leaf.KeyFile, be.Addr)), 0o644)
+	p := harness.Start(t, harness.Binary(t), "-c", conf)
+	harness.WaitPort(t, "tcp", addr, 10*time.Second)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	out := p.Output()
+	for _, want := range []string{"TLS private key is readable by every user", "key=" + leaf.KeyFile,
+		"TLS certificate expires soon", "days_left=4", "cert=" + leaf.CertFile} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	kb, _ := os.ReadFile(leaf.KeyFile)
+	lines := strings.Split(strings.TrimSpace(string(kb)), "\n")
+	if strings.Contains(out, lines[1]) {
+		t.Error("key material in the log")
+	}
+}
