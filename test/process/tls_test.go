@@ -229,7 +229,7 @@ func TestTLSCertRotationUnderLoad(t *testing.T) {
 
 // TestTLSResumptionAcrossWorkers: the master's session ticket keys let a
 // client resume on whichever worker its next connection lands, also after
-// a certificate reload.
+// a certificate reload and in a new generation's workers.
 func TestTLSResumptionAcrossWorkers(t *testing.T) {
 	ts := startTLS(t, 2)
 	cfg := ts.clientConfig()
@@ -264,6 +264,23 @@ func TestTLSResumptionAcrossWorkers(t *testing.T) {
 	}
 	dial() // the session of the old certificate may be refused once
 	check("after a certificate reload")
+
+	// A reload that changes the configuration: new workers, the same keys.
+	master := ts.proxy.Cmd.Process.Pid
+	before := waitWorkers(t, master, 2, time.Second)
+	b, _ := os.ReadFile(ts.conf)
+	os.WriteFile(ts.conf, append(b, []byte("# changed\n")...), 0o644)
+	ts.proxy.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		now := children(master)
+		if len(now) == 2 && !containsInt(now, before[0]) && !containsInt(now, before[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new generation")
+		}
+	}
+	check("after a new generation")
 }
 
 // TestTLSAndPlaintextListenersOnePool: tls.listen adds a TLS listener
