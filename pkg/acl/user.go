@@ -276,8 +276,17 @@ func (u *User) CheckPassword(pass []byte) bool {
 // Enabled reports whether the user can authenticate at all.
 func (u *User) Enabled() bool { return !u.disabled }
 
-// NoPass reports whether any password authenticates the user.
-func (u *User) NoPass() bool { return u.noPass && !u.disabled }
+// NoPass reports whether the user is nopass (any password authenticates
+// it, when it is enabled).
+func (u *User) NoPass() bool { return u.noPass }
+
+// AllKeysChannels reports whether the user may use every key and every
+// channel.
+func (u *User) AllKeysChannels() bool { return u.allKeys && u.allChannels }
+
+// AllCommands reports whether the user may run every command, also those
+// the table does not know.
+func (u *User) AllCommands() bool { return u.allCommands }
 
 // Verdict is what Check decided.
 type Verdict uint8
@@ -314,25 +323,36 @@ func (v Verdict) String() string {
 // then every channel, as redis's ACLSelectorCheckCmd. It does not
 // allocate.
 func (u *User) Check(c *Command, args [][]byte) Verdict {
+	v, _ := u.CheckArg(c, args)
+	return v
+}
+
+// CheckArg is Check that also says which argument (a key or a channel)
+// was refused; 0 for a refused command.
+func (u *User) CheckArg(c *Command, args [][]byte) (Verdict, int) {
 	if c == nil {
 		if !u.allCommands {
-			return DeniedCommand
+			return DeniedCommand, 0
 		}
-		return Allowed
+		return Allowed, 0
 	}
 	if c.NoAuth {
-		return Allowed
+		return Allowed, 0
 	}
 	if !u.commandAllowed(c) {
-		return DeniedCommand
+		return DeniedCommand, 0
 	}
-	if !u.allKeys && c.lc != nil && len(c.lc.Specs) > 0 && !u.keysAllowed(c, args) {
-		return DeniedKey
+	if !u.allKeys && c.lc != nil && len(c.lc.Specs) > 0 {
+		if i := u.deniedKey(c, args); i > 0 {
+			return DeniedKey, i
+		}
 	}
-	if !u.allChannels && c.chans != chanNone && !u.channelsAllowed(c, args) {
-		return DeniedChannel
+	if !u.allChannels && c.chans != chanNone {
+		if i := u.deniedChannel(c, args); i > 0 {
+			return DeniedChannel, i
+		}
 	}
-	return Allowed
+	return Allowed, 0
 }
 
 func (u *User) commandAllowed(c *Command) bool {
@@ -359,9 +379,10 @@ func (u *User) commandAllowed(c *Command) bool {
 	return on
 }
 
-// keysAllowed checks every key of every key spec, with the permission
-// the spec's flags ask for (redis's ACLSelectorCheckKey).
-func (u *User) keysAllowed(c *Command, args [][]byte) bool {
+// deniedKey checks every key of every key spec, with the permission the
+// spec's flags ask for (redis's ACLSelectorCheckKey), and returns the
+// index of the first key refused, 0 if none.
+func (u *User) deniedKey(c *Command, args [][]byte) int {
 	var idx [16]int
 	for i := range c.lc.Specs {
 		s := &c.lc.Specs[i]
@@ -378,11 +399,11 @@ func (u *User) keysAllowed(c *Command, args [][]byte) bool {
 		need := keyPerm(c, s.Flags, args)
 		for _, k := range keys {
 			if !u.keyAllowed(args[k], need) {
-				return false
+				return k
 			}
 		}
 	}
-	return true
+	return 0
 }
 
 func keyPerm(c *Command, f resp.KeySpecFlags, args [][]byte) uint8 {
@@ -437,12 +458,12 @@ func (u *User) keyAllowed(key []byte, need uint8) bool {
 	return false
 }
 
-func (u *User) channelsAllowed(c *Command, args [][]byte) bool {
+func (u *User) deniedChannel(c *Command, args [][]byte) int {
 	chans := args[1:]
 	if c.chans == chanFirst {
 		chans = args[1:min(2, len(args))]
 	}
-	for _, ch := range chans {
+	for i, ch := range chans {
 		ok := false
 		for _, p := range u.channels {
 			// A PSUBSCRIBE pattern must be one of the user's patterns
@@ -453,10 +474,10 @@ func (u *User) channelsAllowed(c *Command, args [][]byte) bool {
 			}
 		}
 		if !ok {
-			return false
+			return i + 1
 		}
 	}
-	return true
+	return 0
 }
 
 // CommandFor makes a Command for a command the servers described that

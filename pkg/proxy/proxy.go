@@ -172,6 +172,9 @@ func (px *Proxy) snapshot() Snapshot {
 			PinnedOpened:       p.stats.PinnedOpened.Load(),
 			PinnedReused:       p.stats.PinnedReused.Load(),
 			PinnedRefused:      p.stats.PinnedRefused.Load(),
+			ACLDeniedCommand:   p.stats.ACLDeniedCommand.Load(),
+			ACLDeniedKey:       p.stats.ACLDeniedKey.Load(),
+			ACLDeniedChannel:   p.stats.ACLDeniedChannel.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
 		}

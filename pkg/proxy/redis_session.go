@@ -1,5 +1,7 @@
 package proxy
 
+import "github.com/nuthatch-proxy/nuthatch/pkg/acl"
+
 // redisSession is what a Redis client has set on its connection: the RESP
 // version it speaks (HELLO), whether it authenticated (AUTH, HELLO AUTH),
 // its name and library (CLIENT SETNAME/SETINFO) and its reply mode (CLIENT
@@ -8,6 +10,9 @@ package proxy
 type redisSession struct {
 	proto  int // RESP version, 2 or 3
 	authed bool
+	// user is the ACL user the client authenticated as; nil before AUTH
+	// (it is then the pool's default user, see aclUser).
+	user *acl.User
 	name   []byte
 	lib    [2][]byte // CLIENT SETINFO lib-name, lib-ver
 
@@ -29,9 +34,9 @@ type redisSession struct {
 
 func newRedisSession() *redisSession { return &redisSession{proto: 2} }
 
-// reset is RESET: the state of a new connection, except that a pool
-// without redis_auth leaves the client authenticated, as redis leaves a
-// client of a default user without a password.
+// reset is RESET: the state of a new connection, the default user
+// again, except that a client stays authenticated where the default user
+// needs no password, as on redis.
 func (s *redisSession) reset(authRequired bool) {
 	*s = redisSession{proto: 2, authed: !authRequired}
 }

@@ -36,6 +36,9 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// ACL denials (NOPERM), by what was refused: the command, a key, a
+	// channel.
+	ACLDeniedCommand, ACLDeniedKey, ACLDeniedChannel atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -133,6 +136,9 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
+	ACLDeniedCommand   uint64            `json:"acl_denied_command,omitempty"`
+	ACLDeniedKey       uint64            `json:"acl_denied_key,omitempty"`
+	ACLDeniedChannel   uint64            `json:"acl_denied_channel,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

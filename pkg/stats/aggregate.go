@@ -341,6 +341,9 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.ACLDeniedCommand += s.ACLDeniedCommand
+	d.ACLDeniedKey += s.ACLDeniedKey
+	d.ACLDeniedChannel += s.ACLDeniedChannel
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))

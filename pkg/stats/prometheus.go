@@ -120,6 +120,12 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.Asked) }},
 		{desc("pool_cluster_tryagain_total", "TRYAGAIN, CLUSTERDOWN and LOADING replies retried (cluster pools).", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.TryAgain) }},
+		{desc("pool_acl_denied_command_total", "Requests refused with NOPERM because the user may not run the command.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedCommand) }},
+		{desc("pool_acl_denied_key_total", "Requests refused with NOPERM because the user may not access one of their keys.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedKey) }},
+		{desc("pool_acl_denied_channel_total", "Requests refused with NOPERM because the user may not access one of their channels.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedChannel) }},
 		{desc("pool_cluster_redirects_exhausted_total", "Requests failed after max_redirects or failover_timeout (cluster pools).", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.RedirectsExhausted) }},
 	}
