@@ -239,3 +239,22 @@ func FuzzCompile(f *testing.F) {
 		_ = check(u, "PUBLISH "+ch+" v")
 	})
 }
+
+func BenchmarkCheck(b *testing.B) {
+	u, err := Compile(Builtin(), Spec{Name: "app", Commands: []string{"+@read", "+@write", "-@dangerous"}, Keys: []string{"app:*", "%R~r:*"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, req := range []string{"GET app:1", "SET app:1 v", "MGET app:1 app:2 app:3 app:4 r:5 r:6 r:7 app:8"} {
+		a := args(req)
+		b.Run(strings.Fields(req)[0], func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				c, _ := Builtin().Lookup(a)
+				if u.Check(c, a) != Allowed {
+					b.Fatal("denied")
+				}
+			}
+		})
+	}
+}

@@ -13,8 +13,8 @@ type redisSession struct {
 	// user is the ACL user the client authenticated as; nil before AUTH
 	// (it is then the pool's default user, see aclUser).
 	user *acl.User
-	name   []byte
-	lib    [2][]byte // CLIENT SETINFO lib-name, lib-ver
+	name []byte
+	lib  [2][]byte // CLIENT SETINFO lib-name, lib-ver
 
 	// CLIENT REPLY: replyOff mutes every reply until CLIENT REPLY ON;
 	// skipNext mutes the reply of the command after CLIENT REPLY SKIP;
