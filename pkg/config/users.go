@@ -193,3 +193,19 @@ func (c *checker) serverCredentials(rs *rawServer, s *Server, p *Pool) {
 			"server %q authenticates as user %q but has no password: set redis_auth in the pool, or password in the server block.", rs.Label, user)
 	}
 }
+
+// HasSecrets reports whether the configuration holds a password or a
+// password digest: then its file should not be readable by every user.
+func (c *Config) HasSecrets() bool {
+	for _, p := range c.Pools {
+		if p.RedisAuth != "" || len(p.Users) > 0 || p.Sentinel != nil && p.Sentinel.Password != "" {
+			return true
+		}
+		for _, s := range p.Servers {
+			if s.Password != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
