@@ -273,6 +273,35 @@ func (u *User) CheckPassword(pass []byte) bool {
 	return ok == 1
 }
 
+// Fingerprint identifies the user's credentials (name, digests, nopass,
+// off) without revealing them: equal fingerprints accept the same
+// passwords. A hand-over to a new configuration keeps a client's login
+// only while it is unchanged.
+func (u *User) Fingerprint() [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte("nuthatch acl user\x00" + u.Name + "\x00"))
+	var flags [2]byte
+	if u.noPass {
+		flags[0] = 1
+	}
+	if u.disabled {
+		flags[1] = 1
+	}
+	h.Write(flags[:])
+	// Order-independent: a rotated list in another order is the same.
+	var acc [sha256.Size]byte
+	for _, d := range u.hashes {
+		x := sha256.Sum256(d[:])
+		for i := range acc {
+			acc[i] ^= x[i]
+		}
+	}
+	h.Write(acc[:])
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
 // Enabled reports whether the user can authenticate at all.
 func (u *User) Enabled() bool { return !u.disabled }
 

@@ -120,7 +120,7 @@ func (w *worker) run(files []*os.File) int {
 	}
 	px.Start()
 	w.handleSignals()
-	if err := w.ch.Send(&Message{Type: MsgReady}); err != nil {
+	if err := w.ch.Send(&Message{Type: MsgReady, Adopts: true}); err != nil {
 		w.entry.WithError(err).Error("cannot report ready")
 		return 1
 	}
@@ -160,6 +160,12 @@ func (w *worker) control() int {
 		for {
 			m, files, err := w.ch.Recv()
 			closeAll(files)
+			if err == nil && m.Type == MsgClients {
+				// Adopted here, not in the control loop: a draining
+				// peer's batch must not wait behind a stats answer.
+				w.adopt(m)
+				continue
+			}
 			msgs <- recv{m, err}
 			if err != nil {
 				return
@@ -192,8 +198,13 @@ func (w *worker) control() int {
 			if drained == nil {
 				w.entry.Debug("draining")
 				drained = make(chan struct{})
+				handOver := m.HandOver
 				go func() {
-					w.drain(w.cfg.WorkerShutdownTimeout)
+					if handOver {
+						w.handOver(w.cfg.WorkerShutdownTimeout)
+					} else {
+						w.drain(w.cfg.WorkerShutdownTimeout)
+					}
 					close(drained)
 				}()
 			}

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -217,5 +219,55 @@ func TestACLOpenPool(t *testing.T) {
 		if got := c.do(cmd); got != want {
 			t.Errorf("%s: %q, want %q", cmd, got, want)
 		}
+	}
+}
+
+// TestHandOverKeepsACLUser: a client logged in as a user stays that user
+// in the next engine when the user is unchanged there; one whose user was
+// removed or got other passwords is refused (closed).
+func TestHandOverKeepsACLUser(t *testing.T) {
+	be := fakeserver.New(t, fakeserver.Redis)
+	pool := func(users string) string {
+		return fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"redis\"\n%s\n  server %q {}\n}\n", users, be.Addr())
+	}
+	user := func(pw string) string {
+		sum := sha256.Sum256([]byte(pw))
+		return fmt.Sprintf("  user \"app\" {\n    password_sha256 = %q\n    commands = [\"+@read\"]\n    keys = [\"echo:*\"]\n  }\n", hex.EncodeToString(sum[:]))
+	}
+	for _, c := range []struct {
+		name, next string
+		want       error
+	}{
+		{"same", pool(user("pw")), nil},
+		{"password changed", pool(user("other")), ErrUserChanged},
+		{"user removed", pool(`  user "ops" {
+    nopass = true
+  }`), ErrUserChanged},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, addr := serveHCL(t, pool(user("pw")))
+			b, _ := serveHCL(t, c.next)
+			cl := dialLines(t, addr)
+			if got := cl.do("AUTH app pw"); got != "+OK\r\n" {
+				t.Fatalf("AUTH: %q", got)
+			}
+			hs := make(chan Handoff, 1)
+			if _, err := a.HandOver(context.Background(), func(h Handoff) { hs <- h }); err != nil {
+				t.Fatal(err)
+			}
+			err := b.Adopt([]Handoff{<-hs})[0]
+			if !errors.Is(err, c.want) {
+				t.Fatalf("adopt: %v, want %v", err, c.want)
+			}
+			if c.want != nil {
+				return
+			}
+			if got := cl.do("GET echo:1"); got != "$6\r\necho:1\r\n" {
+				t.Fatalf("GET after the hand-over: %q", got)
+			}
+			if got := cl.do("SET echo:1 v"); got != "-NOPERM this user has no permissions to run the 'set' command\r\n" {
+				t.Fatalf("SET after the hand-over: %q", got)
+			}
+		})
 	}
 }

@@ -90,6 +90,13 @@ func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 // sent, and returns once all clients are gone or ctx ends; then it closes
 // whatever is left.
 func (px *Proxy) Shutdown(ctx context.Context) error {
+	_, err := px.drainAll(ctx)
+	return err
+}
+
+// drainAll drains every pool; clients left when ctx ends are closed (and
+// counted busy in the report of a hand-over).
+func (px *Proxy) drainAll(ctx context.Context) (HandoverReport, error) {
 	px.lp.do(func() {
 		for _, p := range px.order {
 			p.drain()
@@ -108,8 +115,17 @@ func (px *Proxy) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	var rep HandoverReport
+	px.lp.do(func() {
+		if px.lp.give != nil {
+			if n := int(px.clients()); n > 0 {
+				px.lp.hoClosed[leaveBusy] += n
+			}
+			rep = HandoverReport{HandedOver: px.lp.hoHanded, Closed: px.lp.hoClosed}
+		}
+	})
 	px.Close()
-	return err
+	return rep, err
 }
 
 // Close closes every listener, client and server connection now.
@@ -130,7 +146,9 @@ func (px *Proxy) Close() {
 }
 
 // Clients reports the number of connected clients over all pools.
-func (px *Proxy) Clients() int64 {
+func (px *Proxy) Clients() int64 { return px.clients() }
+
+func (px *Proxy) clients() int64 {
 	var n int64
 	for _, p := range px.order {
 		n += p.stats.ClientConnections.Load()
@@ -175,6 +193,9 @@ func (px *Proxy) snapshot() Snapshot {
 			ACLDeniedCommand:   p.stats.ACLDeniedCommand.Load(),
 			ACLDeniedKey:       p.stats.ACLDeniedKey.Load(),
 			ACLDeniedChannel:   p.stats.ACLDeniedChannel.Load(),
+			ClientHandedOver:   p.stats.ClientHandedOver.Load(),
+			ClientAdopted:      p.stats.ClientAdopted.Load(),
+			HandoverRefused:    p.stats.ClientHandoverRefused.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
 		}

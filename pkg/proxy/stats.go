@@ -39,6 +39,11 @@ type PoolStats struct {
 	// ACL denials (NOPERM), by what was refused: the command, a key, a
 	// channel.
 	ACLDeniedCommand, ACLDeniedKey, ACLDeniedChannel atomic.Uint64
+	// Hand-over (handover.go): clients passed to the next generation,
+	// clients taken from the previous one, and those refused (closed).
+	ClientHandedOver      atomic.Uint64
+	ClientAdopted         atomic.Uint64
+	ClientHandoverRefused atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -139,6 +144,9 @@ type PoolSnapshot struct {
 	ACLDeniedCommand   uint64            `json:"acl_denied_command,omitempty"`
 	ACLDeniedKey       uint64            `json:"acl_denied_key,omitempty"`
 	ACLDeniedChannel   uint64            `json:"acl_denied_channel,omitempty"`
+	ClientHandedOver   uint64            `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64            `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64            `json:"client_handover_refused,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

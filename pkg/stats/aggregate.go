@@ -344,6 +344,12 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.ACLDeniedCommand += s.ACLDeniedCommand
 	d.ACLDeniedKey += s.ACLDeniedKey
 	d.ACLDeniedChannel += s.ACLDeniedChannel
+	d.PinnedOpened += s.PinnedOpened
+	d.PinnedReused += s.PinnedReused
+	d.PinnedRefused += s.PinnedRefused
+	d.ClientHandedOver += s.ClientHandedOver
+	d.ClientAdopted += s.ClientAdopted
+	d.HandoverRefused += s.HandoverRefused
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))
