@@ -21,8 +21,8 @@ type redisSession struct {
 	// name a hand-over brought, until adopt resolves it.
 	user     *acl.User
 	userName string
-	name []byte
-	lib  [2][]byte // CLIENT SETINFO lib-name, lib-ver
+	name     []byte
+	lib      [2][]byte // CLIENT SETINFO lib-name, lib-ver
 
 	// CLIENT REPLY: replyOff mutes every reply until CLIENT REPLY ON;
 	// skipNext mutes the reply of the command after CLIENT REPLY SKIP;
