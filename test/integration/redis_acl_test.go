@@ -233,7 +233,7 @@ func TestRedisACLMatrix(t *testing.T) {
 		st("GET", "app:1"), st("PING"), st("NOSUCH", "x"), st("GET"), st("HELLO", "3"), st("HELLO", "2"),
 		st("HELLO", "3", "AUTH", "app", "wrong").differs("hello"), st("HELLO", "4", "AUTH", "app", "app-secret"),
 		st("AUTH"), st("AUTH", "a", "b", "c"), st("AUTH", "wrong"), st("AUTH", "app", "wrong"), st("AUTH", "nosuch", "x"),
-		st("AUTH", "off", "x"), st("AUTH", "off", ""), st("QUIT"),
+		st("AUTH", "off", "x"), st("AUTH", "off", ""), st("RESET"), st("CLIENT", "SETNAME", "x"), st("QUIT"),
 	}
 	app := []aclStep{
 		st("AUTH", "app", "app-secret"), st("ACL", "WHOAMI"),
