@@ -169,6 +169,11 @@ func aclUsersHCL() string {
   user "off" {
     enabled = false
   }
+  user "sub" {
+    nopass   = true
+    commands = ["+@pubsub", "+ping"]
+    channels = ["app.*", "&news"]
+  }
 `, sha("app-secret"), sha("app-next"), sha("rep-pw"))
 }
 
@@ -178,6 +183,7 @@ var aclUsersRedis = [][]string{
 	{"ACL", "SETUSER", "rep", "reset", "on", "#" + sha("rep-pw"), "+@read", "-mget", "+acl|whoami", "+client", "allkeys"},
 	{"ACL", "SETUSER", "np", "reset", "on", "nopass", "+get", "+acl", "~np:*"},
 	{"ACL", "SETUSER", "off", "reset", "off"},
+	{"ACL", "SETUSER", "sub", "reset", "on", "nopass", "+@pubsub", "+ping", "&app.*", "&news"},
 }
 
 func setupRedisUsers(t *testing.T, addr string, extra ...[]string) {
@@ -270,13 +276,21 @@ func TestRedisACLMatrix(t *testing.T) {
 		st("HELLO", "2", "AUTH", "rep", "rep-pw").differs("hello"), st("MGET", "a"), st("ACL", "WHOAMI"),
 	}
 	ping := aclStep{raw: "*1\r\n$4\r\nPING\r\n"} // answered by neither: the connection is closed
+	// Channels, subscribed (RESP2: only the subscribe commands, PING,
+	// QUIT and RESET are allowed then).
+	sub := []aclStep{
+		st("AUTH", "sub", "x"), st("PUBLISH", "news", "m"), st("PUBLISH", "sport", "m"),
+		st("SUBSCRIBE", "sport"), st("SUBSCRIBE", "app.1", "sport"), st("PSUBSCRIBE", "app.1*"),
+		st("SUBSCRIBE", "app.1", "news").replies(2), st("SUBSCRIBE", "sport"), st("PSUBSCRIBE", "app.*"),
+		st("PING"), st("GET", "a"), st("UNSUBSCRIBE", "app.1", "news").replies(2), st("PUNSUBSCRIBE"), st("PING"),
+	}
 	limits := [][]aclStep{
 		{{raw: "*11\r\n"}, ping},
 		{{raw: "*2\r\n$3\r\nGET\r\n$16385\r\n"}, ping},
 		{{raw: "*10\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"}},
 		{{raw: "*2\r\n$4\r\nAUTH\r\n$5\r\ndefpw\r\n*11\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n", n: 2}},
 	}
-	sessions := append([][]aclStep{unauth, app, hello}, limits...)
+	sessions := append([][]aclStep{unauth, app, hello, sub}, limits...)
 	runACLMatrix(t, ref.Addr, proxy, sessions)
 }
 
