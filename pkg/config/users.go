@@ -58,6 +58,10 @@ func (c *checker) users(rp *rawPool, p *Pool) {
 	if strings.ContainsAny(p.RedisUsername, " \t\r\n") {
 		c.errorf(rp.RedisUsernameRange, "Invalid redis_username", "a Redis user name has no spaces or line breaks.")
 	}
+	if p.RedisUsername != "" && p.RedisAuth == "" && len(rp.Servers) == 0 {
+		// A cluster pool's nodes have no blocks to give a password.
+		c.errorf(rp.RedisUsernameRange, "Missing redis_auth", "redis_username %q needs redis_auth, its password.", p.RedisUsername)
+	}
 	if len(rp.Users) == 0 && p.RedisAuth == "" {
 		return
 	}
