@@ -1,11 +1,15 @@
 package acl
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
 func TestMatch(t *testing.T) {
@@ -256,5 +260,25 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTableCoversRouting: every command the proxy routes by its built-in
+// table has ACL facts, so no known command is judged only by allcommands.
+func TestTableCoversRouting(t *testing.T) {
+	resp.Commands(func(c *resp.Command) {
+		if Builtin().command(c.Name) == nil {
+			t.Errorf("%s: no ACL facts", c.Name)
+		}
+	})
+	want, err := os.ReadFile("../proto/resp/testdata/redis-7.0.15-command.resp.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, commandReply) {
+		t.Error("the embedded COMMAND reply differs from resp's captured one")
+	}
+	if n := len(Builtin().all); n < 350 {
+		t.Errorf("%d commands and subcommands; redis 7.0 has about 380", n)
 	}
 }
