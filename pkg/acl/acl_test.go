@@ -83,6 +83,8 @@ func TestCompileErrors(t *testing.T) {
 		{Spec{Name: "u", PasswordSHA256: []string{"secret"}}, "64 hex digits"},
 		{Spec{Name: "u", PasswordSHA256: []string{strings.Repeat("g", 64)}}, "not hex"},
 		{Spec{Name: "a b"}, "no spaces"},
+		{Spec{Name: "u", Keys: []string{"allkeys", "app:*"}}, "after allkeys"},
+		{Spec{Name: "u", Channels: []string{"allchannels", "news"}}, "after allchannels"},
 	} {
 		_, err := Compile(Builtin(), c.spec)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrRule) {

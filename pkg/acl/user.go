@@ -125,8 +125,10 @@ func Compile(t *Table, s Spec) (*User, error) {
 			u.allChannels, u.channels = false, nil
 		case r == "" || r == "&":
 			return nil, &RuleError{"channels", i, r, "empty channel pattern"}
+		case u.allChannels:
+			// redis refuses it too (EEXIST): it would have no effect.
+			return nil, &RuleError{"channels", i, r, "a pattern after allchannels (&*) has no effect; start with resetchannels"}
 		default:
-			u.allChannels = false
 			u.channels = append(u.channels, []byte(strings.TrimPrefix(r, "&")))
 		}
 	}
@@ -247,6 +249,10 @@ func (u *User) keyRule(r string) string {
 	}
 	if pat == "" {
 		return "empty key pattern"
+	}
+	if u.allKeys {
+		// redis refuses it too (EEXIST): it would have no effect.
+		return "a pattern after allkeys (~*) has no effect; start with resetkeys"
 	}
 	if flags == permRead|permWrite && pat == "*" {
 		u.allKeys, u.keys = true, nil
