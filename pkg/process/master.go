@@ -280,6 +280,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 // prepare validates what a new generation needs and acquires its sockets,
 // touching nothing that is running (nginx's ngx_init_cycle).
 func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
+	warnSecretsReadable(cfg, m.entry)
 	if m.Topology != nil {
 		m.Topology.Watch(cfg)
 	}

@@ -36,6 +36,9 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// ACL denials (NOPERM), by what was refused: the command, a key, a
+	// channel.
+	ACLDeniedCommand, ACLDeniedKey, ACLDeniedChannel atomic.Uint64
 	// Hand-over (handover.go): clients passed to the next generation,
 	// clients taken from the previous one, and those refused (closed).
 	ClientHandedOver      atomic.Uint64
@@ -141,6 +144,9 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
+	ACLDeniedCommand   uint64 `json:"acl_denied_command,omitempty"`
+	ACLDeniedKey       uint64 `json:"acl_denied_key,omitempty"`
+	ACLDeniedChannel   uint64 `json:"acl_denied_channel,omitempty"`
 	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
 	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
 	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
