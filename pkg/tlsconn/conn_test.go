@@ -125,7 +125,7 @@ func TestServerDataMode(t *testing.T) {
 			rest = append(rest, b[skip:])
 			skip = 0
 		}
-		n, err := c.Writev(rest)
+		n, err := c.Writev(rest, nil)
 		if err != nil && err != unix.EAGAIN {
 			t.Fatal(err)
 		}
