@@ -504,8 +504,15 @@ func (c *clientConn) unsent() int {
 // which leaves that request in its socket for the next worker.
 func (c *clientConn) drained(now int64) bool {
 	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace) || c.lp.give != nil) &&
-		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c))
+		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c)) &&
+		(c.tls == nil || now-c.lastRead >= int64(tlsDrainIdle))
 }
+
+// tlsDrainIdle: a TLS client, which cannot be handed over, is closed by a
+// draining worker once it has sent nothing for this long, so that the
+// close does not meet a request on its way (worker_shutdown_timeout still
+// bounds the wait).
+const tlsDrainIdle = time.Second
 
 // idle: waiting for nothing and holding no partial request.
 func (c *clientConn) idle() bool {

@@ -242,6 +242,7 @@ func TestHandOverLeavesTLSClients(t *testing.T) {
 			t.Fatalf("PING: %q %v", line, err)
 		}
 	}
+	lastTLS := time.Now()
 	rep, err := a.HandOver(context.Background(), func(h Handoff) {
 		go func() {
 			if errs := b.Adopt([]Handoff{h}); errs[0] != nil {
@@ -258,6 +259,9 @@ func TestHandOverLeavesTLSClients(t *testing.T) {
 	tc.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := tc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Errorf("the TLS client: %v, want a clean EOF", err)
+	}
+	if d := time.Since(lastTLS); d < tlsDrainIdle {
+		t.Errorf("the TLS client was closed %v after its last request, before it idled %v", d, tlsDrainIdle)
 	}
 	pc.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(pc, "PING\r\n")
