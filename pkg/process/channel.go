@@ -29,6 +29,7 @@ const (
 	MsgStats     = "stats"     // answered with MsgStats
 	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
 	MsgSlots     = "slots"     // a cluster pool's slot map
+	MsgTLS       = "tls"       // read TLS certificates again; session ticket keys
 
 	// either way: client connections handed over (fds attached), from an
 	// old worker to its master, from a master to a new worker (or to the
@@ -72,6 +73,15 @@ type Message struct {
 	// MsgHint: the server (Pool, Server) and what was seen (Reason).
 	Hint *HintInfo `json:"hint,omitempty"`
 
+	// MsgInit, MsgTLS: session ticket keys, the first encrypts (secret:
+	// only ever on the master's socketpair). MsgTLS with Reload set: read
+	// the certificate files again, in place.
+	TicketKeys [][]byte `json:"ticket_keys,omitempty"`
+	Reload     bool     `json:"reload,omitempty"`
+	// MsgInit, MsgTLS: the TLS files' contents the master checked, by
+	// path (secret, like the keys).
+	TLSFiles map[string][]byte `json:"tls_files,omitempty"`
+
 	// MsgStats (master -> worker): the other workers' counters per pool,
 	// as last summed, for the INFO a worker answers.
 	Peers []proxy.PeerTotals `json:"peers,omitempty"`
@@ -103,6 +113,8 @@ type HintInfo struct {
 type ListenerSpec struct {
 	Pool string `json:"pool"` // pool name, or "stats"
 	Addr string `json:"addr"`
+	// TLS: the listener of the pool's tls block (tls.listen).
+	TLS bool `json:"tls,omitempty"`
 }
 
 // maxMessage bounds one message; configurations are far smaller.

@@ -101,6 +101,8 @@ type Master struct {
 	slotMaps   map[string]proxy.SlotMap          // cluster pool -> the latest from Cluster
 	tallies    []*handoverTally                  // hand-overs not yet logged
 	tallySeq   uint64
+	tickets    ticketKeyring // session ticket keys for every worker (tls.go)
+	expiryAt   time.Time     // when certificate expiry was last checked
 }
 
 // ClusterSource reads cluster pools' slot maps, one per master.
@@ -139,6 +141,8 @@ type generation struct {
 	counters *counterSegment
 	rows     []int
 	ended    bool // its rows are given back
+	// tlsPrint fingerprints the contents of its TLS files (tls.go).
+	tlsPrint [32]byte
 }
 
 type workerState struct {
@@ -251,6 +255,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 			}
 			m.watchdog(now)
 			m.reportStatus(now)
+			m.tlsTick(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
@@ -292,7 +297,8 @@ func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
 	}
 	m.genSeq++
 	g := &generation{id: m.genSeq, cfg: cfg, src: src, sockets: socks,
-		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred}
+		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred, tlsPrint: tlsFingerprint(cfg)}
+	m.checkTLS(cfg)
 	m.assignCounters(g)
 	return g, nil
 }
@@ -409,7 +415,7 @@ func (m *Master) spawn(g *generation, slot int) {
 	}
 	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
 		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg),
-		Slots: m.slotMapsFor(g.cfg)}
+		Slots: m.slotMapsFor(g.cfg), TicketKeys: m.ticketKeysFor(g.cfg), TLSFiles: g.cfg.TLSFiles}
 	if g.counters != nil {
 		names := make([]string, len(g.cfg.Pools))
 		for i, p := range g.cfg.Pools {
@@ -966,6 +972,10 @@ func (m *Master) reload() {
 	var cfg *config.Config
 	if err == nil {
 		cfg, err = config.Parse(src, m.ConfigPath)
+	}
+	if err == nil && m.certsOnly(cfg, src) {
+		m.reloadTLS(cfg)
+		return
 	}
 	if err == nil {
 		m.next, err = m.prepare(cfg, src)

@@ -40,7 +40,7 @@ func RunWorker() int {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: no init message from the master: %v\n", err)
 		return 1
 	}
-	cfg, err := config.Parse(m.Config, m.ConfigFile)
+	cfg, err := config.ParseWithFiles(m.Config, m.ConfigFile, m.TLSFiles)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: configuration: %v\n", err)
 		return 1
@@ -89,6 +89,9 @@ func (w *worker) run(files []*os.File) int {
 	if len(m.Topology) > 0 {
 		px.SetServerAddresses(m.Topology)
 	}
+	if len(m.TicketKeys) > 0 {
+		px.SetSessionTicketKeys(ticketKeys(m.TicketKeys))
+	}
 	for _, sm := range m.Slots {
 		px.SetSlotMap(sm)
 	}
@@ -112,7 +115,11 @@ func (w *worker) run(files []*os.File) int {
 			ln.Close() // served by the master
 			continue
 		}
-		if err := px.Serve(spec.Pool, ln); err != nil {
+		serve := px.Serve
+		if spec.TLS {
+			serve = px.ServeTLS
+		}
+		if err := serve(spec.Pool, ln); err != nil {
 			ln.Close()
 			w.entry.WithError(err).Error("cannot serve")
 			return 1
@@ -220,6 +227,8 @@ func (w *worker) control() int {
 			}
 		case MsgTopology:
 			w.px.SetServerAddresses(m.Topology)
+		case MsgTLS:
+			w.onTLS(m)
 		case MsgSlots:
 			for _, sm := range m.Slots {
 				w.px.SetSlotMap(sm)

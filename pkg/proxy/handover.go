@@ -53,6 +53,7 @@ const (
 	leaveEpoll    = "epoll"          // its descriptor could not leave the loop
 	leaveBusy     = "busy"           // still busy when worker_shutdown_timeout ended
 	leaveNoTarget = "no_next_worker" // no engine to take it
+	leaveTLS      = "tls"            // TLS: crypto/tls cannot export its session state
 )
 
 // Sentinel errors of Adopt, by which a caller counts refusals.
@@ -78,6 +79,8 @@ func (c *clientConn) handoverBlocker() string {
 		return leaveBusy
 	case c.rs != nil && c.rs.st != nil && c.rs.st.holds(c):
 		return "pinned"
+	case c.tls != nil || c.handshaking:
+		return leaveTLS
 	case c.lp.give == nil:
 		return leaveNoTarget
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -203,5 +204,64 @@ func TestHandOverBetweenEngines(t *testing.T) {
 	}
 	if got := b.Snapshot().Pools[0].ClientAdopted; got != uint64(20-refused) {
 		t.Errorf("adopted %d, want %d", got, 20-refused)
+	}
+}
+
+// A TLS client is never handed over (crypto/tls cannot export its
+// session): it is closed at its boundary, counted as "tls", while a
+// plaintext client of the same pool moves.
+func TestHandOverLeavesTLSClients(t *testing.T) {
+	be := fakeserver.New(t, fakeserver.Redis)
+	rig := newTLSRig(t)
+	hcl := fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"redis\"\n%s  server %q {}\n}\n",
+		rig.block("    listen = \"127.0.0.1:3\"\n"), be.Addr())
+	a, plainAddr := serveHCL(t, hcl)
+	b, _ := serveHCL(t, hcl)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ServeTLS("p", ln); err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := ln.Addr().String()
+	tc, err := tls.Dial("tcp", tlsAddr, rig.clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	pc, err := net.Dial("tcp", plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, c := range []net.Conn{tc, pc} {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "PING\r\n")
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			t.Fatalf("PING: %q %v", line, err)
+		}
+	}
+	rep, err := a.HandOver(context.Background(), func(h Handoff) {
+		go func() {
+			if errs := b.Adopt([]Handoff{h}); errs[0] != nil {
+				t.Errorf("adopt: %v", errs[0])
+			}
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HandedOver != 1 || rep.Closed[leaveTLS] != 1 {
+		t.Fatalf("handed over %d, closed %v; want the plaintext client handed over and the TLS one closed as %q", rep.HandedOver, rep.Closed, leaveTLS)
+	}
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the TLS client: %v, want a clean EOF", err)
+	}
+	pc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(pc, "PING\r\n")
+	if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "+PONG\r\n" {
+		t.Errorf("the plaintext client after the hand-over: %q %v", line, err)
 	}
 }

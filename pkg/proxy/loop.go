@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // loop is the engine's event loop: one goroutine that owns every client
@@ -62,12 +64,15 @@ type loop struct {
 	hoHanded int
 	hoClosed map[string]int
 
-	pools    []*pool
-	tick     time.Duration
-	nextTick int64
-	quit     bool
-	started  atomic.Bool
-	done     chan struct{}
+	pools []*pool
+	// handshakes bounds the TLS handshakes of the loop's clients; nil
+	// without a TLS pool.
+	handshakes *tlsconn.Limiter
+	tick       time.Duration
+	nextTick   int64
+	quit       bool
+	started    atomic.Bool
+	done       chan struct{}
 }
 
 // handler is what owns a descriptor registered with the loop.

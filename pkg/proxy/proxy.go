@@ -39,7 +39,7 @@ func New(cfg *config.Config, log *logrus.Entry) (*Proxy, error) {
 	}
 	px := &Proxy{log: log, pools: make(map[string]*pool), lp: lp}
 	for _, pc := range cfg.Pools {
-		p, err := newPool(pc, log, lp)
+		p, err := newPool(pc, log, lp, cfg.TLSFiles)
 		if err != nil {
 			unix.Close(lp.epfd)
 			unix.Close(lp.evfd)
@@ -74,15 +74,33 @@ func (px *Proxy) Start() {
 
 // Serve accepts the clients of the named pool on ln, in the background.
 // A pool may be served on several listeners (one per SO_REUSEPORT socket).
-// The proxy owns ln from then on and closes it when it drains.
+// The proxy owns ln from then on and closes it when it drains. The clients
+// speak TLS when the pool has a tls block without a listen of its own.
 func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 	p, ok := px.pools[poolName]
 	if !ok {
 		return fmt.Errorf("proxy: no pool %q", poolName)
 	}
+	return px.serve(p, ln, p.cfg.TLS != nil && p.cfg.TLS.Listen.Network == "")
+}
+
+// ServeTLS is Serve for the listener of a pool's tls block (tls.listen):
+// its clients speak TLS.
+func (px *Proxy) ServeTLS(poolName string, ln net.Listener) error {
+	p, ok := px.pools[poolName]
+	if !ok {
+		return fmt.Errorf("proxy: no pool %q", poolName)
+	}
+	if p.tlsServer == nil {
+		return fmt.Errorf("proxy: pool %q has no tls block", poolName)
+	}
+	return px.serve(p, ln, true)
+}
+
+func (px *Proxy) serve(p *pool, ln net.Listener, tls bool) error {
 	px.run()
 	var err error
-	px.lp.do(func() { err = p.serve(ln) })
+	px.lp.do(func() { err = p.serve(ln, tls) })
 	return err
 }
 
@@ -196,8 +214,13 @@ func (px *Proxy) snapshot() Snapshot {
 			ClientHandedOver:   p.stats.ClientHandedOver.Load(),
 			ClientAdopted:      p.stats.ClientAdopted.Load(),
 			HandoverRefused:    p.stats.ClientHandoverRefused.Load(),
+			TLSHandshakes:      p.stats.TLSHandshakes.Load(),
+			TLSHandshakeFailed: p.stats.TLSHandshakeFailed.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
+		}
+		if p.tlsServer != nil {
+			ps.TLSCertNotAfter = p.tlsServer.NotAfter().Unix()
 		}
 		p.commands.Range(func(k, v any) bool {
 			ps.Commands[k.(string)] = v.(*atomic.Uint64).Load()
