@@ -451,6 +451,10 @@ func (m *Master) watch(w *workerState) {
 		for {
 			msg, files, err := ch.Recv()
 			closeAll(files)
+			if errors.Is(err, errTruncated) {
+				m.entry.WithError(err).WithField("slot", w.slot).Error("worker message lost")
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, errChannelClosed) {
 					m.entry.WithError(err).WithField("slot", w.slot).Error("worker channel unreadable")

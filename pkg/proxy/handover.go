@@ -187,7 +187,7 @@ func (px *Proxy) adopt(h Handoff) error {
 		err = p.adopt(h)
 	}
 	if err != nil {
-		unix.Close(h.FD)
+		EndClients([]int{h.FD})
 		if ok {
 			p.stats.ClientHandoverRefused.Add(1)
 		}
@@ -316,4 +316,16 @@ func authTag(secret string) string {
 	}
 	sum := sha256.Sum256([]byte("nuthatch hand-over\x00" + secret))
 	return hex.EncodeToString(sum[:8])
+}
+
+// EndClients closes client connections that cannot be handed over or
+// adopted: a FIN first (shutdown), so that the client reads a clean end
+// even when a request it sent meanwhile is still unread here and the
+// close then resets the connection (the request is not run, as when a
+// connection closes between requests).
+func EndClients(fds []int) {
+	for _, fd := range fds {
+		unix.Shutdown(fd, unix.SHUT_WR)
+		unix.Close(fd)
+	}
 }

@@ -68,6 +68,7 @@ type loop struct {
 	// handshakes bounds the TLS handshakes of the loop's clients; nil
 	// without a TLS pool.
 	handshakes *tlsconn.Limiter
+	tlsScratch []byte // where a TLS client's replies are gathered for one write
 	tick       time.Duration
 	nextTick   int64
 	quit       bool

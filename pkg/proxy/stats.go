@@ -144,12 +144,12 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
-	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
-	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
-	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
 	ACLDeniedCommand   uint64 `json:"acl_denied_command,omitempty"`
 	ACLDeniedKey       uint64 `json:"acl_denied_key,omitempty"`
 	ACLDeniedChannel   uint64 `json:"acl_denied_channel,omitempty"`
+	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
 	TLSHandshakes      uint64 `json:"tls_handshakes,omitempty"`
 	TLSHandshakeFailed uint64 `json:"tls_handshake_failed,omitempty"`
 	// TLSCertNotAfter is when the listener's certificate expires (unix

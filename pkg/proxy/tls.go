@@ -39,6 +39,7 @@ func (p *pool) setupTLS() error {
 		p.tlsServer = s
 		if p.lp.handshakes == nil {
 			p.lp.handshakes = tlsconn.NewLimiter(handshakeSlots(), maxPendingHandshakes)
+			p.lp.tlsScratch = make([]byte, 0, tlsconn.ChunkSize)
 		}
 	}
 	if t := p.cfg.ServerTLS; t != nil {
@@ -125,7 +126,7 @@ func (c *clientConn) write(b []byte) (int, error) {
 
 func (c *clientConn) writev(bufs [][]byte, iov []unix.Iovec) (int, error) {
 	if c.tls != nil {
-		return c.tls.Writev(bufs)
+		return c.tls.Writev(bufs, c.lp.tlsScratch)
 	}
 	return sysWritev(c.fd, bufs, iov)
 }

@@ -25,9 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrHandshakeLimit: too many handshakes are pending on this loop.
-var ErrHandshakeLimit = errors.New("tlsconn: too many pending handshakes")
-
 // Conn is one TLS connection. Handshake runs on any goroutine; after it,
 // every method is for the loop's goroutine only.
 type Conn struct {
@@ -174,6 +171,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 // records, gathered from small replies so that they share records.
 const plainChunk = 64 << 10
 
+// ChunkSize is the scratch a caller gives Writev to gather replies in.
+const ChunkSize = plainChunk
+
+// maxRecord is the plaintext of one full record: a write of at most this
+// is one record, written straight to the socket.
+const maxRecord = 16 << 10
+
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, plainChunk+1024); return &b }}
 
 // Write encrypts b and writes it as write(2) would: it returns how much
@@ -182,12 +186,14 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, plainChunk+1024
 // unix.EAGAIN returned, while earlier output waits.
 func (c *Conn) Write(b []byte) (int, error) {
 	one := [1][]byte{b}
-	return c.Writev(one[:])
+	return c.Writev(one[:], nil)
 }
 
 // Writev is Write of bufs gathered: replies of one loop round leave in as
 // few records as they fit (one record costs ≈ 320 ns plus the bytes).
-func (c *Conn) Writev(bufs [][]byte) (int, error) {
+// scratch (capacity ChunkSize, owned by the caller's loop) is where they
+// are gathered; nil takes a pooled buffer.
+func (c *Conn) Writev(bufs [][]byte, scratch []byte) (int, error) {
 	if err := c.Flush(); err != nil {
 		return 0, err
 	}
@@ -198,8 +204,12 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 		}
 		return len(bufs[0]), nil
 	}
-	bp := chunkPool.Get().(*[]byte)
-	plain := (*bp)[:0]
+	var bp *[]byte
+	plain := scratch[:0]
+	if cap(plain) < plainChunk {
+		bp = chunkPool.Get().(*[]byte)
+		plain = (*bp)[:0]
+	}
 	taken := 0
 	var err error
 	for i := 0; i < len(bufs) && err == nil; i++ {
@@ -236,8 +246,10 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 			taken += len(plain)
 		}
 	}
-	*bp = plain[:0]
-	chunkPool.Put(bp)
+	if bp != nil {
+		*bp = plain[:0]
+		chunkPool.Put(bp)
+	}
 	if err == errFull {
 		err = nil
 	}
@@ -258,9 +270,10 @@ const (
 
 var errFull = errors.New("tlsconn: socket full")
 
-// seal encrypts p in records gathered in out, then writes them in one call.
+// seal encrypts p and writes it: one record straight to the socket, or
+// several gathered in out and written in one call.
 func (c *Conn) seal(p []byte) error {
-	c.t.cork = true
+	c.t.cork = len(p) > maxRecord
 	_, err := c.tc.Write(p)
 	c.t.cork = false
 	if err != nil {
@@ -307,10 +320,6 @@ func (c *Conn) CloseNotify() {
 	}
 	c.t.putOut()
 }
-
-// Buffered reports the bytes the connection holds for the socket (the
-// output waiting), for stats.
-func (c *Conn) Buffered() int { return len(c.t.out) - c.t.ooff }
 
 func (t *transport) putOut() {
 	if t.out != nil && t.ooff == len(t.out) {
