@@ -95,6 +95,8 @@ type rawPool struct {
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
+	AllowKeys          *bool   `hcl:"allow_keys,optional"`
+	AllowAdmin         *bool   `hcl:"allow_admin_commands,optional"`
 
 	Servers  []*rawServer   `hcl:"server,block"`
 	Sentinel []*rawSentinel `hcl:"sentinel,block"`
@@ -128,6 +130,8 @@ type rawPool struct {
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
 	CoalesceGetsName   hcl.Range `hcl:"coalesce_gets,attr_name_range"`
+	AllowKeysName      hcl.Range `hcl:"allow_keys,attr_name_range"`
+	AllowAdminName     hcl.Range `hcl:"allow_admin_commands,attr_name_range"`
 	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
 	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
 }
@@ -646,8 +650,18 @@ func (c *checker) pool(rp *rawPool) *Pool {
 			"server_connections must be at least 1 (got %d).", p.ServerConnections)
 		p.ServerConnections = DefaultServerConnections
 	}
+	p.AllowKeys = deref(rp.AllowKeys, false)
+	p.AllowAdminCommands = deref(rp.AllowAdmin, false)
 	if p.Protocol == ProtocolMemcache {
 		p.CoalesceGets = deref(rp.CoalesceGets, true)
+		for _, a := range []struct {
+			name string
+			r    hcl.Range
+		}{{"allow_keys", rp.AllowKeysName}, {"allow_admin_commands", rp.AllowAdminName}} {
+			if present(a.r) {
+				c.errorf(a.r, "Invalid attribute for a memcache pool", "%s is only valid in a redis pool.", a.name)
+			}
+		}
 		if present(rp.RedisAuthNameRange) {
 			c.errorf(rp.RedisAuthNameRange, "Invalid attribute for a memcache pool", "redis_auth is only valid in a redis pool.")
 		}

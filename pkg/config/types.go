@@ -119,6 +119,11 @@ type Pool struct {
 	// (0: kept).
 	MaxPinnedLinks    int
 	PinnedIdleTimeout time.Duration
+	// AllowKeys lets clients send KEYS, answered from every server (it is
+	// O(N) on each, so off by default). AllowAdminCommands lets them send
+	// FLUSHDB, FLUSHALL, CONFIG and DEBUG to every server (off by default).
+	AllowKeys          bool
+	AllowAdminCommands bool
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int

@@ -72,7 +72,7 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 			return false
 		}
 	default:
-		return false
+		return r.wholePoolMore(c, cmd, args, raw) // redis_admin.go
 	}
 	return true
 }
@@ -157,6 +157,10 @@ func (r *redisProto) mergeWhole(parent *msg) {
 			parent.reply = append(parent.reply[:0], f.reply...)
 			return
 		}
+	}
+	if parent.op >= opFirstReply {
+		r.mergeAdmin(parent)
+		return
 	}
 	invalid := func() { parent.reply = resp.AppendError(parent.reply[:0], "ERR Invalid argument") }
 	switch parent.op {
