@@ -96,6 +96,7 @@ type rawPool struct {
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
 	AllowKeys          *bool   `hcl:"allow_keys,optional"`
+	Databases          *int    `hcl:"databases,optional"`
 	AllowAdmin         *bool   `hcl:"allow_admin_commands,optional"`
 
 	Servers  []*rawServer   `hcl:"server,block"`
@@ -131,6 +132,8 @@ type rawPool struct {
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
 	CoalesceGetsName   hcl.Range `hcl:"coalesce_gets,attr_name_range"`
 	AllowKeysName      hcl.Range `hcl:"allow_keys,attr_name_range"`
+	DatabasesName      hcl.Range `hcl:"databases,attr_name_range"`
+	DatabasesRange     hcl.Range `hcl:"databases,attr_value_range"`
 	AllowAdminName     hcl.Range `hcl:"allow_admin_commands,attr_name_range"`
 	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
 	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
@@ -652,12 +655,20 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	}
 	p.AllowKeys = deref(rp.AllowKeys, false)
 	p.AllowAdminCommands = deref(rp.AllowAdmin, false)
+	p.Databases = c.nonNegative("databases", rp.Databases, 0, rp.DatabasesRange)
+	switch {
+	case p.Databases > MaxDatabases:
+		c.errorf(rp.DatabasesRange, "Invalid databases", "databases may be at most %d (got %d).", MaxDatabases, p.Databases)
+	case p.Databases > 0 && p.RedisDB >= p.Databases:
+		c.errorf(rp.DatabasesRange, "Invalid databases",
+			"redis_db (%d) must be one of the databases 0..%d that databases = %d lets clients select.", p.RedisDB, p.Databases-1, p.Databases)
+	}
 	if p.Protocol == ProtocolMemcache {
 		p.CoalesceGets = deref(rp.CoalesceGets, true)
 		for _, a := range []struct {
 			name string
 			r    hcl.Range
-		}{{"allow_keys", rp.AllowKeysName}, {"allow_admin_commands", rp.AllowAdminName}} {
+		}{{"allow_keys", rp.AllowKeysName}, {"allow_admin_commands", rp.AllowAdminName}, {"databases", rp.DatabasesName}} {
 			if present(a.r) {
 				c.errorf(a.r, "Invalid attribute for a memcache pool", "%s is only valid in a redis pool.", a.name)
 			}
@@ -822,6 +833,9 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 	if present(rp.AutoEjectHostsName) && p.AutoEjectHosts {
 		c.errorf(rp.AutoEjectHostsName, "Invalid attribute for a cluster pool",
 			"auto_eject_hosts would move keys; the cluster promotes a replica instead.")
+	}
+	if present(rp.DatabasesName) && p.Databases > 1 {
+		c.errorf(rp.DatabasesName, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")
 	}
 	if present(rp.RedisDBNameRange) && p.RedisDB != 0 {
 		c.errorf(rp.RedisDBNameRange, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")

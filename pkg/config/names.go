@@ -31,7 +31,10 @@ const (
 	DefaultClientOutputSoftDuration = "60s"
 	// Pinned links (transactions, blocking calls, subscriptions): per
 	// server and worker process.
-	DefaultMaxPinnedLinks    = 1024
+	DefaultMaxPinnedLinks = 1024
+	// MaxDatabases bounds databases: a link class holds the database in
+	// seven bits.
+	MaxDatabases             = 127
 	DefaultPinnedIdleTimeout = "60s"
 	DefaultStatsListen       = "127.0.0.1:22222"
 	DefaultStatsInterval     = "30s"

@@ -124,6 +124,9 @@ type Pool struct {
 	// FLUSHDB, FLUSHALL, CONFIG and DEBUG to every server (off by default).
 	AllowKeys          bool
 	AllowAdminCommands bool
+	// Databases lets clients SELECT databases 0..Databases-1 (each on
+	// links of its own); 0 lets them select RedisDB only.
+	Databases int
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strconv"
+
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
@@ -47,6 +49,17 @@ func (r *redisProto) wholePoolMore(c *clientConn, cmd *resp.Command, args [][]by
 			return true
 		}
 		r.broadcast(c, opConcat, args, raw)
+	case "move":
+		// MOVE key db, between the databases the pool lets clients select.
+		if p.cfg.Databases == 0 {
+			return false
+		}
+		if db, err := strconv.Atoi(string(args[2])); err != nil || db < 0 || db >= p.cfg.Databases {
+			c.localError("ERR DB index is out of range")
+			return true
+		}
+		c.keys = append(c.keys[:0], 1)
+		r.single(c, args, raw, c.keys)
 	case "flushdb", "flushall", "config", "debug":
 		if !p.cfg.AllowAdminCommands {
 			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: server command; set allow_admin_commands = true in pool '" +

@@ -33,6 +33,7 @@ type txnState struct {
 	link   *link
 	broken error    // the pinned link died: the transaction cannot go on
 	queued [][]byte // keyless requests queued before the server was fixed
+	count  int      // commands queued, for CLIENT LIST's multi=
 }
 
 // stateful returns c's stateful session, making it.
@@ -346,9 +347,11 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 		// No server yet: the proxy queues it, as the server would.
 		req := requestBuilder(args, raw)(nil)
 		t.queued = append(t.queued, req)
+		t.count++
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "QUEUED") })
 		return
 	}
+	t.count++
 	m := newMsg(c)
 	c.enqueue(m)
 	p.sendPinned(m, t.link, requestBuilder(args, raw))

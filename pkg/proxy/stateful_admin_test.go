@@ -171,3 +171,157 @@ func TestKeysAndAdminCommandsOptIn(t *testing.T) {
 		t.Errorf("KEYS after FLUSHALL: %q", got)
 	}
 }
+
+// clientLine returns the CLIENT LIST line of the client with that id.
+func clientLine(t *testing.T, c *respClient, id string) string {
+	t.Helper()
+	for _, line := range strings.Split(c.do("CLIENT", "LIST"), "\n") {
+		if strings.HasPrefix(line, "id="+id+" ") {
+			return line
+		}
+	}
+	t.Fatalf("no client id=%s in CLIENT LIST", id)
+	return ""
+}
+
+// SELECT n with databases = 16: each client's requests, transactions,
+// blocking calls, SCAN and DBSIZE run in its database, on links of that
+// database; RESET goes back to redis_db; MOVE moves between databases.
+func TestSelectDatabases(t *testing.T) {
+	one := startRedisRig(t, 1, "")
+	if got := dialResp(t, one.addr).do("SELECT", "1"); got != "-ERR SELECT 1 refused: pool 'p' serves database 0 only (set databases in the pool to let clients select others)\r\n" {
+		t.Errorf("SELECT 1 without databases: %q", got)
+	}
+
+	rg := startRedisRig(t, 2, "databases = 16")
+	a, b := dialResp(t, rg.addr), dialResp(t, rg.addr)
+	tag := rg.tagOn(t, 1)
+	k := tag + "k"
+	a.do("SET", k, "in0")
+	for _, tc := range []struct{ db, want string }{{"16", "-ERR DB index is out of range\r\n"}, {"-1", "-ERR DB index is out of range\r\n"}, {"x", "-ERR value is not an integer or out of range\r\n"}, {"3", "+OK\r\n"}} {
+		if got := a.do("SELECT", tc.db); got != tc.want {
+			t.Errorf("SELECT %s: %q, want %q", tc.db, got, tc.want)
+		}
+	}
+	if got := a.do("GET", k); got != "$-1\r\n" {
+		t.Errorf("GET in db 3: %q", got)
+	}
+	a.do("SET", k, "in3")
+	if got := b.do("GET", k); got != "$3\r\nin0\r\n" {
+		t.Errorf("GET of another client in db 0: %q", got)
+	}
+	direct := dialResp(t, rg.backends[1].Addr)
+	direct.do("SELECT", "3")
+	if got := direct.do("GET", k); got != "$3\r\nin3\r\n" {
+		t.Errorf("the server's db 3: %q", got)
+	}
+	if id := strings.TrimSpace(strings.TrimPrefix(a.do("CLIENT", "ID"), ":")); !strings.Contains(clientLine(t, b, id), " db=3 ") {
+		t.Errorf("CLIENT LIST of the client in db 3: %q", clientLine(t, b, id))
+	}
+	// RESP3 in db 3.
+	r3 := dialResp(t, rg.addr)
+	r3.do("HELLO", "3")
+	r3.do("SELECT", "3")
+	if got := r3.do("GET", k); got != "$3\r\nin3\r\n" {
+		t.Errorf("RESP3 GET in db 3: %q", got)
+	}
+	// A transaction in db 3.
+	a.do("MULTI")
+	a.do("INCR", tag+"n")
+	if got := a.do("EXEC"); got != "*1\r\n:1\r\n" {
+		t.Errorf("EXEC in db 3: %q", got)
+	}
+	if got := direct.do("GET", tag+"n"); got != "$1\r\n1\r\n" {
+		t.Errorf("the transaction's key in the server's db 3: %q", got)
+	}
+	// A blocking call in db 5, woken by a push in db 5, not db 0.
+	blocker, pusher := dialResp(t, rg.addr), dialResp(t, rg.addr)
+	blocker.do("SELECT", "5")
+	blocker.send("BLPOP", "q", "5")
+	pusher.do("RPUSH", "q", "db0")
+	pusher.do("SELECT", "5")
+	pusher.do("RPUSH", "q", "db5")
+	if got := blocker.read(); got != "*2\r\n$1\r\nq\r\n$3\r\ndb5\r\n" {
+		t.Errorf("BLPOP in db 5: %q", got)
+	}
+	// Whole-pool commands in the client's database.
+	if got := a.do("DBSIZE"); got != ":2\r\n" {
+		t.Errorf("DBSIZE in db 3: %q", got)
+	}
+	var scanned []string
+	for cur, n := "0", 0; n == 0 || cur != "0"; n++ {
+		var elems [][]byte
+		resp.ArrayElems([]byte(a.do("SCAN", cur, "COUNT", "100")), func(e []byte) bool { elems = append(elems, e); return true })
+		v, _ := bulkUint(elems[0])
+		cur = fmt.Sprint(v)
+		scanned = append(scanned, replyElems(t, string(elems[1]))...)
+	}
+	slices.Sort(scanned)
+	if want := []string{tag + "k", tag + "n"}; !slices.Equal(scanned, want) {
+		t.Errorf("SCAN in db 3: %q, want %q", scanned, want)
+	}
+	// MOVE between databases.
+	if got := a.do("MOVE", k, "4"); got != ":1\r\n" {
+		t.Errorf("MOVE: %q", got)
+	}
+	if got := a.do("MOVE", k, "16"); got != "-ERR DB index is out of range\r\n" {
+		t.Errorf("MOVE to db 16: %q", got)
+	}
+	a.do("SELECT", "4")
+	if got := a.do("GET", k); got != "$3\r\nin3\r\n" {
+		t.Errorf("GET in db 4 after MOVE: %q", got)
+	}
+	// WATCH fixes the database until UNWATCH.
+	a.do("WATCH", k)
+	if got := a.do("SELECT", "2"); !strings.Contains(got, "UNWATCH first") {
+		t.Errorf("SELECT after WATCH: %q", got)
+	}
+	a.do("UNWATCH")
+	if got := a.do("RESET"); got != "+RESET\r\n" {
+		t.Fatalf("RESET: %q", got)
+	}
+	if got := a.do("GET", k); got != "$3\r\nin0\r\n" {
+		t.Errorf("GET after RESET (back in db 0): %q", got)
+	}
+}
+
+// CLIENT LIST and CLIENT INFO show a client's subscriptions, its queued
+// transaction and its database as redis does.
+func TestClientListStatefulFields(t *testing.T) {
+	rg := startRedisRig(t, 2, "databases = 4")
+	direct := harness.Redis(t)
+	fields := func(line string) map[string]string {
+		out := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	for _, addr := range []string{direct.Addr, rg.addr} {
+		sub, txn, q := dialResp(t, addr), dialResp(t, addr), dialResp(t, addr)
+		subID := strings.TrimSpace(strings.TrimPrefix(sub.do("CLIENT", "ID"), ":"))
+		txnID := strings.TrimSpace(strings.TrimPrefix(txn.do("CLIENT", "ID"), ":"))
+		sub.send("SUBSCRIBE", "a", "b")
+		sub.read()
+		sub.read()
+		sub.send("PSUBSCRIBE", "p*")
+		sub.read()
+		txn.do("SELECT", "2")
+		txn.do("MULTI")
+		txn.do("SET", "k", "v")
+		txn.do("PING")
+		s, x := fields(clientLine(t, q, subID)), fields(clientLine(t, q, txnID))
+		if s["sub"] != "2" || s["psub"] != "1" || s["flags"] != "P" || s["multi"] != "-1" {
+			t.Errorf("%s: subscriber %v", addr, s)
+		}
+		if x["multi"] != "2" || x["flags"] != "x" || x["db"] != "2" || x["sub"] != "0" {
+			t.Errorf("%s: client in MULTI %v", addr, x)
+		}
+		txn.do("DISCARD")
+		if x := fields(clientLine(t, q, txnID)); x["multi"] != "-1" || x["flags"] != "N" {
+			t.Errorf("%s: after DISCARD %v", addr, x)
+		}
+	}
+}
