@@ -357,7 +357,7 @@ type listenAt struct {
 func (c *checker) workerProcesses(expr hcl.Expression, cfg *Config) {
 	auto := func() {
 		cfg.WorkerProcessesAuto = true
-		cfg.WorkerProcesses = min(max(numCPU(), 1), MaxWorkerProcesses)
+		cfg.WorkerProcesses = CPUBudget{Affinity: numCPU()}.AutoWorkers()
 	}
 	if expr == nil {
 		auto()

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 )
@@ -98,7 +97,6 @@ func (c *Config) Redacted() *Config {
 	return &out
 }
 
-// cpuCount is what worker_processes = "auto" resolves to. The Go runtime
-// counts the CPUs in the process's affinity mask, which is what a
-// taskset or systemd CPUAffinity= restriction should give.
-func cpuCount() int { return runtime.NumCPU() }
+// cpuCount is the number of usable CPUs worker_processes = "auto" is
+// worked out from (HostCPUs).
+func cpuCount() int { return HostCPUs().Usable() }

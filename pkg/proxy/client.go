@@ -57,6 +57,7 @@ type clientConn struct {
 	noMore   bool // a request asked to close: route nothing after it
 	closing  bool // a reply asked to close the connection once written
 	ready    bool // on the loop's ready list
+	deferred bool // on the loop's deferred list (deferWrite)
 	closed   bool
 	served   bool // something was read from the client
 	draining bool
@@ -315,6 +316,9 @@ func (c *clientConn) writeOut() {
 			m := c.queue[end]
 			streaming := !m.done && m.stream != nil
 			if !m.done && (!streaming || len(m.reply) == 0) {
+				if c.deferWrite(m, end, size) {
+					end = c.qhead
+				}
 				break
 			}
 			end++
@@ -331,6 +335,7 @@ func (c *clientConn) writeOut() {
 		}
 		lp.bufs = bufs
 		if end == c.qhead {
+			clear(bufs)
 			break
 		}
 		var n int
@@ -406,6 +411,35 @@ func (c *clientConn) writeOut() {
 	if c.inFlight() < maxBatch && (c.readable || (c.rb.len() > 0 && !c.needMore)) {
 		c.serve()
 	}
+}
+
+// deferMax and deferWindow bound the replies writeOut holds back for the
+// rest of their batch: in bytes, and in time since the batch was read.
+const (
+	deferMax    = 64 << 10
+	deferWindow = int64(time.Millisecond)
+)
+
+// deferWrite reports whether the replies ready before m (queue positions
+// qhead to end) wait for m: when m was read in the same batch, is on its
+// way on a shared link, and the batch is young. A batch that spans servers
+// is then written once, when whole, instead of one write (and one wake-up
+// of the client) per server that answers. The loop revisits a deferred
+// client after deferWindow (loop.revisitDeferred), so a slow server delays
+// the others' replies by at most that much.
+func (c *clientConn) deferWrite(m *msg, end, size int) bool {
+	if end == c.qhead || c.partial != 0 || m.pinned || m.stream != nil || size >= deferMax {
+		return false
+	}
+	head := c.queue[c.qhead]
+	if m.start != head.start || c.lp.now-head.start >= deferWindow {
+		return false
+	}
+	if !c.deferred {
+		c.deferred = true
+		c.lp.deferred = append(c.lp.deferred, c)
+	}
+	return true
 }
 
 // appendReply adds reply r to the iovecs of a write. Consecutive small

@@ -51,6 +51,8 @@ type loop struct {
 	parked  []*clientConn
 	resumed []*link // paused links whose streams made room
 
+	deferred []*clientConn // clients holding replies for the rest of a batch (deferWrite)
+
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
@@ -217,6 +219,8 @@ func (lp *loop) run() {
 		wait := int((lp.nextTick - lp.now + 999_999) / 1e6)
 		if wait < 0 || lp.busy() {
 			wait = 0
+		} else if len(lp.deferred) > 0 && wait > 1 {
+			wait = 1
 		}
 		n, err := unix.EpollWait(lp.epfd, events, wait)
 		lp.now = time.Now().UnixNano()
@@ -279,6 +283,7 @@ func (lp *loop) runTasks() {
 // epoll_wait does not block.
 func (lp *loop) settle() {
 	lp.unpark()
+	lp.revisitDeferred()
 	for pass := 0; pass < settlePasses && (len(lp.ready) > 0 || len(lp.resumed) > 0) || len(lp.dirtyLinks) > 0; pass++ {
 		if len(lp.resumed) > 0 {
 			lp.resumeLinks()
@@ -302,6 +307,27 @@ func (lp *loop) settle() {
 		}
 		lp.spare = ready[:0]
 	}
+}
+
+// revisitDeferred writes the clients whose deferred batch has waited
+// deferWindow (or is no longer deferred).
+func (lp *loop) revisitDeferred() {
+	if len(lp.deferred) == 0 {
+		return
+	}
+	keep := lp.deferred[:0]
+	for _, c := range lp.deferred {
+		if !c.closed && c.qhead < len(c.queue) && lp.now-c.queue[c.qhead].start < deferWindow {
+			keep = append(keep, c)
+			continue
+		}
+		c.deferred = false
+		if !c.closed {
+			lp.markReady(c)
+		}
+	}
+	clear(lp.deferred[len(keep):])
+	lp.deferred = keep
 }
 
 // settlePasses bounds the write/route passes of one round.
