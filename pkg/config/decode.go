@@ -91,6 +91,9 @@ type rawPool struct {
 	ClientOutputHard   *string `hcl:"client_output_hard_limit,optional"`
 	ClientOutputSoft   *string `hcl:"client_output_soft_limit,optional"`
 	ClientOutputSoftD  *string `hcl:"client_output_soft_duration,optional"`
+	PubSubOutputHard   *string `hcl:"client_output_pubsub_hard_limit,optional"`
+	PubSubOutputSoft   *string `hcl:"client_output_pubsub_soft_limit,optional"`
+	PubSubOutputSoftD  *string `hcl:"client_output_pubsub_soft_duration,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
@@ -124,6 +127,9 @@ type rawPool struct {
 	ClientOutputHardRange   hcl.Range `hcl:"client_output_hard_limit,attr_value_range"`
 	ClientOutputSoftRange   hcl.Range `hcl:"client_output_soft_limit,attr_value_range"`
 	ClientOutputSoftDRange  hcl.Range `hcl:"client_output_soft_duration,attr_value_range"`
+	PubSubOutputHardRange   hcl.Range `hcl:"client_output_pubsub_hard_limit,attr_value_range"`
+	PubSubOutputSoftRange   hcl.Range `hcl:"client_output_pubsub_soft_limit,attr_value_range"`
+	PubSubOutputSoftDRange  hcl.Range `hcl:"client_output_pubsub_soft_duration,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	MaxPinnedLinksRange     hcl.Range `hcl:"max_pinned_links,attr_value_range"`
 	PinnedIdleTimeoutRange  hcl.Range `hcl:"pinned_idle_timeout,attr_value_range"`
@@ -641,6 +647,12 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		deref(rp.ClientOutputSoft, DefaultClientOutputSoftLimit), rp.ClientOutputSoftRange)
 	p.ClientOutputSoftDuration = c.duration("client_output_soft_duration",
 		deref(rp.ClientOutputSoftD, DefaultClientOutputSoftDuration), rp.ClientOutputSoftDRange, 0)
+	p.PubSubOutputHardLimit = c.size("client_output_pubsub_hard_limit",
+		deref(rp.PubSubOutputHard, DefaultPubSubOutputHardLimit), rp.PubSubOutputHardRange)
+	p.PubSubOutputSoftLimit = c.size("client_output_pubsub_soft_limit",
+		deref(rp.PubSubOutputSoft, DefaultPubSubOutputSoftLimit), rp.PubSubOutputSoftRange)
+	p.PubSubOutputSoftDuration = c.duration("client_output_pubsub_soft_duration",
+		deref(rp.PubSubOutputSoftD, DefaultPubSubOutputSoftDuration), rp.PubSubOutputSoftDRange, 0)
 	if rp.SlowlogSlowerThan != nil {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
 	}

@@ -29,6 +29,11 @@ const (
 	DefaultClientOutputHardLimit    = "1gb"
 	DefaultClientOutputSoftLimit    = "64mb"
 	DefaultClientOutputSoftDuration = "60s"
+	// The pub/sub class of output limits, redis's
+	// client-output-buffer-limit pubsub 32mb 8mb 60.
+	DefaultPubSubOutputHardLimit    = "32mb"
+	DefaultPubSubOutputSoftLimit    = "8mb"
+	DefaultPubSubOutputSoftDuration = "60s"
 	// Pinned links (transactions, blocking calls, subscriptions): per
 	// server and worker process.
 	DefaultMaxPinnedLinks = 1024

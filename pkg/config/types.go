@@ -108,6 +108,12 @@ type Pool struct {
 	ClientOutputHardLimit    int64
 	ClientOutputSoftLimit    int64
 	ClientOutputSoftDuration time.Duration
+	// PubSubOutput* are the same limits for subscribers (redis's pubsub
+	// class): a subscriber that does not read is closed long before a
+	// client waiting for a large reply would be.
+	PubSubOutputHardLimit    int64
+	PubSubOutputSoftLimit    int64
+	PubSubOutputSoftDuration time.Duration
 	// SlowlogSlowerThan logs requests slower than this (0 = off);
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration

@@ -303,7 +303,7 @@ func (c *clientConn) writeOut() {
 		return
 	}
 	lp := c.lp
-	if hard := c.pool.cfg.ClientOutputHardLimit; hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
+	if hard := c.hardOutputLimit(); hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
 		return
 	}
 	for !c.closing && !c.blocked {

@@ -21,6 +21,9 @@ type PoolStats struct {
 	ClientIdleClosed atomic.Uint64
 	// ClientOutputClosed counts clients closed by an output limit.
 	ClientOutputClosed atomic.Uint64
+	// PubSubOutputClosed counts the subscribers among them (closed by the
+	// client_output_pubsub_* limits).
+	PubSubOutputClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
 	SlowRequests atomic.Uint64
 	// Replayed counts requests sent again to a server's new master;
@@ -123,16 +126,21 @@ type PoolSnapshot struct {
 	Replayed           uint64 `json:"replayed,omitempty"`
 	// A Sentinel pool's sentinels, and how many answered last; filled by
 	// the master, which talks to them.
-	SentinelsKnown     int64             `json:"sentinels_known,omitempty"`
-	SentinelsReachable int64             `json:"sentinels_reachable,omitempty"`
-	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
-	Moved              uint64            `json:"moved,omitempty"`
-	Asked              uint64            `json:"asked,omitempty"`
-	TryAgain           uint64            `json:"try_again,omitempty"`
-	RedirectsExhausted uint64            `json:"redirects_exhausted,omitempty"`
-	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
-	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
-	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
+	SentinelsKnown     int64  `json:"sentinels_known,omitempty"`
+	SentinelsReachable int64  `json:"sentinels_reachable,omitempty"`
+	OutcomeUnknown     uint64 `json:"outcome_unknown,omitempty"`
+	Moved              uint64 `json:"moved,omitempty"`
+	Asked              uint64 `json:"asked,omitempty"`
+	TryAgain           uint64 `json:"try_again,omitempty"`
+	RedirectsExhausted uint64 `json:"redirects_exhausted,omitempty"`
+	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
+	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
+	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
+	// PinnedLent (gauge) is the pinned links lent to clients now, of
+	// PinnedOpen open.
+	PinnedLent         int64             `json:"pinned_lent"`
+	PinnedOpen         int64             `json:"pinned_open"`
+	PubSubOutputClosed uint64            `json:"pubsub_output_closed,omitempty"`
 	RequestLatency     HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`

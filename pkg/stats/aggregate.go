@@ -341,6 +341,10 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.PinnedOpened += s.PinnedOpened
+	d.PinnedReused += s.PinnedReused
+	d.PinnedRefused += s.PinnedRefused
+	d.PubSubOutputClosed += s.PubSubOutputClosed
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))
@@ -350,6 +354,8 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	}
 	if gauges {
 		d.ClientConnections += s.ClientConnections
+		d.PinnedLent += s.PinnedLent
+		d.PinnedOpen += s.PinnedOpen
 	}
 }
 
