@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math/rand/v2"
 	"strconv"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
@@ -26,6 +27,11 @@ import (
 //     error is the reply, else the first server's (CONFIG GET: the first
 //     server's values, the servers of a pool being configured alike).
 //     DEBUG OBJECT key goes to its key's server.
+//   - OBJECT, XINFO and XGROUP name their key after the subcommand; they
+//     go to that key's server.
+//   - RANDOMKEY asks every live server and answers one of the keys they
+//     return, at random, so that it is nil only when every server is
+//     empty, as on one redis.
 
 // Fragment kinds of these commands (after redis_scan.go's).
 const (
@@ -34,6 +40,7 @@ const (
 	opConcat                       // the arrays' elements
 	opNumSub                       // PUBSUB NUMSUB: pairs in the client's order
 	opMaxInt                       // the largest integer
+	opRandomKey                    // one of the non-nil replies, at random
 )
 
 // wholePoolMore takes the commands of this file; false leaves cmd refused.
@@ -49,6 +56,16 @@ func (r *redisProto) wholePoolMore(c *clientConn, cmd *resp.Command, args [][]by
 			return true
 		}
 		r.broadcast(c, opConcat, args, raw)
+	case "object", "xinfo", "xgroup":
+		// OBJECT ENCODING key, XINFO STREAM key, XGROUP CREATE key ...:
+		// the key follows the subcommand. HELP (or a missing key) goes to
+		// any server, which answers as redis.
+		if len(args) < 3 {
+			r.single(c, args, raw, nil)
+			return true
+		}
+		c.keys = append(c.keys[:0], 2)
+		r.single(c, args, raw, c.keys)
 	case "move":
 		// MOVE key db, between the databases the pool lets clients select.
 		if p.cfg.Databases == 0 {
@@ -160,6 +177,18 @@ func (r *redisProto) mergeAdmin(parent *msg) {
 			out = append(out, e...)
 		}
 		parent.reply = append(parent.reply[:0], out...)
+	case opRandomKey:
+		var keys []*msg
+		for _, f := range parent.frags {
+			if !isNullReply(f.reply) {
+				keys = append(keys, f)
+			}
+		}
+		if len(keys) == 0 {
+			parent.reply = append(parent.reply[:0], parent.frags[0].reply...)
+			return
+		}
+		parent.reply = append(parent.reply[:0], keys[rand.IntN(len(keys))].reply...)
 	case opMaxInt:
 		var most int64
 		for _, f := range parent.frags {
@@ -200,4 +229,9 @@ func (r *redisProto) mergeAdmin(parent *msg) {
 		}
 		parent.reply = out
 	}
+}
+
+// isNullReply: a RESP2 nil bulk string or a RESP3 null.
+func isNullReply(b []byte) bool {
+	return string(b) == "$-1\r\n" || string(b) == "_\r\n"
 }

@@ -284,6 +284,8 @@ func (r *redisProto) txnDispatch(c *clientConn, st *statefulSession, args [][]by
 		for i := 1; i < len(args); i += max(cmd.Step, 1) {
 			keys = append(keys, i)
 		}
+	case (cmd.Name == "object" || cmd.Name == "xinfo" || cmd.Name == "xgroup") && len(args) >= 3:
+		keys = append(c.keys[:0], 2) // the key after the subcommand (redis_admin.go)
 	case cmd.Kind == resp.KindSingleKey || cmd.Kind == resp.KindEval:
 		keys, err = resp.Keys(cmd, args, c.keys[:0])
 		if errors.Is(err, resp.ErrNoKeys) {

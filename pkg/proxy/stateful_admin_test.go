@@ -325,3 +325,49 @@ func TestClientListStatefulFields(t *testing.T) {
 		}
 	}
 }
+
+// OBJECT, XINFO and XGROUP go to the server of the key after their
+// subcommand, byte-identical to one redis-server, also inside MULTI;
+// RANDOMKEY is nil only when every server is empty.
+func TestSubcommandKeysAndRandomKey(t *testing.T) {
+	rg := startRedisRig(t, 3, "")
+	direct := harness.Redis(t)
+	var script [][]string
+	for i := 0; i < 3; i++ {
+		tag := rg.tagOn(t, i)
+		s, k := tag+"stream", tag+"str"
+		script = append(script, [][]string{
+			{"SET", k, "hello"}, {"OBJECT", "ENCODING", k}, {"OBJECT", "REFCOUNT", k}, {"OBJECT", "ENCODING", tag + "none"},
+			{"XGROUP", "CREATE", s, "g", "$", "MKSTREAM"}, {"XGROUP", "CREATE", s, "g", "$"},
+			{"XADD", s, "1-1", "f", "v"}, {"XREADGROUP", "GROUP", "g", "c1", "COUNT", "5", "STREAMS", s, ">"},
+			{"XINFO", "GROUPS", s}, {"XGROUP", "CREATECONSUMER", s, "g", "c2"}, {"XGROUP", "DELCONSUMER", s, "g", "c2"},
+			{"MULTI"}, {"XGROUP", "SETID", s, "g", "0"}, {"OBJECT", "ENCODING", k}, {"EXEC"},
+			{"XGROUP", "DESTROY", s, "g"}, {"XINFO", "STREAM", tag + "none"},
+		}...)
+	}
+	script = append(script, [][]string{{"OBJECT"}, {"XINFO", "HELP"}, {"OBJECT", "FOO", "x"}}...)
+	c, d := dialResp(t, rg.addr), dialResp(t, direct.Addr)
+	for _, req := range script {
+		if want, got := d.do(req...), c.do(req...); want != got {
+			t.Errorf("%q: redis %q, nuthatch %q", req, want, got)
+		}
+	}
+
+	empty := startRedisRig(t, 3, "")
+	e := dialResp(t, empty.addr)
+	if got := e.do("RANDOMKEY"); got != "$-1\r\n" {
+		t.Errorf("RANDOMKEY of an empty pool: %q", got)
+	}
+	only := empty.tagOn(t, 2) + "only"
+	e.do("SET", only, "v")
+	for i := 0; i < 20; i++ {
+		if got := e.do("RANDOMKEY"); got != fmt.Sprintf("$%d\r\n%s\r\n", len(only), only) {
+			t.Fatalf("RANDOMKEY with one key on the third server: %q", got)
+		}
+	}
+	e.do("HELLO", "3")
+	e.do("DEL", only)
+	if got := e.do("RANDOMKEY"); got != "_\r\n" {
+		t.Errorf("RESP3 RANDOMKEY of an empty pool: %q", got)
+	}
+}
