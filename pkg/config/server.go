@@ -74,6 +74,7 @@ func (p *Pool) GoString() string { return "config.Pool{" + p.String() + "}" }
 // marker, safe to log or serialise.
 func (c *Config) Redacted() *Config {
 	out := *c
+	out.TLSFiles = nil // private keys among them
 	out.Pools = make([]*Pool, len(c.Pools))
 	for i, p := range c.Pools {
 		cp := *p

@@ -39,6 +39,14 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// Hand-over (handover.go): clients passed to the next generation,
+	// clients taken from the previous one, and those refused (closed).
+	ClientHandedOver      atomic.Uint64
+	ClientAdopted         atomic.Uint64
+	ClientHandoverRefused atomic.Uint64
+	// TLS: handshakes done, and failed or refused (client and server side).
+	TLSHandshakes      atomic.Uint64
+	TLSHandshakeFailed atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -138,10 +146,18 @@ type PoolSnapshot struct {
 	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
 	// PinnedLent (gauge) is the pinned links lent to clients now, of
 	// PinnedOpen open.
-	PinnedLent         int64             `json:"pinned_lent"`
-	PinnedOpen         int64             `json:"pinned_open"`
-	PubSubOutputClosed uint64            `json:"pubsub_output_closed,omitempty"`
-	RequestLatency     HistogramSnapshot `json:"request_latency"`
+	PinnedLent         int64  `json:"pinned_lent"`
+	PinnedOpen         int64  `json:"pinned_open"`
+	PubSubOutputClosed uint64 `json:"pubsub_output_closed,omitempty"`
+	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
+	TLSHandshakes      uint64 `json:"tls_handshakes,omitempty"`
+	TLSHandshakeFailed uint64 `json:"tls_handshake_failed,omitempty"`
+	// TLSCertNotAfter is when the listener's certificate expires (unix
+	// seconds), 0 without TLS.
+	TLSCertNotAfter int64             `json:"tls_cert_not_after,omitempty"`
+	RequestLatency  HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`
 	Servers  []ServerSnapshot  `json:"servers"`

@@ -135,6 +135,7 @@ func TestLifecycle(t *testing.T) {
 	// for its first connection.
 	t.Log(c.MustExec("dpkg", "-i", "/root/"+filepath.Base(debA)))
 	c.MustExec("getent", "passwd", "nuthatch")
+	checkTLSDir(t, c)
 	for unit, want := range map[string]string{"nuthatch.socket": "active", "nuthatch.service": "inactive"} {
 		if got := prop(t, c, unit, "ActiveState"); got != want {
 			t.Errorf("after install %s is %s, want %s", unit, got, want)
@@ -296,6 +297,7 @@ func TestRPMLifecycle(t *testing.T) {
 		t.Fatalf("rpm -i: exit %d\n%s", code, out)
 	}
 	c.MustExec("getent", "passwd", "nuthatch")
+	checkTLSDir(t, c)
 	if got := prop(t, c, "nuthatch.socket", "ActiveState") + "/" + prop(t, c, "nuthatch.socket", "UnitFileState"); got != "active/enabled" {
 		t.Errorf("after rpm -i nuthatch.socket is %s, want active/enabled", got)
 	}
@@ -344,5 +346,14 @@ func TestRPMLifecycle(t *testing.T) {
 	found := strings.TrimSpace(c.MustExec("find", "/etc", "/usr", "/var/lib/systemd", "/var/lib/rpm-state", "-name", "*nuthatch*"))
 	if found != "" {
 		t.Errorf("left behind after rpm -e:\n%s", found)
+	}
+}
+
+// checkTLSDir: the package made the directory for TLS keys readable by the
+// service's group and no one else.
+func checkTLSDir(t *testing.T, c *nspawn.Container) {
+	t.Helper()
+	if got := strings.TrimSpace(c.MustExec("stat", "-c", "%U:%G %a", "/etc/nuthatch/tls")); got != "root:nuthatch 750" {
+		t.Errorf("/etc/nuthatch/tls is %q, want root:nuthatch 750", got)
 	}
 }
