@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 	"github.com/nuthatch-proxy/nuthatch/test/harness"
@@ -323,6 +324,14 @@ func TestClientListStatefulFields(t *testing.T) {
 		if x := fields(clientLine(t, q, txnID)); x["multi"] != "-1" || x["flags"] != "N" {
 			t.Errorf("%s: after DISCARD %v", addr, x)
 		}
+		blocker := dialResp(t, addr)
+		blockerID := strings.TrimSpace(strings.TrimPrefix(blocker.do("CLIENT", "ID"), ":"))
+		blocker.send("BLPOP", "nothing", "0.5")
+		time.Sleep(100 * time.Millisecond)
+		if b := fields(clientLine(t, q, blockerID)); b["flags"] != "b" {
+			t.Errorf("%s: blocked client %v", addr, b)
+		}
+		blocker.read()
 	}
 }
 
