@@ -56,6 +56,10 @@ func (r *redisProto) wholePoolMore(c *clientConn, cmd *resp.Command, args [][]by
 			return true
 		}
 		r.broadcast(c, opConcat, args, raw)
+	case "time":
+		// Any server's clock: libraries use TIME for leases and rate
+		// limits, and a pool's servers share one clock source or none.
+		r.single(c, args, raw, nil)
 	case "object", "xinfo", "xgroup":
 		// OBJECT ENCODING key, XINFO STREAM key, XGROUP CREATE key ...:
 		// the key follows the subcommand. HELP (or a missing key) goes to

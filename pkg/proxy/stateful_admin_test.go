@@ -362,6 +362,10 @@ func TestSubcommandKeysAndRandomKey(t *testing.T) {
 		}
 	}
 
+	if got := c.do("TIME"); !strings.HasPrefix(got, "*2\r\n$10\r\n") {
+		t.Errorf("TIME: %q", got)
+	}
+
 	empty := startRedisRig(t, 3, "")
 	e := dialResp(t, empty.addr)
 	if got := e.do("RANDOMKEY"); got != "$-1\r\n" {
