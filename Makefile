@@ -72,7 +72,7 @@ run: deps build
 # measures and never fails on a number. BENCH_FLAGS="-rounds 5 -duration 3s"
 # for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset. Then the
 # TLS group (test/bench/tls, about 3 minutes): redis-benchmark --tls through
-# nuthatch, stunnel4 -> nutcracker and redis-server's own TLS, into
+# nuthatch, stunnel4 and HAProxy -> nutcracker and redis-server's own TLS, into
 # bin/bench/tls.md; TLS_BENCH_FLAGS="-workers 2 -n 200000" to vary it.
 BENCH_FLAGS ?=
 TLS_BENCH_FLAGS ?=

@@ -60,6 +60,7 @@ type target struct {
 	pool    string
 	seeds   []string
 	pass    string
+	user    string
 	refresh time.Duration
 	kick    chan struct{}
 
@@ -93,13 +94,13 @@ func (w *Watcher) Watch(cfg *config.Config) {
 		if cc == nil {
 			continue
 		}
-		if t, ok := w.targets[p.Name]; ok && slices.Equal(t.seeds, cc.Seeds) && t.pass == p.RedisAuth {
+		if t, ok := w.targets[p.Name]; ok && slices.Equal(t.seeds, cc.Seeds) && t.pass == p.RedisAuth && t.user == p.RedisUsername {
 			continue
 		}
 		if old, ok := w.targets[p.Name]; ok {
 			close(old.kick)
 		}
-		t := &target{pool: p.Name, seeds: cc.Seeds, pass: p.RedisAuth, refresh: cc.RefreshInterval,
+		t := &target{pool: p.Name, seeds: cc.Seeds, pass: p.RedisAuth, user: p.RedisUsername, refresh: cc.RefreshInterval,
 			kick: make(chan struct{}, 1), conns: map[string]*respconn.Conn{}}
 		w.targets[p.Name] = t
 		go w.follow(t)
@@ -224,7 +225,7 @@ func (t *target) slots(addr string) (Map, error) {
 	c := t.conns[addr]
 	if c == nil {
 		var err error
-		if c, err = respconn.Dial(addr, askTimeout, "", t.pass); err != nil {
+		if c, err = respconn.Dial(addr, askTimeout, t.user, t.pass); err != nil {
 			return Map{}, err
 		}
 		t.conns[addr] = c

@@ -102,6 +102,11 @@ type rawPool struct {
 	Databases          *int    `hcl:"databases,optional"`
 	AllowAdmin         *bool   `hcl:"allow_admin_commands,optional"`
 
+	// ACL users and backend credentials: users.go.
+	RedisUsername      *string    `hcl:"redis_username,optional"`
+	RedisUsernameRange hcl.Range  `hcl:"redis_username,attr_value_range"`
+	Users              []*rawUser `hcl:"user,block"`
+
 	Servers   []*rawServer    `hcl:"server,block"`
 	Sentinel  []*rawSentinel  `hcl:"sentinel,block"`
 	TLS       []*rawTLS       `hcl:"tls,block"`
@@ -158,6 +163,12 @@ type rawServer struct {
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	WeightRange  hcl.Range `hcl:"weight,attr_value_range"`
 	MasterRange  hcl.Range `hcl:"master,attr_value_range"`
+
+	// Backend credentials of this server (users.go).
+	Username      *string   `hcl:"username,optional"`
+	Password      *string   `hcl:"password,optional"`
+	UsernameRange hcl.Range `hcl:"username,attr_name_range"`
+	PasswordRange hcl.Range `hcl:"password,attr_name_range"`
 }
 
 type rawCluster struct {
@@ -739,6 +750,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		c.errorf(rp.CoalesceGetsName, "Invalid attribute for a redis pool", "coalesce_gets is only valid in a memcache pool.")
 	}
 
+	c.users(rp, p)
 	p.Sentinel = c.sentinel(rp, p)
 	p.Cluster = c.cluster(rp, p)
 	p.TLS = c.tls(rp)
@@ -787,6 +799,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 				}
 			}
 		}
+		c.serverCredentials(rs, s, p)
 		p.Servers = append(p.Servers, s)
 	}
 	return p

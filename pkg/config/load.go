@@ -120,7 +120,7 @@ func sortDiags(diags hcl.Diagnostics) {
 }
 
 // secretAttrs are the attributes whose values must never be echoed.
-var secretAttrs = []string{"redis_auth"}
+var secretAttrs = []string{"redis_auth", "password", "password_sha256"}
 
 // secretLine finds a secret attribute's value on a line even when the file
 // does not parse, so a syntax error next to a password cannot excerpt it.

@@ -5,7 +5,11 @@
 // returned without error is complete and valid.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/acl"
+)
 
 // DefaultPath is where packages install the configuration.
 const DefaultPath = "/etc/nuthatch/nuthatch.hcl"
@@ -141,6 +145,15 @@ type Pool struct {
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int
+	// RedisUsername is the ACL user the proxy authenticates as on the
+	// servers, with RedisAuth as its password; "" sends AUTH <password>.
+	RedisUsername string
+	// Users are the ACL users clients authenticate as (user blocks),
+	// compiled; DefaultUser is the one a connection starts as. Users is
+	// nil when the pool has no user block and no redis_auth: every client
+	// is the open default user then, as on a redis without ACL.
+	Users       map[string]*acl.User
+	DefaultUser *acl.User
 
 	// Sentinel, when set, makes every server a Redis Sentinel master name
 	// whose address is followed live; nil for a pool of fixed addresses.
@@ -271,6 +284,25 @@ type Server struct {
 	// label unless the block sets master); its address is unknown until
 	// the sentinels tell it.
 	Master string
+	// Username and Password override the pool's redis_username and
+	// redis_auth towards this server. Password is a secret.
+	Username, Password string
+	// HasPassword: the block set password (perhaps to "", for a server
+	// without one).
+	HasPassword bool
+}
+
+// Credentials are the user and password the proxy authenticates with on
+// s: its own, or the pool's. An empty password sends no AUTH.
+func (p *Pool) Credentials(s *Server) (user, pass string) {
+	user, pass = p.RedisUsername, p.RedisAuth
+	if s.Username != "" {
+		user = s.Username
+	}
+	if s.HasPassword {
+		pass = s.Password
+	}
+	return user, pass
 }
 
 // Address is a listen or connect address: TCP host:port or a unix socket.

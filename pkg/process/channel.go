@@ -123,7 +123,11 @@ const maxMessage = 1 << 20
 // maxFds bounds the descriptors accepted with one message.
 const maxFds = 1024
 
-var errChannelClosed = errors.New("process: channel closed")
+var (
+	errChannelClosed = errors.New("process: channel closed")
+	// errTruncated: one message lost, the channel still usable.
+	errTruncated = errors.New("process: message truncated")
+)
 
 // Channel is one end of a master/worker socketpair. Send is safe for
 // concurrent use; Recv must be called from one goroutine.
@@ -237,17 +241,16 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 	if rerr := c.raw(func(fd int) {
 		for {
 			n, oobn, flags, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
-			if err != unix.EINTR {
+			// ECONNRESET: the peer exited with messages of ours unread.
+			// The kernel reports that once, before the messages the peer
+			// sent, which are still queued (a worker's last counters,
+			// the clients it handed over): read on, up to the EOF.
+			if err != unix.EINTR && err != unix.ECONNRESET {
 				break
 			}
 		}
 	}); rerr != nil {
 		err = rerr
-	}
-	if err == unix.ECONNRESET {
-		// The peer exited with messages of ours unread: it is gone, as
-		// at EOF (what it sent was read first).
-		return nil, nil, errChannelClosed
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)
@@ -274,7 +277,7 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 		// Part of the message or of its descriptors was dropped (the
 		// receiver's descriptor limit, or a datagram over maxMessage).
 		closeFDs(fds)
-		return nil, nil, fmt.Errorf("process: message truncated (flags %#x, %d descriptors)", flags, len(fds))
+		return nil, nil, fmt.Errorf("%w (flags %#x, %d descriptors)", errTruncated, flags, len(fds))
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
@@ -302,7 +305,9 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 
 func closeFDs(fds []int) {
 	for _, fd := range fds {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 }
 

@@ -111,8 +111,10 @@ func (w *worker) handOver(timeout time.Duration) {
 			if err := w.ch.SendFDs(&Message{Type: MsgClients, Clients: b}, fds); err != nil {
 				failed += len(b)
 				w.entry.WithError(err).WithField("clients", len(b)).Warn("cannot hand clients over, closing them")
+				proxy.EndClients(fds)
+				continue
 			}
-			closeFDs(fds) // in flight now, or lost with the error
+			closeFDs(fds) // in flight now: the master has them
 		}
 		sent <- failed
 	}()
@@ -226,7 +228,10 @@ func (m *Master) handOverUpgrade() bool {
 // descriptors are closed once sent; a client nobody can take is closed.
 func (m *Master) relayClients(from *workerState, msg *Message) {
 	fds := msg.FDs
-	defer closeFDs(fds)
+	// The master's copies, once sent; entries set to -1 are closed already
+	// (EndClients), so that no number is closed twice: the master's
+	// readers receive descriptors concurrently, which reuse numbers.
+	defer func() { closeFDs(fds) }()
 	var src *generation
 	if from != nil {
 		src = from.gen
@@ -235,11 +240,15 @@ func (m *Master) relayClients(from *workerState, msg *Message) {
 	t.relayed += len(fds)
 	if len(fds) != len(msg.Clients) {
 		t.lost += len(fds)
+		proxy.EndClients(fds)
+		fds = nil
 		return
 	}
 	if u := m.upgrade; u != nil && u.ready {
 		if !u.adopts || u.ch.SendFDs(&Message{Type: MsgClients, Clients: msg.Clients}, fds) != nil {
 			t.lost += len(fds)
+			proxy.EndClients(fds)
+			fds = nil
 			return
 		}
 		t.toNew += len(fds)
@@ -255,6 +264,8 @@ func (m *Master) relayClients(from *workerState, msg *Message) {
 	}
 	if len(targets) == 0 {
 		t.lost += len(fds)
+		proxy.EndClients(fds)
+		fds = nil
 		return
 	}
 	per := make(map[*workerState][]int, len(targets))
@@ -281,6 +292,10 @@ func (m *Master) relayClients(from *workerState, msg *Message) {
 		if err := w.proc.Channel().SendFDs(out, wfds); err != nil {
 			m.entry.WithError(err).WithField("slot", w.slot).Warn("cannot relay handed-over clients, closing them")
 			t.lost += len(idx)
+			proxy.EndClients(wfds)
+			for _, i := range idx {
+				fds[i] = -1
+			}
 		}
 	}
 }

@@ -280,6 +280,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 // prepare validates what a new generation needs and acquires its sockets,
 // touching nothing that is running (nginx's ngx_init_cycle).
 func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
+	warnSecretsReadable(cfg, m.entry)
 	if m.Topology != nil {
 		m.Topology.Watch(cfg)
 	}
@@ -450,6 +451,10 @@ func (m *Master) watch(w *workerState) {
 		for {
 			msg, files, err := ch.Recv()
 			closeAll(files)
+			if errors.Is(err, errTruncated) {
+				m.entry.WithError(err).WithField("slot", w.slot).Error("worker message lost")
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, errChannelClosed) {
 					m.entry.WithError(err).WithField("slot", w.slot).Error("worker channel unreadable")

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/acl"
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 )
 
@@ -113,7 +114,7 @@ func (c *clientConn) handOver() string {
 		}
 		h.State = st
 		if c.rs.authed {
-			h.AuthTag = authTag(p.cfg.RedisAuth)
+			h.AuthTag = sessionAuthTag(c.rs.user, p.cfg.RedisAuth)
 		}
 	}
 	// Out of the epoll set explicitly: the socket stays open (in flight,
@@ -186,7 +187,7 @@ func (px *Proxy) adopt(h Handoff) error {
 		err = p.adopt(h)
 	}
 	if err != nil {
-		unix.Close(h.FD)
+		EndClients([]int{h.FD})
 		if ok {
 			p.stats.ClientHandoverRefused.Add(1)
 		}
@@ -205,10 +206,8 @@ func (p *pool) adopt(h Handoff) error {
 		if err := rs.decodeState(h.State); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadState, err)
 		}
-		// Authenticated against another password (or none, now that
-		// there is one): it must AUTH again, as a new client would.
-		if rs.authed && h.AuthTag != authTag(p.cfg.RedisAuth) {
-			rs.authed = false
+		if err := p.adoptUser(rs, h.AuthTag); err != nil {
+			return err
 		}
 	}
 	if !p.admit() {
@@ -262,10 +261,71 @@ func AdoptRefusal(err error) string {
 // client authenticated against an old password is not let in under a new
 // one; "" for a pool without a password (where authenticated means
 // nothing). Not the secret: a hash of it, on the master's channel only.
+// sessionAuthTag is the AuthTag of a session logged in as u: the
+// fingerprint of u's credentials, or of redis_auth for a session from a
+// pool without users.
+func sessionAuthTag(u *acl.User, redisAuth string) string {
+	if u == nil {
+		return authTag(redisAuth)
+	}
+	f := u.Fingerprint()
+	return "u" + hex.EncodeToString(f[:8])
+}
+
+// ErrUserChanged refuses a client logged in as a user that the new
+// configuration removed, disabled or gave other passwords: it would run
+// with permissions that are no longer its own.
+var ErrUserChanged = errors.New("proxy: the client's ACL user is gone or changed")
+
+// adoptUser resolves a handed-over session's user in p. A client of the
+// default user (or of a pool without users) that authenticated against
+// another password, or none, must AUTH again, as a new client would; one
+// of a named user that changed is refused.
+func (p *pool) adoptUser(rs *redisSession, tag string) error {
+	name := rs.userName
+	rs.userName = ""
+	if !rs.authed {
+		return nil
+	}
+	if name == "" || name == acl.DefaultUser {
+		d := p.cfg.DefaultUser
+		want := authTag(p.cfg.RedisAuth)
+		if name != "" && d != nil {
+			want = sessionAuthTag(d, "")
+		}
+		if tag != want {
+			rs.authed = false
+			return nil
+		}
+		if name != "" {
+			rs.user = d
+		}
+		return nil
+	}
+	u := p.cfg.Users[name]
+	if u == nil || !u.Enabled() || sessionAuthTag(u, "") != tag {
+		return ErrUserChanged
+	}
+	rs.user = u
+	return nil
+}
+
 func authTag(secret string) string {
 	if secret == "" {
 		return ""
 	}
 	sum := sha256.Sum256([]byte("nuthatch hand-over\x00" + secret))
 	return hex.EncodeToString(sum[:8])
+}
+
+// EndClients closes client connections that cannot be handed over or
+// adopted: a FIN first (shutdown), so that the client reads a clean end
+// even when a request it sent meanwhile is still unread here and the
+// close then resets the connection (the request is not run, as when a
+// connection closes between requests).
+func EndClients(fds []int) {
+	for _, fd := range fds {
+		unix.Shutdown(fd, unix.SHUT_WR)
+		unix.Close(fd)
+	}
 }

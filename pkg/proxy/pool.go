@@ -127,7 +127,7 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop, tlsFiles map[string]
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
 	}
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, managed: cfg.Sentinel != nil}
+		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, cfg: sc, managed: cfg.Sentinel != nil}
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
 		p.servers = append(p.servers, s)
 		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"strconv"
 	"time"
 
@@ -72,7 +71,7 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 			// subscriptions, as on redis.
 			st.clientGone(c)
 		}
-		c.session().reset(p.cfg.RedisAuth != "")
+		c.session().reset(p.authRequired())
 		c.linkClass = linkDefault // RESP2, the pool's redis_db
 		c.setProto(2)
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "RESET") })
@@ -302,7 +301,7 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	if cmd == "" {
 		cmd = "NULL"
 	}
-	user := "default"
+	user := c.userName()
 	// redis's order of flag letters: P (subscriber), x (MULTI), b
 	// (blocked), e, T.
 	flags := ""
@@ -380,52 +379,17 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	return append(dst, '\n')
 }
 
-func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
-	want := r.pool.cfg.RedisAuth
-	pass := args[len(args)-1]
-	user := "default"
-	if len(args) == 2 {
-		user = string(args[0])
-	}
-	if want == "" {
-		// Like a server whose default user has nopass: the one-argument
-		// form is an error, a user name goes through the ACL check.
-		switch {
-		case len(args) == 1:
-			return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-		case user == "default":
-			return true, ""
-		}
-		return false, "WRONGPASS invalid username-password pair or user is disabled."
-	}
-	p := r.pool
-	p.stats.AuthAttempts.Add(1)
-	if !p.authLim.allow(time.Now().UnixNano()) {
-		// Too many failures this second: refuse without checking, so that
-		// guessing gets no faster with more connections.
-		p.stats.AuthFailures.Add(1)
-		return false, "ERR too many failed AUTH attempts, try again later"
-	}
-	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
-		p.authLim.undo()
-		return true, ""
-	}
-	p.stats.AuthFailures.Add(1)
-	p.log.Debug("failed AUTH")
-	return false, "WRONGPASS invalid username-password pair or user is disabled."
-}
-
 func (r *redisProto) auth(c *clientConn, args [][]byte) {
 	if len(args) > 2 {
 		c.localError("ERR syntax error")
 		return
 	}
-	ok, text := r.checkPassword(args)
-	if !ok {
+	u, text := r.authenticate(args)
+	if text != "" {
 		c.localError(text)
 		return
 	}
-	c.session().authed = true
+	c.loggedIn(u)
 	c.localOK()
 }
 
@@ -464,14 +428,14 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 		}
 	}
 	if auth != nil {
-		ok, text := r.checkPassword(auth)
-		if !ok {
+		u, text := r.authenticate(auth)
+		if text != "" {
 			c.localError(text)
 			return
 		}
-		rs.authed = true
+		c.loggedIn(u)
 	}
-	if r.pool.cfg.RedisAuth != "" && !rs.authed {
+	if r.pool.authRequired() && !rs.authed {
 		// redis 7.0's text.
 		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/acl"
 )
 
 // redisSession is what a Redis client has set on its connection: the RESP
@@ -14,8 +16,13 @@ import (
 type redisSession struct {
 	proto  int // RESP version, 2 or 3
 	authed bool
-	name   []byte
-	lib    [2][]byte // CLIENT SETINFO lib-name, lib-ver
+	// user is the ACL user the client authenticated as; nil before AUTH
+	// (it is then the pool's default user, see aclUser). userName is the
+	// name a hand-over brought, until adopt resolves it.
+	user     *acl.User
+	userName string
+	name     []byte
+	lib      [2][]byte // CLIENT SETINFO lib-name, lib-ver
 
 	// CLIENT REPLY: replyOff mutes every reply until CLIENT REPLY ON;
 	// skipNext mutes the reply of the command after CLIENT REPLY SKIP;
@@ -38,9 +45,9 @@ type redisSession struct {
 
 func newRedisSession() *redisSession { return &redisSession{proto: 2, db: -1} }
 
-// reset is RESET: the state of a new connection, except that a pool
-// without redis_auth leaves the client authenticated, as redis leaves a
-// client of a default user without a password.
+// reset is RESET: the state of a new connection, the default user
+// again, except that a client stays authenticated where the default user
+// needs no password, as on redis.
 func (s *redisSession) reset(authRequired bool) {
 	*s = redisSession{proto: 2, authed: !authRequired, db: -1}
 }
@@ -85,7 +92,8 @@ const (
 	tagLibName  = 4 // CLIENT SETINFO lib-name
 	tagLibVer   = 5 // CLIENT SETINFO lib-ver
 	tagLastCmd  = 6 // CLIENT LIST cmd=
-	tagMaxField = 6
+	tagUser     = 7 // the ACL user AUTH chose; absent: the default user
+	tagMaxField = 7
 )
 
 const (
@@ -150,6 +158,12 @@ var sessionFields = []sessionField{
 	bytesField(tagLibVer, func(s *redisSession) *[]byte { return &s.lib[1] }),
 	{tagLastCmd, func(s *redisSession, dst []byte) []byte { return append(dst, s.lastCmd...) },
 		func(s *redisSession, b []byte) error { s.lastCmd = string(b); return nil }},
+	{tagUser, func(s *redisSession, dst []byte) []byte {
+		if s.user != nil {
+			dst = append(dst, s.user.Name...)
+		}
+		return dst
+	}, func(s *redisSession, b []byte) error { s.userName = string(b); return nil }},
 }
 
 // appendState appends the session's encoding to dst, or reports false

@@ -20,6 +20,9 @@ type server struct {
 	idx  int
 	name string
 	addr config.Address
+	// cfg is the server's block; nil for the nodes of a cluster (the
+	// pool's credentials then).
+	cfg *config.Server
 	// conns are the links of RESP2 and memcached clients; conns3 those of
 	// RESP3 clients (opened with HELLO 3 on first use), so that every
 	// client gets the server's replies in its own protocol version.

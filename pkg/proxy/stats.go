@@ -39,6 +39,9 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// ACL denials (NOPERM), by what was refused: the command, a key, a
+	// channel.
+	ACLDeniedCommand, ACLDeniedKey, ACLDeniedChannel atomic.Uint64
 	// Hand-over (handover.go): clients passed to the next generation,
 	// clients taken from the previous one, and those refused (closed).
 	ClientHandedOver      atomic.Uint64
@@ -149,6 +152,9 @@ type PoolSnapshot struct {
 	PinnedLent         int64  `json:"pinned_lent"`
 	PinnedOpen         int64  `json:"pinned_open"`
 	PubSubOutputClosed uint64 `json:"pubsub_output_closed,omitempty"`
+	ACLDeniedCommand   uint64 `json:"acl_denied_command,omitempty"`
+	ACLDeniedKey       uint64 `json:"acl_denied_key,omitempty"`
+	ACLDeniedChannel   uint64 `json:"acl_denied_channel,omitempty"`
 	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
 	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
 	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`

@@ -341,6 +341,9 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.ACLDeniedCommand += s.ACLDeniedCommand
+	d.ACLDeniedKey += s.ACLDeniedKey
+	d.ACLDeniedChannel += s.ACLDeniedChannel
 	d.PinnedOpened += s.PinnedOpened
 	d.PinnedReused += s.PinnedReused
 	d.PinnedRefused += s.PinnedRefused

@@ -144,6 +144,12 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(p *proxy.PoolSnapshot) float64 { return u(p.TLSHandshakeFailed) }},
 		{desc("pool_tls_cert_not_after_seconds", "When the TLS listener's certificate expires (unix seconds; 0 without TLS).", pl...), gauge,
 			func(p *proxy.PoolSnapshot) float64 { return i(p.TLSCertNotAfter) }},
+		{desc("pool_acl_denied_command_total", "Requests refused with NOPERM because the user may not run the command.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedCommand) }},
+		{desc("pool_acl_denied_key_total", "Requests refused with NOPERM because the user may not access one of their keys.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedKey) }},
+		{desc("pool_acl_denied_channel_total", "Requests refused with NOPERM because the user may not access one of their channels.", pl...), counter,
+			func(p *proxy.PoolSnapshot) float64 { return u(p.ACLDeniedChannel) }},
 		{desc("pool_cluster_redirects_exhausted_total", "Requests failed after max_redirects or failover_timeout (cluster pools).", pl...), counter,
 			func(p *proxy.PoolSnapshot) float64 { return u(p.RedirectsExhausted) }},
 	}

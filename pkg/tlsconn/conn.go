@@ -25,9 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrHandshakeLimit: too many handshakes are pending on this loop.
-var ErrHandshakeLimit = errors.New("tlsconn: too many pending handshakes")
-
 // Conn is one TLS connection. Handshake runs on any goroutine; after it,
 // every method is for the loop's goroutine only.
 type Conn struct {
@@ -307,10 +304,6 @@ func (c *Conn) CloseNotify() {
 	}
 	c.t.putOut()
 }
-
-// Buffered reports the bytes the connection holds for the socket (the
-// output waiting), for stats.
-func (c *Conn) Buffered() int { return len(c.t.out) - c.t.ooff }
 
 func (t *transport) putOut() {
 	if t.out != nil && t.ooff == len(t.out) {

@@ -297,3 +297,34 @@ func TestLoadErrorsNameFiles(t *testing.T) {
 		t.Fatalf("RSA: %v", err)
 	}
 }
+
+func TestClientReloadSwapsCA(t *testing.T) {
+	dir := t.TempDir()
+	a := tlstest.NewCA(t, dir, "ca")
+	leaf := a.Leaf(t, "client", "app")
+	c, err := NewClient(ClientFiles{CA: a.File, Cert: leaf.CertFile, Key: leaf.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Config("h").RootCAs.Equal(a.Pool) || c.Config("h").ServerName != "h" {
+		t.Fatal("first CA not in use")
+	}
+	b := tlstest.NewCA(t, dir, "ca") // same file, a new CA
+	if err := c.Reload(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Config("h").RootCAs.Equal(b.Pool) {
+		t.Fatal("reloaded CA not in use")
+	}
+	os.WriteFile(a.File, []byte("junk"), 0o644)
+	if err := c.Reload(nil); err == nil {
+		t.Fatal("a broken CA was accepted")
+	}
+	if !c.Config("h").RootCAs.Equal(b.Pool) {
+		t.Fatal("a failed reload changed the CA")
+	}
+	got, _ := c.Config("h").GetClientCertificate(nil)
+	if got == nil || got.Leaf.Subject.CommonName != "app" {
+		t.Fatal("client certificate lost")
+	}
+}

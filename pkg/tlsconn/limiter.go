@@ -14,7 +14,6 @@ type Limiter struct {
 	slots   chan struct{}
 	pending atomic.Int64
 	max     int64
-	refused atomic.Uint64
 }
 
 // NewLimiter returns a limiter of concurrent computing and pending
@@ -23,12 +22,10 @@ func NewLimiter(concurrent, pending int) *Limiter {
 	return &Limiter{slots: make(chan struct{}, max(1, concurrent)), max: int64(max(1, pending))}
 }
 
-// Begin counts a handshake in; false (and counted as refused) over the
-// pending limit.
+// Begin counts a handshake in; false over the pending limit.
 func (l *Limiter) Begin() bool {
 	if l.pending.Add(1) > l.max {
 		l.pending.Add(-1)
-		l.refused.Add(1)
 		return false
 	}
 	return true
@@ -39,9 +36,6 @@ func (l *Limiter) End() { l.pending.Add(-1) }
 
 // Pending is the number of handshakes in progress.
 func (l *Limiter) Pending() int64 { return l.pending.Load() }
-
-// Refused counts handshakes refused over the pending limit.
-func (l *Limiter) Refused() uint64 { return l.refused.Load() }
 
 func (l *Limiter) acquire(deadline time.Time) error {
 	select {

@@ -237,45 +237,58 @@ type ClientFiles struct {
 	MinVersion uint16
 }
 
-// Client is the TLS configuration for dialling backends.
+// Client is the TLS configuration for dialling backends. Reload swaps its
+// CAs and client certificate: links dialled afterwards use them, links
+// already up keep their verified sessions.
 type Client struct {
 	files ClientFiles
+	cache tls.ClientSessionCache
+	base  atomic.Pointer[tls.Config]
 	cert  atomic.Pointer[tls.Certificate]
-	base  *tls.Config
 }
 
 // NewClient loads f.
 func NewClient(f ClientFiles) (*Client, error) {
-	c := &Client{files: f}
-	c.base = &tls.Config{
-		MinVersion:                  f.MinVersion,
-		ClientSessionCache:          tls.NewLRUClientSessionCache(256),
-		DynamicRecordSizingDisabled: true,
-	}
-	read := orDisk(f.Read)
-	if f.CA != "" {
-		cas, err := loadCAs(read, f.CA)
-		if err != nil {
-			return nil, err
-		}
-		c.base.RootCAs = cas
-	}
-	if f.Cert != "" {
-		cert, err := loadKeyPair(read, f.Cert, f.Key)
-		if err != nil {
-			return nil, err
-		}
-		c.cert.Store(cert)
-		c.base.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return c.cert.Load(), nil
-		}
+	c := &Client{files: f, cache: tls.NewLRUClientSessionCache(256)}
+	if err := c.load(f.Read); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
+func (c *Client) load(r ReadFunc) error {
+	read := orDisk(r)
+	f := c.files
+	base := &tls.Config{
+		MinVersion:                  f.MinVersion,
+		ClientSessionCache:          c.cache,
+		DynamicRecordSizingDisabled: true,
+	}
+	if f.CA != "" {
+		cas, err := loadCAs(read, f.CA)
+		if err != nil {
+			return err
+		}
+		base.RootCAs = cas
+	}
+	var cert *tls.Certificate
+	if f.Cert != "" {
+		var err error
+		if cert, err = loadKeyPair(read, f.Cert, f.Key); err != nil {
+			return err
+		}
+		// Always offered, whatever CA names the server lists (Go's own
+		// choice from Certificates would send none on a mismatch).
+		base.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	c.base.Store(base)
+	c.cert.Store(cert)
+	return nil
+}
+
 // Config is the tls.Config to dial host with (the server_name wins).
 func (c *Client) Config(host string) *tls.Config {
-	cfg := c.base.Clone()
+	cfg := c.base.Load().Clone()
 	cfg.ServerName = c.files.ServerName
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
@@ -283,19 +296,9 @@ func (c *Client) Config(host string) *tls.Config {
 	return cfg
 }
 
-// Reload reads the client certificate again (CA changes need a new
-// generation: links dialled before keep their verified peers).
-func (c *Client) Reload(read ReadFunc) error {
-	if c.files.Cert == "" {
-		return nil
-	}
-	cert, err := loadKeyPair(orDisk(read), c.files.Cert, c.files.Key)
-	if err != nil {
-		return err
-	}
-	c.cert.Store(cert)
-	return nil
-}
+// Reload reads the files again (through read, nil: from disk); on error
+// the material in use stays.
+func (c *Client) Reload(read ReadFunc) error { return c.load(read) }
 
 // NotAfter is when the client certificate expires; zero without one.
 func (c *Client) NotAfter() time.Time {

@@ -79,7 +79,7 @@ func (r *hoRig) write(t *testing.T, c hoConf) {
 		c.servers = 2
 	}
 	if c.timeout == "" {
-		c.timeout = "2s"
+		c.timeout = "5s"
 	}
 	if c.auth == "" {
 		c.auth = "hunter2"
@@ -175,7 +175,11 @@ func (r *hoRig) waitFresh(t *testing.T, before []int) {
 // serves with its own workers and the old master is gone.
 func (r *hoRig) upgrade(t *testing.T) {
 	t.Helper()
+	// The new master outlives the old one, its parent: re-parented to the
+	// test, which reaps it. Reset at the end, or later tests' orphans
+	// (a killed master's workers) would stay as zombies here.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	old := r.master
 	if out, code := runBinary(t, "-s", "upgrade", "-c", r.conf); code != 0 {
 		t.Fatalf("upgrade: exit %d: %s", code, out)
@@ -379,6 +383,7 @@ func TestHandOverKeepsIdleClientsAcrossReloads(t *testing.T) {
 		for _, c := range raws {
 			info, err := c.rc.do("CLIENT", "INFO")
 			if err != nil {
+				time.Sleep(6 * time.Second) // for the master's account of the hand-over, in the log
 				t.Fatalf("round %d: %s: the same socket failed: %v", round, c.name, err)
 			}
 			if !strings.Contains(info, "name="+c.name+" ") || strings.Contains(info, "resp=3") != c.resp3 {
@@ -588,7 +593,8 @@ func TestHandOverPipeliningUnderReloads(t *testing.T) {
 	base := dials.Load()
 	for round := range 10 {
 		// Changes that move no key: the INCR counters stay where they are.
-		r.write(t, hoConf{timeout: fmt.Sprintf("%ds", 2+round%3)})
+		// (Timeouts of seconds: a loaded test machine is slow, not the point.)
+		r.write(t, hoConf{timeout: fmt.Sprintf("%ds", 5+round%3)})
 		r.reload(t)
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -229,7 +229,7 @@ func TestTLSCertRotationUnderLoad(t *testing.T) {
 
 // TestTLSResumptionAcrossWorkers: the master's session ticket keys let a
 // client resume on whichever worker its next connection lands, also after
-// a certificate reload.
+// a certificate reload and in a new generation's workers.
 func TestTLSResumptionAcrossWorkers(t *testing.T) {
 	ts := startTLS(t, 2)
 	cfg := ts.clientConfig()
@@ -264,6 +264,23 @@ func TestTLSResumptionAcrossWorkers(t *testing.T) {
 	}
 	dial() // the session of the old certificate may be refused once
 	check("after a certificate reload")
+
+	// A reload that changes the configuration: new workers, the same keys.
+	master := ts.proxy.Cmd.Process.Pid
+	before := waitWorkers(t, master, 2, time.Second)
+	b, _ := os.ReadFile(ts.conf)
+	os.WriteFile(ts.conf, append(b, []byte("# changed\n")...), 0o644)
+	ts.proxy.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		now := children(master)
+		if len(now) == 2 && !containsInt(now, before[0]) && !containsInt(now, before[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new generation")
+		}
+	}
+	check("after a new generation")
 }
 
 // TestTLSAndPlaintextListenersOnePool: tls.listen adds a TLS listener
@@ -334,4 +351,41 @@ pool "both" {
 		}
 	}
 	check("reloaded")
+}
+
+// TestTLSStartWarnings: a key file every user can read and a certificate
+// that expires within 14 days are warned about at start, naming the files
+// and never their contents; the pool serves anyway.
+func TestTLSStartWarnings(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir, "ca")
+	leaf := ca.Leaf(t, "proxy", "localhost", tlstest.Options{NotAfter: time.Now().Add(5 * 24 * time.Hour)})
+	if err := os.Chmod(leaf.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	be := harness.Redis(t)
+	port := harness.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(dir, "n.hcl")
+	os.WriteFile(conf, []byte(fmt.Sprintf("worker_processes = 1\nstats {\n  listen = \"\"\n}\npool \"w\" {\n  listen = %q\n  protocol = \"redis\"\n  tls {\n    cert = %q\n    key = %q\n  }\n  server %q {}\n}\n",
+		addr, leaf.CertFile, leaf.KeyFile, be.Addr)), 0o644)
+	p := harness.Start(t, harness.Binary(t), "-c", conf)
+	harness.WaitPort(t, "tcp", addr, 10*time.Second)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	out := p.Output()
+	for _, want := range []string{"TLS private key is readable by every user", "key=" + leaf.KeyFile,
+		"TLS certificate expires soon", "days_left=4", "cert=" + leaf.CertFile} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	kb, _ := os.ReadFile(leaf.KeyFile)
+	lines := strings.Split(strings.TrimSpace(string(kb)), "\n")
+	if strings.Contains(out, lines[1]) {
+		t.Error("key material in the log")
+	}
 }

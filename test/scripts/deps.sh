@@ -38,9 +38,10 @@ declare -A want=(
   # sockets with systemd-socket-activate.
   [promtool]=prometheus
   [systemd-socket-activate]=systemd
-  # make bench's TLS group puts stunnel4 in front of nutcracker (the usual
-  # TLS workaround), as an anchor.
+  # make bench's TLS group puts stunnel4 and HAProxy in front of nutcracker
+  # (the usual TLS workarounds), as anchors.
   [stunnel4]=stunnel4
+  [haproxy]=haproxy
 )
 missing=()
 for prog in "${!want[@]}"; do

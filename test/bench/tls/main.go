@@ -67,6 +67,16 @@ func stopAll() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench/tls:", err)
 	stopAll()
+	if dir != "" {
+		// The processes' logs say why; then nothing is left behind.
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, l := range logs {
+			if b, _ := os.ReadFile(l); len(b) > 0 {
+				fmt.Fprintf(os.Stderr, "--- %s\n%s", filepath.Base(l), b[max(0, len(b)-2000):])
+			}
+		}
+		os.RemoveAll(dir)
+	}
 	os.Exit(1)
 }
 
@@ -286,6 +296,21 @@ pool "both" {
 			stp := start("stunnel4", sconf)
 			waitPort(st)
 			targets = append(targets, target{name: "stunnel4 -> nutcracker", port: st, tls: true, path: []int{stp.cmd.Process.Pid, ncp.cmd.Process.Pid}, backs: backs})
+			if _, err := exec.LookPath("haproxy"); err == nil {
+				// HAProxy terminating TLS (mode tcp, ssl crt) in front of
+				// the same nutcracker.
+				pem := filepath.Join(dir, "haproxy.pem")
+				c, _ := os.ReadFile(leaf.CertFile)
+				k, _ := os.ReadFile(leaf.KeyFile)
+				os.WriteFile(pem, append(c, k...), 0o600)
+				hp := freePort()
+				hconf := filepath.Join(dir, "haproxy.cfg")
+				os.WriteFile(hconf, []byte(fmt.Sprintf("global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"+
+					"frontend f\n  bind 127.0.0.1:%d ssl crt %s\n  default_backend b\nbackend b\n  server nc 127.0.0.1:%d\n", hp, pem, nc)), 0o644)
+				hpp := start("haproxy", "-db", "-f", hconf)
+				waitPort(hp)
+				targets = append(targets, target{name: "HAProxy (ssl) -> nutcracker", port: hp, tls: true, path: []int{hpp.cmd.Process.Pid, ncp.cmd.Process.Pid}, backs: backs})
+			}
 		}
 	}
 	// redis-server's own TLS: one instance, the ceiling.
