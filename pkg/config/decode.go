@@ -91,10 +91,16 @@ type rawPool struct {
 	ClientOutputHard   *string `hcl:"client_output_hard_limit,optional"`
 	ClientOutputSoft   *string `hcl:"client_output_soft_limit,optional"`
 	ClientOutputSoftD  *string `hcl:"client_output_soft_duration,optional"`
+	PubSubOutputHard   *string `hcl:"client_output_pubsub_hard_limit,optional"`
+	PubSubOutputSoft   *string `hcl:"client_output_pubsub_soft_limit,optional"`
+	PubSubOutputSoftD  *string `hcl:"client_output_pubsub_soft_duration,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
+	AllowKeys          *bool   `hcl:"allow_keys,optional"`
+	Databases          *int    `hcl:"databases,optional"`
+	AllowAdmin         *bool   `hcl:"allow_admin_commands,optional"`
 
 	// ACL users and backend credentials: users.go.
 	RedisUsername      *string    `hcl:"redis_username,optional"`
@@ -128,6 +134,9 @@ type rawPool struct {
 	ClientOutputHardRange   hcl.Range `hcl:"client_output_hard_limit,attr_value_range"`
 	ClientOutputSoftRange   hcl.Range `hcl:"client_output_soft_limit,attr_value_range"`
 	ClientOutputSoftDRange  hcl.Range `hcl:"client_output_soft_duration,attr_value_range"`
+	PubSubOutputHardRange   hcl.Range `hcl:"client_output_pubsub_hard_limit,attr_value_range"`
+	PubSubOutputSoftRange   hcl.Range `hcl:"client_output_pubsub_soft_limit,attr_value_range"`
+	PubSubOutputSoftDRange  hcl.Range `hcl:"client_output_pubsub_soft_duration,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	MaxPinnedLinksRange     hcl.Range `hcl:"max_pinned_links,attr_value_range"`
 	PinnedIdleTimeoutRange  hcl.Range `hcl:"pinned_idle_timeout,attr_value_range"`
@@ -135,6 +144,10 @@ type rawPool struct {
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
 	CoalesceGetsName   hcl.Range `hcl:"coalesce_gets,attr_name_range"`
+	AllowKeysName      hcl.Range `hcl:"allow_keys,attr_name_range"`
+	DatabasesName      hcl.Range `hcl:"databases,attr_name_range"`
+	DatabasesRange     hcl.Range `hcl:"databases,attr_value_range"`
+	AllowAdminName     hcl.Range `hcl:"allow_admin_commands,attr_name_range"`
 	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
 	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
 }
@@ -689,6 +702,12 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		deref(rp.ClientOutputSoft, DefaultClientOutputSoftLimit), rp.ClientOutputSoftRange)
 	p.ClientOutputSoftDuration = c.duration("client_output_soft_duration",
 		deref(rp.ClientOutputSoftD, DefaultClientOutputSoftDuration), rp.ClientOutputSoftDRange, 0)
+	p.PubSubOutputHardLimit = c.size("client_output_pubsub_hard_limit",
+		deref(rp.PubSubOutputHard, DefaultPubSubOutputHardLimit), rp.PubSubOutputHardRange)
+	p.PubSubOutputSoftLimit = c.size("client_output_pubsub_soft_limit",
+		deref(rp.PubSubOutputSoft, DefaultPubSubOutputSoftLimit), rp.PubSubOutputSoftRange)
+	p.PubSubOutputSoftDuration = c.duration("client_output_pubsub_soft_duration",
+		deref(rp.PubSubOutputSoftD, DefaultPubSubOutputSoftDuration), rp.PubSubOutputSoftDRange, 0)
 	if rp.SlowlogSlowerThan != nil {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
 	}
@@ -701,8 +720,26 @@ func (c *checker) pool(rp *rawPool) *Pool {
 			"server_connections must be at least 1 (got %d).", p.ServerConnections)
 		p.ServerConnections = DefaultServerConnections
 	}
+	p.AllowKeys = deref(rp.AllowKeys, false)
+	p.AllowAdminCommands = deref(rp.AllowAdmin, false)
+	p.Databases = c.nonNegative("databases", rp.Databases, 0, rp.DatabasesRange)
+	switch {
+	case p.Databases > MaxDatabases:
+		c.errorf(rp.DatabasesRange, "Invalid databases", "databases may be at most %d (got %d).", MaxDatabases, p.Databases)
+	case p.Databases > 0 && p.RedisDB >= p.Databases:
+		c.errorf(rp.DatabasesRange, "Invalid databases",
+			"redis_db (%d) must be one of the databases 0..%d that databases = %d lets clients select.", p.RedisDB, p.Databases-1, p.Databases)
+	}
 	if p.Protocol == ProtocolMemcache {
 		p.CoalesceGets = deref(rp.CoalesceGets, true)
+		for _, a := range []struct {
+			name string
+			r    hcl.Range
+		}{{"allow_keys", rp.AllowKeysName}, {"allow_admin_commands", rp.AllowAdminName}, {"databases", rp.DatabasesName}} {
+			if present(a.r) {
+				c.errorf(a.r, "Invalid attribute for a memcache pool", "%s is only valid in a redis pool.", a.name)
+			}
+		}
 		if present(rp.RedisAuthNameRange) {
 			c.errorf(rp.RedisAuthNameRange, "Invalid attribute for a memcache pool", "redis_auth is only valid in a redis pool.")
 		}
@@ -867,6 +904,9 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 	if present(rp.AutoEjectHostsName) && p.AutoEjectHosts {
 		c.errorf(rp.AutoEjectHostsName, "Invalid attribute for a cluster pool",
 			"auto_eject_hosts would move keys; the cluster promotes a replica instead.")
+	}
+	if present(rp.DatabasesName) && p.Databases > 1 {
+		c.errorf(rp.DatabasesName, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")
 	}
 	if present(rp.RedisDBNameRange) && p.RedisDB != 0 {
 		c.errorf(rp.RedisDBNameRange, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")

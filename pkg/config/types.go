@@ -117,6 +117,12 @@ type Pool struct {
 	ClientOutputHardLimit    int64
 	ClientOutputSoftLimit    int64
 	ClientOutputSoftDuration time.Duration
+	// PubSubOutput* are the same limits for subscribers (redis's pubsub
+	// class): a subscriber that does not read is closed long before a
+	// client waiting for a large reply would be.
+	PubSubOutputHardLimit    int64
+	PubSubOutputSoftLimit    int64
+	PubSubOutputSoftDuration time.Duration
 	// SlowlogSlowerThan logs requests slower than this (0 = off);
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration
@@ -128,6 +134,14 @@ type Pool struct {
 	// (0: kept).
 	MaxPinnedLinks    int
 	PinnedIdleTimeout time.Duration
+	// AllowKeys lets clients send KEYS, answered from every server (it is
+	// O(N) on each, so off by default). AllowAdminCommands lets them send
+	// FLUSHDB, FLUSHALL, CONFIG and DEBUG to every server (off by default).
+	AllowKeys          bool
+	AllowAdminCommands bool
+	// Databases lets clients SELECT databases 0..Databases-1 (each on
+	// links of its own); 0 lets them select RedisDB only.
+	Databases int
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int

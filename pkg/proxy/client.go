@@ -315,7 +315,7 @@ func (c *clientConn) writeOut() {
 		c.waitWritable()
 		return
 	}
-	if hard := c.pool.cfg.ClientOutputHardLimit; hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
+	if hard := c.hardOutputLimit(); hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
 		return
 	}
 	for !c.closing && !c.blocked {

@@ -86,10 +86,10 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 	if s.managed && !s.hasMaster() {
 		return nil, &noMasterError{server: s.name}
 	}
-	resp3 := c.linkClass == linkRESP3
+	resp3, dbSel := c.linkClass&linkRESP3 != 0, c.linkClass>>1
 	for i := len(s.pinIdle) - 1; i >= 0; i-- {
 		l := s.pinIdle[i]
-		if l.sc.resp3 != resp3 || l.dead {
+		if l.sc.resp3 != resp3 || l.sc.dbSel != dbSel || l.dead {
 			continue
 		}
 		s.pinIdle = slices.Delete(s.pinIdle, i, i+1)
@@ -109,7 +109,7 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 		// Make room: the oldest idle link (of the other version).
 		s.pinIdle[0].kill(errLinkShutdown)
 	}
-	sc := &serverConn{srv: s, resp3: resp3}
+	sc := &serverConn{srv: s, resp3: resp3, dbSel: dbSel}
 	l := sc.link()
 	l.pin = &pinState{owner: c, kind: kind}
 	s.pins = append(s.pins, l)

@@ -208,6 +208,7 @@ func (px *Proxy) snapshot() Snapshot {
 			PinnedOpened:       p.stats.PinnedOpened.Load(),
 			PinnedReused:       p.stats.PinnedReused.Load(),
 			PinnedRefused:      p.stats.PinnedRefused.Load(),
+			PubSubOutputClosed: p.stats.PubSubOutputClosed.Load(),
 			ACLDeniedCommand:   p.stats.ACLDeniedCommand.Load(),
 			ACLDeniedKey:       p.stats.ACLDeniedKey.Load(),
 			ACLDeniedChannel:   p.stats.ACLDeniedChannel.Load(),
@@ -227,6 +228,8 @@ func (px *Proxy) snapshot() Snapshot {
 			return true
 		})
 		for _, sv := range p.servers {
+			ps.PinnedOpen += int64(len(sv.pins))
+			ps.PinnedLent += int64(len(sv.pins) - len(sv.pinIdle))
 			st := &sv.stats
 			ps.Servers = append(ps.Servers, ServerSnapshot{
 				Name:              sv.name,

@@ -82,9 +82,9 @@ func (r *redisProto) handshake(l *link) {
 			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(pass)})
 		})
 	}
-	if cfg.RedisDB != 0 {
+	if db := linkDB(cfg, l.sc); db != 0 {
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
-			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
+			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(db), 10)})
 		})
 	}
 	if r.learnState == learnNone {

@@ -122,7 +122,7 @@ func (r *redisProto) blocking(c *clientConn, cmd *resp.Command, args [][]byte, r
 			continue
 		}
 		keep = append(keep, b)
-		if b.sc.srv == s {
+		if b.sc.srv == s && b.sc.dbSel == c.linkClass>>1 {
 			l = b
 		}
 	}

@@ -72,18 +72,11 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 			st.clientGone(c)
 		}
 		c.session().reset(p.authRequired())
+		c.linkClass = linkDefault // RESP2, the pool's redis_db
 		c.setProto(2)
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "RESET") })
 	case "select":
-		db, err := strconv.Atoi(string(args[1]))
-		switch {
-		case err != nil:
-			c.localError("ERR value is not an integer or out of range")
-		case db == p.cfg.RedisDB:
-			c.localOK()
-		default:
-			c.localError("ERR SELECT " + strconv.Itoa(db) + " refused: pool '" + p.cfg.Name + "' serves database " + strconv.Itoa(p.cfg.RedisDB) + " only")
-		}
+		r.selectDB(c, args[1]) // redis_db.go
 	case "readonly", "readwrite":
 		// Cluster clients send these to every node; on a pool of
 		// masters they change nothing.
@@ -298,7 +291,7 @@ func containsID(ids []uint64, id uint64) bool {
 func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	rs := c.rs
 	if rs == nil {
-		rs = &redisSession{proto: 2}
+		rs = newRedisSession()
 	}
 	var laddr string
 	if sa, err := unix.Getsockname(c.fd); err == nil {
@@ -309,12 +302,36 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 		cmd = "NULL"
 	}
 	user := c.userName()
-	flags := "N"
+	// redis's order of flag letters: P (subscriber), x (MULTI), b
+	// (blocked), e, T.
+	flags := ""
+	sub, psub, multi := 0, 0, -1
+	if st := rs.st; st != nil {
+		if st.sub != nil {
+			sub, psub = len(st.sub.channels), len(st.sub.patterns)
+		}
+		if sub+psub > 0 {
+			flags += "P"
+		}
+		if st.txn.multi {
+			multi = st.txn.count
+			flags += "x"
+		}
+		for _, l := range st.blocks {
+			if l.blockedFor(c) && l.head < len(l.inflight) {
+				flags += "b"
+				break
+			}
+		}
+	}
 	if rs.noEvict {
-		flags = "e"
+		flags += "e"
 	}
 	if rs.noTouch {
 		flags += "T"
+	}
+	if flags == "" {
+		flags = "N"
 	}
 	f := func(k, v string) {
 		dst = append(dst, k...)
@@ -336,11 +353,11 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	fi("age", (now-c.accepted)/int64(time.Second))
 	fi("idle", (now-c.lastRead)/int64(time.Second))
 	f("flags", flags)
-	fi("db", int64(c.pool.cfg.RedisDB))
-	fi("sub", 0)
-	fi("psub", 0)
+	fi("db", int64(c.db()))
+	fi("sub", int64(sub))
+	fi("psub", int64(psub))
 	fi("ssub", 0)
-	fi("multi", -1)
+	fi("multi", int64(multi))
 	fi("qbuf", int64(c.rb.len()))
 	fi("qbuf-free", 0)
 	fi("argv-mem", 0)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"math"
-	"math/rand/v2"
 	"strconv"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
@@ -19,7 +18,7 @@ import (
 //     a cursor stays valid across a reload that keeps the list. MATCH,
 //     COUNT and TYPE are passed to each server as they are.
 //   - DBSIZE is the sum of every server's.
-//   - RANDOMKEY asks one server, chosen at random.
+//   - RANDOMKEY: see redis_admin.go.
 //   - SCRIPT LOAD, EXISTS and FLUSH go to every server, so that EVALSHA
 //     works whatever server its key is on: LOAD answers the hash, EXISTS 1
 //     for a script every server has, FLUSH +OK once all flushed.
@@ -42,16 +41,7 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 	case "dbsize":
 		r.broadcast(c, opSum, args, raw)
 	case "randomkey":
-		live := r.liveServers()
-		if len(live) == 0 {
-			m := newMsg(c)
-			c.enqueue(m)
-			r.pool.fail(m, ErrNoServer)
-			return true
-		}
-		m := newMsg(c)
-		c.enqueue(m)
-		r.pool.forward(m, live[rand.IntN(len(live))], requestBuilder(args, raw))
+		r.broadcast(c, opRandomKey, args, raw) // redis_admin.go
 	case "script":
 		switch lower(args[1]) {
 		case "load":
@@ -72,7 +62,7 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 			return false
 		}
 	default:
-		return false
+		return r.wholePoolMore(c, cmd, args, raw) // redis_admin.go
 	}
 	return true
 }
@@ -157,6 +147,10 @@ func (r *redisProto) mergeWhole(parent *msg) {
 			parent.reply = append(parent.reply[:0], f.reply...)
 			return
 		}
+	}
+	if parent.op >= opFirstReply {
+		r.mergeAdmin(parent)
+		return
 	}
 	invalid := func() { parent.reply = resp.AppendError(parent.reply[:0], "ERR Invalid argument") }
 	switch parent.op {

@@ -34,19 +34,22 @@ type redisSession struct {
 	noEvict bool
 	noTouch bool
 	lastCmd string // for CLIENT LIST's cmd=
+	// db is the database the client SELECTed (redis_db.go); -1 until it
+	// does: the pool's redis_db.
+	db int
 
 	// st holds the pinned links of transactions, blocking calls and
 	// subscriptions (redis_txn.go); nil until one is used.
 	st *statefulSession
 }
 
-func newRedisSession() *redisSession { return &redisSession{proto: 2} }
+func newRedisSession() *redisSession { return &redisSession{proto: 2, db: -1} }
 
 // reset is RESET: the state of a new connection, the default user
 // again, except that a client stays authenticated where the default user
 // needs no password, as on redis.
 func (s *redisSession) reset(authRequired bool) {
-	*s = redisSession{proto: 2, authed: !authRequired}
+	*s = redisSession{proto: 2, authed: !authRequired, db: -1}
 }
 
 // session returns c's Redis session, making it on first use.
@@ -62,10 +65,9 @@ func (c *clientConn) session() *redisSession {
 // send them to a client of that version.
 func (c *clientConn) setProto(v int) {
 	c.session().proto = v
+	c.linkClass = c.linkClass &^ linkRESP3
 	if v == 3 {
-		c.linkClass = linkRESP3
-	} else {
-		c.linkClass = linkDefault
+		c.linkClass |= linkRESP3
 	}
 }
 

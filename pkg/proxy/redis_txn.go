@@ -33,6 +33,7 @@ type txnState struct {
 	link   *link
 	broken error    // the pinned link died: the transaction cannot go on
 	queued [][]byte // keyless requests queued before the server was fixed
+	count  int      // commands queued, for CLIENT LIST's multi=
 }
 
 // stateful returns c's stateful session, making it.
@@ -283,6 +284,8 @@ func (r *redisProto) txnDispatch(c *clientConn, st *statefulSession, args [][]by
 		for i := 1; i < len(args); i += max(cmd.Step, 1) {
 			keys = append(keys, i)
 		}
+	case (cmd.Name == "object" || cmd.Name == "xinfo" || cmd.Name == "xgroup") && len(args) >= 3:
+		keys = append(c.keys[:0], 2) // the key after the subcommand (redis_admin.go)
 	case cmd.Kind == resp.KindSingleKey || cmd.Kind == resp.KindEval:
 		keys, err = resp.Keys(cmd, args, c.keys[:0])
 		if errors.Is(err, resp.ErrNoKeys) {
@@ -346,9 +349,11 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 		// No server yet: the proxy queues it, as the server would.
 		req := requestBuilder(args, raw)(nil)
 		t.queued = append(t.queued, req)
+		t.count++
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "QUEUED") })
 		return
 	}
+	t.count++
 	m := newMsg(c)
 	c.enqueue(m)
 	p.sendPinned(m, t.link, requestBuilder(args, raw))

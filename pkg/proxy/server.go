@@ -28,7 +28,10 @@ type server struct {
 	// client gets the server's replies in its own protocol version.
 	conns  []*serverConn
 	conns3 []*serverConn
-	rr     atomic.Uint32
+	// dbconns are the links of clients that SELECTed another database
+	// than the pool's redis_db (databases > 1), by link class (redis_db.go).
+	dbconns map[uint8][]*serverConn
+	rr      atomic.Uint32
 	// extra are links opened, by link class, while every one of conns
 	// streams a large reply (stream.go).
 	extra [2][]*serverConn
@@ -65,6 +68,9 @@ type server struct {
 // conn picks one of the server's connections of a link class, round
 // robin, so that server_connections > 1 spreads the load.
 func (s *server) conn(class uint8) *serverConn {
+	if class > linkRESP3 {
+		return s.dbConn(class)
+	}
 	conns := s.conns
 	if class == linkRESP3 {
 		if s.conns3 == nil {
@@ -104,6 +110,11 @@ func (s *server) eachConn(fn func(sc *serverConn)) {
 	}
 	for _, sc := range s.conns3 {
 		fn(sc)
+	}
+	for _, conns := range s.dbconns {
+		for _, sc := range conns {
+			fn(sc)
+		}
 	}
 	for _, extra := range s.extra {
 		for _, sc := range extra {
@@ -146,6 +157,9 @@ type serverConn struct {
 	srv   *server
 	l     *link
 	resp3 bool // links speak RESP3 (HELLO 3 in the handshake)
+	// dbSel is the database its links SELECT: 0 the pool's redis_db, n
+	// database n-1 (redis_db.go).
+	dbSel uint8
 }
 
 // link returns the live link, creating (and dialing) a new one when needed.

@@ -21,6 +21,9 @@ type PoolStats struct {
 	ClientIdleClosed atomic.Uint64
 	// ClientOutputClosed counts clients closed by an output limit.
 	ClientOutputClosed atomic.Uint64
+	// PubSubOutputClosed counts the subscribers among them (closed by the
+	// client_output_pubsub_* limits).
+	PubSubOutputClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
 	SlowRequests atomic.Uint64
 	// Replayed counts requests sent again to a server's new master;
@@ -144,6 +147,11 @@ type PoolSnapshot struct {
 	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
 	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
 	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
+	// PinnedLent (gauge) is the pinned links lent to clients now, of
+	// PinnedOpen open.
+	PinnedLent         int64  `json:"pinned_lent"`
+	PinnedOpen         int64  `json:"pinned_open"`
+	PubSubOutputClosed uint64 `json:"pubsub_output_closed,omitempty"`
 	ACLDeniedCommand   uint64 `json:"acl_denied_command,omitempty"`
 	ACLDeniedKey       uint64 `json:"acl_denied_key,omitempty"`
 	ACLDeniedChannel   uint64 `json:"acl_denied_channel,omitempty"`

@@ -347,6 +347,7 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.PinnedOpened += s.PinnedOpened
 	d.PinnedReused += s.PinnedReused
 	d.PinnedRefused += s.PinnedRefused
+	d.PubSubOutputClosed += s.PubSubOutputClosed
 	d.ClientHandedOver += s.ClientHandedOver
 	d.ClientAdopted += s.ClientAdopted
 	d.HandoverRefused += s.HandoverRefused
@@ -365,6 +366,8 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	}
 	if gauges {
 		d.ClientConnections += s.ClientConnections
+		d.PinnedLent += s.PinnedLent
+		d.PinnedOpen += s.PinnedOpen
 	}
 }
 

@@ -12,7 +12,7 @@ node_clients() {
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../clients/node" && pwd)"
   if [ -f "$dir/node_modules/.package-lock.json" ] &&
      [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] &&
-     (cd "$dir" && node -e 'for (const m of ["redis4","redis6","ioredis5","ioredis6","memcached"]) require.resolve(m)') 2>/dev/null; then
+     (cd "$dir" && node -e 'for (const m of ["redis4","redis6","ioredis5","ioredis6","memcached","bullmq","ioredis"]) require.resolve(m)') 2>/dev/null; then
     return 0
   fi
   echo "deps: npm ci in $dir" >&2
