@@ -18,12 +18,15 @@ import (
 // address moves) so that a MOVED, an ASK, a TRYAGAIN or a dead owner
 // sends them again, by retry.go's rule, within failover_timeout.
 
-// SlotMap is a cluster pool's slot map as the master last read it.
+// SlotMap is a cluster pool's topology as the master last read it: the
+// masters (those that own no slot too), each one's replicas fit for reads
+// (Replicas[i] of Nodes[i], absent when there are none), the slots.
 type SlotMap struct {
-	Pool    string      `json:"pool"`
-	Version uint64      `json:"version"`
-	Nodes   []string    `json:"nodes"` // masters' host:port
-	Ranges  []SlotRange `json:"ranges"`
+	Pool     string      `json:"pool"`
+	Version  uint64      `json:"version"`
+	Nodes    []string    `json:"nodes"` // masters' host:port
+	Replicas [][]string  `json:"replicas,omitempty"`
+	Ranges   []SlotRange `json:"ranges"`
 }
 
 // SlotRange is a run of slots owned by Nodes[Node].
@@ -38,6 +41,9 @@ type clusterState struct {
 	version  uint64
 	byAddr   map[string]*server
 	unrouted []*msg // requests for slots no map has named an owner for
+	// masters marks the servers the last map named as masters (the
+	// others are nodes a MOVED named, or former masters).
+	masters map[*server]bool
 	later    []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
 	lastHint int64
 }
@@ -66,9 +72,25 @@ func (p *pool) setSlotMap(sm SlotMap) {
 	}
 	cs.version = sm.Version
 	idx := make([]int32, len(sm.Nodes))
+	masters := make(map[*server]bool, len(sm.Nodes))
 	for i, addr := range sm.Nodes {
-		idx[i] = int32(p.clusterServer(addr).idx)
+		s := p.clusterServer(addr)
+		idx[i] = int32(s.idx)
+		masters[s] = true
+		if p.readFrom != config.ReadFromMaster {
+			var rs []string
+			if i < len(sm.Replicas) {
+				rs = sm.Replicas[i]
+			}
+			s.setReplicas(rs)
+		}
 	}
+	for _, s := range p.servers {
+		if !masters[s] && len(s.replicas) > 0 {
+			s.setReplicas(nil) // no master any more: its replicas follow another
+		}
+	}
+	cs.masters = masters
 	moved := 0
 	for _, r := range sm.Ranges {
 		if r.Node < 0 || r.Node >= len(idx) || r.Start < 0 || r.End >= hashkit.SlotCount {

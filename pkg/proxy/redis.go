@@ -75,6 +75,13 @@ func (r *redisProto) handshake(l *link) {
 			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(cfg.RedisAuth)})
 		})
 	}
+	if r.pool.cluster != nil && l.sc.srv.primary != nil {
+		// A cluster replica serves reads of its master's slots only after
+		// READONLY; it answers MOVED to the rest (and to writes).
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
+			return resp.AppendCommand(dst, argsReadonly)
+		})
+	}
 	if cfg.RedisDB != 0 {
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
@@ -104,7 +111,10 @@ func (r *redisProto) learnCommands(l *link) {
 	}
 }
 
-var commandFetchArgs = [][]byte{[]byte("COMMAND")}
+var (
+	commandFetchArgs = [][]byte{[]byte("COMMAND")}
+	argsReadonly     = [][]byte{[]byte("READONLY")}
+)
 
 // commandsLearned reads the reply to learnCommands' COMMAND. A link that
 // failed first leaves the next link to ask; an error reply (a server that

@@ -220,6 +220,12 @@ func readStats(t *testing.T, addr string) string {
 
 func (r *rig) proxyWithStats(t *testing.T, statsAddr string) (string, *harness.Proc) {
 	t.Helper()
+	return r.proxyWith(t, statsAddr, "")
+}
+
+// proxyWith is proxyWithStats with more attributes of the cluster block.
+func (r *rig) proxyWith(t *testing.T, statsAddr, clusterExtra string) (string, *harness.Proc) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	hcl := fmt.Sprintf(`
 worker_processes = 2
@@ -237,9 +243,10 @@ pool "store" {
   cluster {
     seeds            = [%q, %q]
     failover_timeout = %q
+    %s
   }
 }
-`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout)
+`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout, clusterExtra)
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
 
