@@ -43,7 +43,7 @@ type clusterState struct {
 	unrouted []*msg // requests for slots no map has named an owner for
 	// masters marks the servers the last map named as masters (the
 	// others are nodes a MOVED named, or former masters).
-	masters map[*server]bool
+	masters  map[*server]bool
 	later    []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
 	lastHint int64
 }
