@@ -43,9 +43,11 @@ type clusterState struct {
 	unrouted []*msg // requests for slots no map has named an owner for
 	// masters marks the servers the last map named as masters (the
 	// others are nodes a MOVED named, or former masters).
-	masters  map[*server]bool
-	later    []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
-	lastHint int64
+	masters map[*server]bool
+	// masterList is the same in the map's order: what SCAN walks.
+	masterList []*server
+	later      []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
+	lastHint   int64
 }
 
 func newClusterState() *clusterState {
@@ -73,9 +75,13 @@ func (p *pool) setSlotMap(sm SlotMap) {
 	cs.version = sm.Version
 	idx := make([]int32, len(sm.Nodes))
 	masters := make(map[*server]bool, len(sm.Nodes))
+	var list []*server
 	for i, addr := range sm.Nodes {
 		s := p.clusterServer(addr)
 		idx[i] = int32(s.idx)
+		if !masters[s] {
+			list = append(list, s)
+		}
 		masters[s] = true
 		if p.readFrom != config.ReadFromMaster {
 			var rs []string
@@ -90,7 +96,7 @@ func (p *pool) setSlotMap(sm SlotMap) {
 			s.setReplicas(nil) // no master any more: its replicas follow another
 		}
 	}
-	cs.masters = masters
+	cs.masters, cs.masterList = masters, list
 	moved := 0
 	for _, r := range sm.Ranges {
 		if r.Node < 0 || r.Node >= len(idx) || r.Start < 0 || r.End >= hashkit.SlotCount {
@@ -172,8 +178,14 @@ func (p *pool) sendSlot(m *msg) {
 	p.sendManaged(m, s)
 }
 
-// anyClusterServer is a master for keyless commands.
+// anyClusterServer is a master for keyless commands: one the map names,
+// else any node known.
 func (p *pool) anyClusterServer() *server {
+	for _, s := range p.cluster.masterList {
+		if !s.down {
+			return s
+		}
+	}
 	for _, s := range p.servers {
 		if !s.down {
 			return s
@@ -420,4 +432,61 @@ func (r *redisProto) singleCluster(c *clientConn, args [][]byte, raw []byte, key
 	m := newMsg(c)
 	c.enqueue(m)
 	p.forwardSlot(m, slot, build)
+}
+
+// pinnedRedirect handles a MOVED or ASK answering a request on a pinned
+// link (the slot moved while a client held state on its old owner). The
+// request did not run. A blocking call is sent again on a link pinned to
+// the new owner (for ASK: after ASKING), within max_redirects: the client
+// sees its call block on, with its timeout counted anew. In a
+// transaction the state on the old owner is worthless: the request gets
+// a clear error, the transaction is broken (EXEC answers EXECABORT, a new
+// WATCH starts over on the new owner) and the slot map is patched.
+// TRYAGAIN, CLUSTERDOWN and LOADING reach the client as Redis said them.
+// It reports whether it took m.
+func (p *pool) pinnedRedirect(m *msg, reply []byte) bool {
+	kind, slot, addr := parseRedirect(reply)
+	if kind != "MOVED" && kind != "ASK" {
+		return false
+	}
+	c := m.owner()
+	target := p.clusterServer(addr)
+	if kind == "MOVED" {
+		p.stats.Moved.Add(1)
+		p.cluster.slots[slot] = int32(target.idx)
+		p.clusterHint(addr, HintMoved)
+	} else {
+		p.stats.Asked.Add(1)
+	}
+	if m.redirects < 250 {
+		m.redirects++
+	}
+	if m.blockFor != 0 && m.hasSlot && c != nil && !c.closed && int(m.redirects) <= p.cfg.Cluster.MaxRedirects {
+		m.sentAt = 0
+		p.sendBlocking(c, m, target, m.appendReq, kind == "ASK")
+		return true
+	}
+	err := &slotMovedError{slot: int32(slot), addr: addr}
+	if c != nil && c.rs != nil && c.rs.st != nil && c.rs.st.txn.link != nil {
+		c.rs.st.txn.broken = err
+	}
+	if m.blockFor != 0 {
+		p.stats.RedirectsExhausted.Add(1)
+		p.fail(m, &slotError{slot: int32(slot), what: "too many redirections (" + kind + ")"})
+		return true
+	}
+	p.fail(m, err)
+	return true
+}
+
+// slotMovedError answers a transaction's request that its slot's owner
+// refused with MOVED or ASK: the transaction cannot go on there.
+type slotMovedError struct {
+	slot int32
+	addr string
+}
+
+func (e *slotMovedError) Error() string {
+	return "nuthatch: slot " + strconv.Itoa(int(e.slot)) + " moved to " + e.addr +
+		" during the transaction; it is aborted (EXEC answers EXECABORT), run it again"
 }

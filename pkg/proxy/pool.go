@@ -393,7 +393,11 @@ func (p *pool) complete(m *msg, reply []byte, isErr bool) {
 		m.server.primary.flushWaiting()
 		return
 	}
-	if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
+	if isErr && p.cluster != nil && m.pinned {
+		if p.pinnedRedirect(m, reply) {
+			return
+		}
+	} else if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
 		return
 	}
 	if isErr && m.server != nil && m.server.managed && !m.pinned && notRunError(reply) {

@@ -265,11 +265,6 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	case resp.KindLocal:
 		r.local(c, cmd, args)
 	case resp.KindUnsupported:
-		if p.cluster != nil {
-			// Pinned links do not follow slots yet.
-			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch in a cluster pool: " + cmd.Reason)
-			return
-		}
 		if r.stateful(c, cmd, args, raw) {
 			return
 		}

@@ -59,7 +59,7 @@ func (c *clientConn) subscribed() bool {
 // pubsub takes the pub/sub commands the proxy serves.
 func (r *redisProto) pubsub(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) bool {
 	switch cmd.Name {
-	case "publish":
+	case "publish", "spublish":
 		c.keys = append(c.keys[:0], 1)
 		r.single(c, args, raw, c.keys)
 	case "subscribe", "unsubscribe", "psubscribe", "punsubscribe":
@@ -123,9 +123,32 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 	p := r.pool
 	st := c.stateful()
 	if st.sub == nil {
-		st.sub = &subState{links: make([]*link, len(p.servers))}
+		st.sub = &subState{}
 	}
 	ss := st.sub
+	if n := len(p.servers); len(ss.links) < n {
+		ss.links = append(ss.links, make([]*link, n-len(ss.links))...) // a cluster pool's nodes grow
+	}
+	// A Redis Cluster delivers every PUBLISH to every node (over its
+	// bus): one link to one node hears every channel and pattern, where
+	// a link per node would get each message once per node.
+	var one *server
+	if p.cluster != nil {
+		for _, l := range ss.links {
+			if l != nil && !l.dead {
+				one = l.sc.srv
+			}
+		}
+		if one == nil {
+			one = p.anyClusterServer()
+		}
+		if one == nil {
+			m := newMsg(c)
+			c.enqueue(m)
+			p.fail(m, ErrNoServer)
+			return
+		}
+	}
 	pattern := name[0] == 'p'
 	unsub := name == "unsubscribe" || name == "punsubscribe"
 	list := &ss.channels
@@ -146,6 +169,10 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 		has := slices.Contains(*list, n)
 		if unsub != has {
 			continue // already so: redis confirms, the server need not hear it
+		}
+		if one != nil {
+			perServer[one.idx] = append(perServer[one.idx], n)
+			continue
 		}
 		if pattern {
 			for i := range perServer {

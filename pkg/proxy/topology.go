@@ -81,6 +81,10 @@ func proxyErrorText(err error) (string, bool) {
 	if errors.As(err, &nr) {
 		return nr.Error(), true
 	}
+	var sm *slotMovedError
+	if errors.As(err, &sm) {
+		return sm.Error(), true
+	}
 	return pinErrorText(err)
 }
 
