@@ -43,6 +43,9 @@ type Map struct {
 	// Source is the command it was read with: "CLUSTER SHARDS" or
 	// "CLUSTER SLOTS".
 	Source string
+	// loading: replicas CLUSTER SHARDS reports "loading" (the asked node
+	// saw no replication offset of theirs yet), by master.
+	loading map[string][]string
 }
 
 // Range is a run of slots and its owner (an index into Map.Nodes).
@@ -84,6 +87,8 @@ type target struct {
 	// noShards: nodes that refused CLUSTER SHARDS (before 7.0), asked
 	// CLUSTER SLOTS instead.
 	noShards map[string]bool
+	// replicaOf: the last map's replicas and their masters.
+	replicaOf map[string]string
 }
 
 // New returns a watcher; Watch gives it pools.
@@ -198,6 +203,7 @@ func (w *Watcher) refresh(t *target) {
 			continue
 		}
 		t.lastErr = ""
+		t.keepReplicas(&m)
 		sig := fmt.Sprint(m.Nodes, m.Replicas, m.Ranges)
 		if sig == t.sig && !confirm {
 			return
@@ -233,6 +239,29 @@ func candidates(t *target) []string {
 		}
 	}
 	return out
+}
+
+// keepReplicas keeps in m a replica of the last map that the node asked
+// now reports "loading" under the same master: a node that has not had
+// the replica's gossip yet says so of a replica the others see synced,
+// and reads would flap between it and the master with every refresh. A
+// replica that is really loading answers LOADING, and its reads go
+// elsewhere (proxy/replica.go).
+func (t *target) keepReplicas(m *Map) {
+	for i, master := range m.Nodes {
+		for _, r := range m.loading[master] {
+			if t.replicaOf[r] == master && !slices.Contains(m.Replicas[i], r) {
+				m.Replicas[i] = append(m.Replicas[i], r)
+				slices.Sort(m.Replicas[i])
+			}
+		}
+	}
+	t.replicaOf = map[string]string{}
+	for i, rs := range m.Replicas {
+		for _, r := range rs {
+			t.replicaOf[r] = m.Nodes[i]
+		}
+	}
 }
 
 func countReplicas(m Map) int {
@@ -360,7 +389,7 @@ func parseShards(v any, askedHost string) (Map, error) {
 			}
 		}
 		master := -1
-		var replicas []string
+		var replicas, loading []string
 		for _, n := range nodes {
 			nf, ok := n.([]any)
 			if !ok {
@@ -397,8 +426,11 @@ func parseShards(v any, askedHost string) (Map, error) {
 					master = b.master(addr)
 				}
 			case "replica":
-				if health == "online" && offset > 0 {
+				switch {
+				case health == "online" && offset > 0:
 					replicas = append(replicas, addr)
+				case health == "loading":
+					loading = append(loading, addr)
 				}
 			}
 		}
@@ -407,6 +439,12 @@ func parseShards(v any, askedHost string) (Map, error) {
 		}
 		for _, r := range replicas {
 			b.replica(master, r)
+		}
+		if len(loading) > 0 {
+			if b.m.loading == nil {
+				b.m.loading = map[string][]string{}
+			}
+			b.m.loading[b.m.Nodes[master]] = loading
 		}
 		for i := 0; i+1 < len(slots); i += 2 {
 			start, ok1 := slots[i].(int64)

@@ -206,3 +206,22 @@ func FuzzParseTopology(f *testing.F) {
 		}
 	})
 }
+
+// A replica the last map had, which the node asked now reports loading
+// (it has not had the replica's gossip), stays; a new one does not join.
+func TestKeepReplicasSeenBefore(t *testing.T) {
+	tg := &target{replicaOf: map[string]string{"r1": "m1"}}
+	m := Map{Nodes: []string{"m1", "m2"}, Replicas: [][]string{nil, nil},
+		loading: map[string][]string{"m1": {"r1"}, "m2": {"r2"}}}
+	tg.keepReplicas(&m)
+	if !slices.Equal(m.Replicas[0], []string{"r1"}) || len(m.Replicas[1]) != 0 {
+		t.Fatalf("%v", m.Replicas)
+	}
+	// Under another master (a failover), it is not kept.
+	tg.replicaOf = map[string]string{"r1": "m2"}
+	m = Map{Nodes: []string{"m1"}, Replicas: [][]string{nil}, loading: map[string][]string{"m1": {"r1"}}}
+	tg.keepReplicas(&m)
+	if len(m.Replicas[0]) != 0 {
+		t.Fatalf("%v", m.Replicas)
+	}
+}

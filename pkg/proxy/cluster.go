@@ -490,3 +490,54 @@ func (e *slotMovedError) Error() string {
 	return "nuthatch: slot " + strconv.Itoa(int(e.slot)) + " moved to " + e.addr +
 		" during the transaction; it is aborted (EXEC answers EXECABORT), run it again"
 }
+
+// clusterSnapshot adds to a cluster pool's snapshot the slots each
+// master owns and the replicas read from, each under its own address (a
+// demoted master's counters and its replica's are one node's).
+func (p *pool) clusterSnapshot(ps *PoolSnapshot) {
+	cs := p.cluster
+	var owned []int64
+	for _, i := range cs.slots {
+		if i >= 0 {
+			for int(i) >= len(owned) {
+				owned = append(owned, 0)
+			}
+			owned[i]++
+		}
+	}
+	byName := make(map[string]int, len(ps.Servers))
+	for i := range ps.Servers {
+		if i < len(owned) {
+			ps.Servers[i].Slots = owned[i]
+		}
+		byName[ps.Servers[i].Name] = i
+	}
+	for _, s := range p.servers {
+		for _, r := range s.replicas {
+			st := &r.stats
+			snap := ServerSnapshot{Name: r.addr.Addr, Address: r.addr.Addr, Role: "replica", ReplicaOf: s.name,
+				ServerEOF: st.EOF.Load(), ServerErr: st.Err.Load(), ServerTimedout: st.Timedout.Load(),
+				ServerConnections: st.Connections.Load(), Requests: st.Requests.Load(), RequestBytes: st.RequestBytes.Load(),
+				Responses: st.Responses.Load(), ResponseBytes: st.ResponseBytes.Load(), ServerLatency: r.latency.snapshot()}
+			i, seen := byName[snap.Name]
+			if !seen {
+				byName[snap.Name] = len(ps.Servers)
+				ps.Servers = append(ps.Servers, snap)
+				continue
+			}
+			d := &ps.Servers[i]
+			d.ServerEOF += snap.ServerEOF
+			d.ServerErr += snap.ServerErr
+			d.ServerTimedout += snap.ServerTimedout
+			d.ServerConnections += snap.ServerConnections
+			d.Requests += snap.Requests
+			d.RequestBytes += snap.RequestBytes
+			d.Responses += snap.Responses
+			d.ResponseBytes += snap.ResponseBytes
+			d.ServerLatency.Add(snap.ServerLatency)
+			if d.Role != "master" {
+				d.Role, d.ReplicaOf = "replica", s.name
+			}
+		}
+	}
+}

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/nuthatch-proxy/nuthatch/test/harness"
 )
 
 // commandCalls reads cmdstat_<name>'s calls from a node's INFO.
@@ -71,7 +76,9 @@ func TestClusterReplicaReads(t *testing.T) {
 		cc.Set(ctx, fmt.Sprintf("warm:%d", i), "v", 0)
 	}
 	cc.Close()
-	addr, px := r.proxyWith(t, "", `read_from = "replica"`)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", freePair(t))
+	addr, px := r.proxyWith(t, statsAddr, `read_from = "replica"
+    refresh_interval = "1s"`)
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	const n = 300
@@ -86,7 +93,8 @@ func TestClusterReplicaReads(t *testing.T) {
 		}
 	}
 	r.resetStats(t)
-	// The replicas are in the map once a refresh saw them synced.
+	// The replicas are in the map once a refresh saw them synced (Redis
+	// reports a replica "loading" until gossip brings its offset).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if strings.Contains(px.Output(), "replicas=3") {
@@ -128,6 +136,66 @@ func TestClusterReplicaReads(t *testing.T) {
 	out := px.Output()
 	if !strings.Contains(out, `via="CLUSTER SHARDS"`) || !strings.Contains(out, "masters=4") {
 		t.Errorf("the map was not read with CLUSTER SHARDS naming the slot-less master:\n%s", out)
+	}
+	checkNodeStats(t, r, statsAddr, empty)
+}
+
+// checkNodeStats reads the stats document and nuthatch stats: every node
+// with its role, the masters' slots (16384 in all, 0 for the empty one),
+// each replica with its master.
+func checkNodeStats(t *testing.T, r *rig, statsAddr string, empty *node) {
+	t.Helper()
+	type server struct {
+		Role      string `json:"role"`
+		Slots     int    `json:"slots"`
+		ReplicaOf string `json:"replica_of"`
+		Requests  int    `json:"requests"`
+	}
+	var doc map[string]json.RawMessage
+	var pool map[string]json.RawMessage
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		raw := readStats(t, statsAddr)
+		doc, pool = nil, nil
+		json.Unmarshal([]byte(raw), &doc)
+		json.Unmarshal(doc["store"], &pool)
+		masters, replicas, slots := 0, 0, 0
+		for _, nd := range r.nodes {
+			var s server
+			if json.Unmarshal(pool[nd.addr()], &s) != nil {
+				continue
+			}
+			switch {
+			case s.Role == "master":
+				masters++
+				slots += s.Slots
+				if nd == empty && s.Slots != 0 {
+					t.Fatalf("the empty master shows %d slots", s.Slots)
+				}
+			case s.Role == "replica" && s.ReplicaOf != "" && s.Requests > 0:
+				replicas++
+			}
+		}
+		if masters == 4 && replicas == 3 && slots == 16384 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats: %d masters, %d replicas with reads, %d slots:\n%s", masters, replicas, slots, raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conf := filepath.Join(t.TempDir(), "n.hcl")
+	if err := os.WriteFile(conf, []byte(r.hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(harness.Binary(t), "stats", "-c", conf, "-once").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nuthatch stats: %v\n%s", err, out)
+	}
+	t.Logf("nuthatch stats:\n%s", out)
+	if !strings.Contains(string(out), empty.addr()+" [master, 0 slots]") || strings.Count(string(out), "[replica of ") != 3 ||
+		!strings.Contains(string(out), " slots]") {
+		t.Errorf("nuthatch stats does not show the nodes' roles and slots:\n%s", out)
 	}
 }
 

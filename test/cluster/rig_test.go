@@ -49,6 +49,7 @@ func (n *node) client() *redis.Client {
 
 type rig struct {
 	nodes []*node
+	hcl   string // the last proxy's configuration
 }
 
 // clusterNode starts one redis-server in cluster mode.
@@ -247,6 +248,7 @@ pool "store" {
   }
 }
 `, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout, clusterExtra)
+	r.hcl = hcl
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
 
