@@ -252,6 +252,11 @@ pool "store" {
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
 
+// loadRetries is the load clients' MaxRetries: -1, none, but for a test
+// that kills a worker (whose clients' connections close, as any client
+// sees when its server's process dies).
+var loadRetries = -1
+
 // result is one request of a load.
 type result struct {
 	at    time.Time
@@ -270,7 +275,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 15 * time.Second,
+			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: loadRetries, PoolSize: 1, ReadTimeout: 15 * time.Second,
 				DialTimeout: time.Second})
 			defer c.Close()
 			note := func(r result) {
