@@ -26,6 +26,11 @@ func TestClusterStateful(t *testing.T) {
 	defer px.Close()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{r.nodes[0].addr()}, MaxRedirects: 8})
 	defer cc.Close()
+	// A plain request waits for the first slot map; a stateful one
+	// before it fails (No server available).
+	if err := px.Get(ctx, "warm").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
 
 	t.Run("transaction", func(t *testing.T) {
 		// The same transaction on three tags (three masters), through
@@ -113,6 +118,47 @@ func TestClusterStateful(t *testing.T) {
 				t.Fatalf("WATCH conflict: %v", err)
 			}
 		}
+		// The slot moves between WATCH and the transaction: the queued
+		// command gets the proxy's error naming the move, EXEC aborts,
+		// and the next WATCH/MULTI/EXEC runs on the new owner.
+		const mk = "{mt}k"
+		slot := hashkit.Slot([]byte(mk))
+		if err := px.Set(ctx, mk, "1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		mc := px.Conn()
+		defer mc.Close()
+		if err := mc.Do(ctx, "WATCH", mk).Err(); err != nil {
+			t.Fatal(err)
+		}
+		src := r.nodeAt(r.masterOfSlot(t, slot))
+		var dst *node
+		for _, n := range r.nodes {
+			if n != src {
+				dst = n
+				break
+			}
+		}
+		moveSlot(t, src, dst, slot, mk)
+		mc.Do(ctx, "MULTI")
+		err = mc.Do(ctx, "SET", mk, "2").Err()
+		if err == nil || !strings.Contains(err.Error(), "moved to "+dst.addr()+" during the transaction") {
+			t.Fatalf("a command of a transaction whose slot moved: %v", err)
+		}
+		if err := mc.Do(ctx, "EXEC").Err(); err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") {
+			t.Fatalf("EXEC after the move: %v", err)
+		}
+		mc.Do(ctx, "WATCH", mk)
+		mc.Do(ctx, "MULTI")
+		mc.Do(ctx, "SET", mk, "3")
+		if v, err := mc.Do(ctx, "EXEC").Slice(); err != nil || len(v) != 1 || v[0] != "OK" {
+			t.Fatalf("a transaction after the move: %v %v", v, err)
+		}
+		dc := dst.client()
+		if v, _ := dc.Get(ctx, mk).Result(); v != "3" {
+			t.Fatalf("the transaction after the move did not run on the new owner: %q", v)
+		}
+		dc.Close()
 		if cross := px.Watch(ctx, func(*redis.Tx) error { return nil }, "{a}1", "{b}1"); cross == nil ||
 			cross.Error() != "CROSSSLOT Keys in request don't hash to the same slot" {
 			t.Fatalf("WATCH across slots: %v", cross)
