@@ -296,6 +296,69 @@ func TestClusterStateful(t *testing.T) {
 		}
 	})
 
+	t.Run("sharded", func(t *testing.T) {
+		// Two shard channels of two slots (on their owners), each message
+		// once; Redis's counts (shard channels apart).
+		chA, chB := "{sa}news", "{sb}news"
+		sub := px.SSubscribe(ctx, chA)
+		defer sub.Close()
+		if err := sub.SSubscribe(ctx, chB); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			v, err := sub.Receive(ctx)
+			s, ok := v.(*redis.Subscription)
+			if err != nil || !ok || s.Kind != "ssubscribe" || s.Count != i+1 {
+				t.Fatalf("confirmation %d: %#v %v", i, v, err)
+			}
+		}
+		if err := px.Do(ctx, "SSUBSCRIBE", "{sa}x", "{sb}x").Err(); err == nil || err.Error() != "CROSSSLOT Keys in request don't hash to the same slot" {
+			t.Fatalf("SSUBSCRIBE across slots: %v", err)
+		}
+		cc.SPublish(ctx, chA, "a1")
+		px.Do(ctx, "SPUBLISH", chB, "b1")
+		got := map[string]int{}
+		for range 2 {
+			v, err := sub.ReceiveTimeout(ctx, 3*time.Second)
+			m, ok := v.(*redis.Message)
+			if err != nil || !ok {
+				t.Fatalf("shard message: %#v %v", v, err)
+			}
+			got[m.Channel+"/"+m.Payload]++
+		}
+		if got[chA+"/a1"] != 1 || got[chB+"/b1"] != 1 {
+			t.Fatalf("shard messages %v", got)
+		}
+		// The slot of chA moves: its node drops the subscription and says
+		// so; the client hears it with its own count.
+		slot := hashkit.Slot([]byte(chA))
+		src := r.nodeAt(r.masterOfSlot(t, slot))
+		var dst *node
+		for _, n := range r.nodes {
+			if n != src {
+				dst = n
+				break
+			}
+		}
+		moveSlot(t, src, dst, slot, chA)
+		v, err := sub.ReceiveTimeout(ctx, 3*time.Second)
+		if s, ok := v.(*redis.Subscription); err != nil || !ok || s.Kind != "sunsubscribe" || s.Channel != chA || s.Count != 1 {
+			t.Fatalf("after the slot moved: %#v %v", v, err)
+		}
+		// Subscribing again reaches the new owner.
+		if err := sub.SSubscribe(ctx, chA); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := sub.Receive(ctx); err != nil || v.(*redis.Subscription).Count != 2 {
+			t.Fatalf("subscribed again: %#v %v", v, err)
+		}
+		cc.SPublish(ctx, chA, "a2")
+		v, err = sub.ReceiveTimeout(ctx, 3*time.Second)
+		if m, ok := v.(*redis.Message); err != nil || !ok || m.Payload != "a2" {
+			t.Fatalf("after subscribing again: %#v %v", v, err)
+		}
+	})
+
 	t.Run("scan", func(t *testing.T) {
 		want := map[string]bool{}
 		for i := range 3000 {
