@@ -466,14 +466,16 @@ func (p *pool) pinnedRedirect(m *msg, reply []byte) bool {
 		p.sendBlocking(c, m, target, m.appendReq, kind == "ASK")
 		return true
 	}
-	err := &slotMovedError{slot: int32(slot), addr: addr}
-	if c != nil && c.rs != nil && c.rs.st != nil && c.rs.st.txn.link != nil {
-		c.rs.st.txn.broken = err
-	}
 	if m.blockFor != 0 {
 		p.stats.RedirectsExhausted.Add(1)
 		p.fail(m, &slotError{slot: int32(slot), what: "too many redirections (" + kind + ")"})
 		return true
+	}
+	// A transaction's request (the other pinned requests are blocking
+	// calls): the transaction is over on that node.
+	err := &slotMovedError{slot: int32(slot), addr: addr}
+	if c != nil && c.rs != nil && c.rs.st != nil && c.rs.st.txn.link != nil {
+		c.rs.st.txn.broken = err
 	}
 	p.fail(m, err)
 	return true
