@@ -16,7 +16,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the .golden files under testdata")
 
-// goldenCPUs is what "auto" resolves to in tests, so goldens do not depend
+// goldenCPUs is the usable CPU count in tests ("auto": 4 workers), so goldens do not depend
 // on the machine.
 const goldenCPUs = 8
 

@@ -96,9 +96,11 @@ type rawPool struct {
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
 
-	Servers  []*rawServer   `hcl:"server,block"`
-	Sentinel []*rawSentinel `hcl:"sentinel,block"`
-	Cluster  []*rawCluster  `hcl:"cluster,block"`
+	Servers   []*rawServer    `hcl:"server,block"`
+	Sentinel  []*rawSentinel  `hcl:"sentinel,block"`
+	TLS       []*rawTLS       `hcl:"tls,block"`
+	ServerTLS []*rawServerTLS `hcl:"server_tls,block"`
+	Cluster   []*rawCluster   `hcl:"cluster,block"`
 
 	HashName         hcl.Range `hcl:"hash,attr_name_range"`
 	DistributionName hcl.Range `hcl:"distribution,attr_name_range"`
@@ -161,6 +163,39 @@ type rawCluster struct {
 	ReadFromRange        hcl.Range `hcl:"read_from,attr_value_range"`
 }
 
+type rawTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	Cert             *string `hcl:"cert,optional"`
+	Key              *string `hcl:"key,optional"`
+	ClientCA         *string `hcl:"client_ca,optional"`
+	MinVersion       *string `hcl:"min_version,optional"`
+	HandshakeTimeout *string `hcl:"handshake_timeout,optional"`
+	Listen           *string `hcl:"listen,optional"`
+
+	CertRange             hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange              hcl.Range `hcl:"key,attr_value_range"`
+	ClientCARange         hcl.Range `hcl:"client_ca,attr_value_range"`
+	MinVersionRange       hcl.Range `hcl:"min_version,attr_value_range"`
+	HandshakeTimeoutRange hcl.Range `hcl:"handshake_timeout,attr_value_range"`
+	ListenRange           hcl.Range `hcl:"listen,attr_value_range"`
+}
+
+type rawServerTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	CA         *string `hcl:"ca,optional"`
+	Cert       *string `hcl:"cert,optional"`
+	Key        *string `hcl:"key,optional"`
+	ServerName *string `hcl:"server_name,optional"`
+	MinVersion *string `hcl:"min_version,optional"`
+
+	CARange         hcl.Range `hcl:"ca,attr_value_range"`
+	CertRange       hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange        hcl.Range `hcl:"key,attr_value_range"`
+	MinVersionRange hcl.Range `hcl:"min_version,attr_value_range"`
+}
+
 type rawSentinel struct {
 	DefRange hcl.Range `hcl:",def_range"`
 
@@ -186,6 +221,10 @@ type checker struct {
 	// decoded is how many diags came from gohcl; a semantic check on a
 	// value gohcl already rejected would only repeat the complaint.
 	decoded int
+	// given are TLS files' contents to use instead of the disk's; read
+	// records what was used (Config.TLSFiles).
+	given map[string][]byte
+	read  map[string][]byte
 }
 
 func (c *checker) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -230,16 +269,17 @@ func deref[T any](p *T, def T) T {
 }
 
 // decode turns a parsed body into a validated Config.
-func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
+func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, hcl.Diagnostics) {
 	var raw rawConfig
-	c := &checker{}
+	c := &checker{given: files}
 	c.diags = dropUnknownValue(gohcl.DecodeBody(body, nil, &raw))
 	c.decoded = len(c.diags)
 
 	cfg := &Config{
-		File:  filename,
-		User:  DefaultUser,
-		Group: DefaultGroup,
+		TLSFiles: map[string][]byte{},
+		File:     filename,
+		User:     DefaultUser,
+		Group:    DefaultGroup,
 	}
 	c.workerProcesses(raw.WorkerProcesses, cfg)
 
@@ -277,6 +317,7 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 	}
 
+	c.read = cfg.TLSFiles
 	c.log(raw.Log, cfg)
 	stats, metrics := c.stats(raw.Stats, cfg), c.metrics(raw.Metrics, cfg)
 
@@ -302,6 +343,9 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 		if p.Listen.Network != "" {
 			listens = append(listens, listenAt{keyOf(p.Listen), rp.ListenRange, fmt.Sprintf("pool %q", rp.Name)})
+		}
+		if p.TLS != nil && p.TLS.Listen.Network != "" {
+			listens = append(listens, listenAt{keyOf(p.TLS.Listen), rp.TLS[0].ListenRange, fmt.Sprintf("pool %q tls", rp.Name)})
 		}
 		cfg.Pools = append(cfg.Pools, p)
 	}
@@ -350,7 +394,7 @@ type listenAt struct {
 func (c *checker) workerProcesses(expr hcl.Expression, cfg *Config) {
 	auto := func() {
 		cfg.WorkerProcessesAuto = true
-		cfg.WorkerProcesses = min(max(numCPU(), 1), MaxWorkerProcesses)
+		cfg.WorkerProcesses = CPUBudget{Affinity: numCPU()}.AutoWorkers()
 	}
 	if expr == nil {
 		auto()
@@ -660,6 +704,8 @@ func (c *checker) pool(rp *rawPool) *Pool {
 
 	p.Sentinel = c.sentinel(rp, p)
 	p.Cluster = c.cluster(rp, p)
+	p.TLS = c.tls(rp)
+	p.ServerTLS = c.serverTLS(rp)
 	if p.Cluster != nil {
 		for _, rs := range rp.Servers {
 			c.errorf(rs.LabelRange, "Server block in a cluster pool",

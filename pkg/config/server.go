@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 )
@@ -75,6 +74,7 @@ func (p *Pool) GoString() string { return "config.Pool{" + p.String() + "}" }
 // marker, safe to log or serialise.
 func (c *Config) Redacted() *Config {
 	out := *c
+	out.TLSFiles = nil // private keys among them
 	out.Pools = make([]*Pool, len(c.Pools))
 	for i, p := range c.Pools {
 		cp := *p
@@ -98,7 +98,6 @@ func (c *Config) Redacted() *Config {
 	return &out
 }
 
-// cpuCount is what worker_processes = "auto" resolves to. The Go runtime
-// counts the CPUs in the process's affinity mask, which is what a
-// taskset or systemd CPUAffinity= restriction should give.
-func cpuCount() int { return runtime.NumCPU() }
+// cpuCount is the number of usable CPUs worker_processes = "auto" is
+// worked out from (HostCPUs).
+func cpuCount() int { return HostCPUs().Usable() }

@@ -43,6 +43,11 @@ type Config struct {
 	User  string
 	Group string
 
+	// TLSFiles are the contents of the TLS files as read and checked,
+	// by path: what the workers build their material from. Secret: never
+	// printed.
+	TLSFiles map[string][]byte `json:"-"`
+
 	Log     LogConfig
 	Stats   StatsConfig
 	Metrics MetricsConfig
@@ -130,8 +135,57 @@ type Pool struct {
 	// its own, keys placed by hash slot on the nodes the cluster names.
 	Cluster *Cluster
 
+	// TLS, when set, makes the pool's listener speak TLS to clients;
+	// ServerTLS, when set, makes its server links speak TLS to backends.
+	TLS       *TLS
+	ServerTLS *ServerTLS
+
 	Servers []*Server
 }
+
+// TLS is a pool's client side: its certificate, and the CA that client
+// certificates must chain to for mutual TLS. The files were read and
+// checked when the configuration was loaded.
+type TLS struct {
+	Cert, Key string
+	ClientCA  string // "" = no client certificates asked for
+	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13.
+	MinVersion uint16
+	// HandshakeTimeout ends a handshake that has not finished in time.
+	HandshakeTimeout time.Duration
+	// NotAfter is when the certificate loaded at validation expires.
+	NotAfter time.Time
+	// Listen, when set, is a TLS listener beside the pool's listen, which
+	// then stays plaintext; unset, the pool's listen speaks TLS.
+	Listen Address
+}
+
+// Listener is one address a pool accepts clients on.
+type Listener struct {
+	Addr Address
+	TLS  bool
+}
+
+// Listeners are the addresses the pool accepts clients on: its listen,
+// and the tls block's listen when set.
+func (p *Pool) Listeners() []Listener {
+	ls := []Listener{{Addr: p.Listen, TLS: p.TLS != nil && p.TLS.Listen.Network == ""}}
+	if p.TLS != nil && p.TLS.Listen.Network != "" {
+		ls = append(ls, Listener{Addr: p.TLS.Listen, TLS: true})
+	}
+	return ls
+}
+
+// ServerTLS is a pool's backend side.
+type ServerTLS struct {
+	CA         string // "" = the system's roots
+	Cert, Key  string // a client certificate for backends that ask, or none
+	ServerName string // "" = the host of each server's address
+	MinVersion uint16
+}
+
+// DefaultHandshakeTimeout bounds a client's TLS handshake.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // Cluster is where a cluster pool's nodes and slots come from.
 type Cluster struct {

@@ -160,7 +160,7 @@ func TestPlacementName(t *testing.T) {
 
 func TestWorkerProcessesAuto(t *testing.T) {
 	defer func(f func() int) { numCPU = f }(numCPU)
-	for _, tt := range []struct{ cpus, want int }{{1, 1}, {0, 1}, {64, 64}, {4096, MaxWorkerProcesses}} {
+	for _, tt := range []struct{ cpus, want int }{{1, 1}, {0, 1}, {2, 1}, {3, 2}, {4, 2}, {64, 32}, {4096, MaxWorkerProcesses}} {
 		numCPU = func() int { return tt.cpus }
 		for _, src := range []string{minimalPool, `worker_processes = "auto"` + minimalPool, `worker_processes = null` + minimalPool} {
 			cfg, err := Parse([]byte(src), "t.hcl")

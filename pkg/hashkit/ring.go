@@ -89,7 +89,16 @@ type Ring struct {
 	values []uint32
 	// index maps each continuum slot to an index into the Build nodes.
 	index []int32
+	// start[b] is the first point whose value's top bits are >= b, so a
+	// lookup searches only its bucket, start[b] to start[b+1]: a ketama
+	// ring's binary search over thousands of points is a chain of
+	// unpredictable branches and cache misses on every request.
+	start []int32
+	shift uint
 }
+
+// maxBucketBits bounds the ketama bucket table (4 bytes per bucket).
+const maxBucketBits = 14
 
 // maxModulaWeight bounds the modula continuum, which has one slot per unit
 // of live weight.
@@ -273,6 +282,25 @@ func (r *Ring) buildKetama(nodes []Node, order []int, isLive func(int) bool, nli
 		r.values[i] = p.value
 		r.index[i] = p.index
 	}
+	r.buckets()
+}
+
+// buckets builds the start table: about two points per bucket.
+func (r *Ring) buckets() {
+	bits := uint(1)
+	for bits < maxBucketBits && 1<<bits < len(r.values) {
+		bits++
+	}
+	r.shift = 32 - bits
+	r.start = make([]int32, 1<<bits+1)
+	i := 0
+	for b := range 1 << bits {
+		for i < len(r.values) && r.values[i]>>r.shift < uint32(b) {
+			i++
+		}
+		r.start[b] = int32(i)
+	}
+	r.start[1<<bits] = int32(len(r.values))
 }
 
 // Len is the number of slots on the continuum: ketama points, modula
@@ -289,8 +317,10 @@ func (r *Ring) Pick(h uint32) int {
 	switch r.kind {
 	case distKetama:
 		// First point with value >= h, wrapping past the end
-		// (ketama_dispatch).
-		lo, hi := 0, n
+		// (ketama_dispatch). It lies in h's bucket or is the first point
+		// of the next one.
+		b := h >> r.shift
+		lo, hi := int(r.start[b]), int(r.start[b+1])
 		for lo < hi {
 			mid := int(uint(lo+hi) >> 1)
 			if r.values[mid] < h {

@@ -422,3 +422,39 @@ func BenchmarkBuildKetama(b *testing.B) {
 		}
 	}
 }
+
+// TestKetamaBuckets checks the bucketed lookup against a plain search of
+// the whole continuum, on rings from one point per bucket to many.
+func TestKetamaBuckets(t *testing.T) {
+	for _, servers := range []int{1, 2, 3, 16, 200, 1000} {
+		nodes := make([]Node, servers)
+		for i := range nodes {
+			nodes[i] = Node{"10.1." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250) + ":6379", 1 + i%4}
+		}
+		r, err := Build("ketama", nodes, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := func(h uint32) int {
+			i, _ := slices.BinarySearch(r.values, h)
+			if i == len(r.values) {
+				i = 0
+			}
+			return int(r.index[i])
+		}
+		h := uint32(12345)
+		probes := []uint32{0, 1, ^uint32(0), ^uint32(0) - 1, r.values[0], r.values[len(r.values)-1], r.values[len(r.values)-1] + 1}
+		for range 200000 {
+			h = h*1664525 + 1013904223
+			probes = append(probes, h)
+		}
+		for _, v := range r.values[:min(len(r.values), 5000)] {
+			probes = append(probes, v, v-1, v+1)
+		}
+		for _, p := range probes {
+			if got, w := r.Pick(p), want(p); got != w {
+				t.Fatalf("%d servers: Pick(%d) = %d, want %d", servers, p, got, w)
+			}
+		}
+	}
+}

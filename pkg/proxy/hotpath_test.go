@@ -77,7 +77,7 @@ func newRigWith(tb testing.TB, proto string, servers int, extra string) *rig {
 		sp := pair()
 		l := &link{sc: s.conns[0], lp: r.lp, fd: -1}
 		s.conns[0].l = l
-		l.connected(sp[0])
+		l.connected(sp[0], nil)
 		r.links = append(r.links, l)
 		r.speers = append(r.speers, sp[1])
 	}
@@ -477,4 +477,59 @@ func TestFreeListBoundsRetainedBuffers(t *testing.T) {
 	if lp.freeBytes != 0 {
 		t.Fatalf("%d bytes counted after emptying the free list", lp.freeBytes)
 	}
+}
+
+// A batch read at once whose keys are on two servers is written to the
+// client once, when both have answered; but a server that is slow to
+// answer holds the other's replies back for deferWindow at most.
+func TestBatchAcrossServersWrittenOnce(t *testing.T) {
+	r := newRig(t, "redis", 2)
+	// modula over fnv1a_64: "a" is on server 0, "b" on server 1.
+	batch := "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
+	r.request([]byte(batch))
+	if r.serverGot(0) == nil || r.serverGot(1) == nil {
+		t.Fatal("the batch did not reach both servers")
+	}
+	r.reply(0, []byte("$2\r\nva\r\n"))
+	if got := r.clientGot(); got != nil {
+		t.Fatalf("wrote %q before the batch was whole", got)
+	}
+	r.reply(1, []byte("$2\r\nvb\r\n"))
+	if got, want := string(r.clientGot()), "$2\r\nva\r\n$2\r\nvb\r\n"; got != want {
+		t.Fatalf("client got %q, want %q in one write", got, want)
+	}
+
+	// Server 1 is slow: after deferWindow server 0's reply goes alone.
+	r.request([]byte(batch))
+	r.serverGot(0)
+	r.serverGot(1)
+	r.reply(0, []byte("$2\r\nva\r\n"))
+	if got := r.clientGot(); got != nil {
+		t.Fatalf("wrote %q before the batch was whole", got)
+	}
+	r.lp.now += deferWindow
+	r.lp.settle()
+	if got, want := string(r.clientGot()), "$2\r\nva\r\n"; got != want {
+		t.Fatalf("after the window the client got %q, want %q", got, want)
+	}
+	r.reply(1, []byte("$2\r\nvb\r\n"))
+	if got, want := string(r.clientGot()), "$2\r\nvb\r\n"; got != want {
+		t.Fatalf("client got %q, want %q", got, want)
+	}
+	if len(r.lp.deferred) != 0 {
+		t.Errorf("%d clients left on the deferred list", len(r.lp.deferred))
+	}
+
+	// Requests read in different batches are not held for each other.
+	r.request([]byte("*2\r\n$3\r\nGET\r\n$1\r\na\r\n"))
+	r.lp.now++
+	r.request([]byte("*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"))
+	r.serverGot(0)
+	r.serverGot(1)
+	r.reply(0, []byte("$2\r\nva\r\n"))
+	if got, want := string(r.clientGot()), "$2\r\nva\r\n"; got != want {
+		t.Fatalf("an earlier batch's reply: got %q, want %q", got, want)
+	}
+	r.reply(1, []byte("$2\r\nvb\r\n"))
+	r.clientGot()
 }

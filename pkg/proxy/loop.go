@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // loop is the engine's event loop: one goroutine that owns every client
@@ -51,15 +53,26 @@ type loop struct {
 	parked  []*clientConn
 	resumed []*link // paused links whose streams made room
 
+	deferred []*clientConn // clients holding replies for the rest of a batch (deferWrite)
+
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
-	pools    []*pool
-	tick     time.Duration
-	nextTick int64
-	quit     bool
-	started  atomic.Bool
-	done     chan struct{}
+	// A hand-over in progress (handover.go): where drained clients go,
+	// and what it did with them.
+	give     func(Handoff)
+	hoHanded int
+	hoClosed map[string]int
+
+	pools []*pool
+	// handshakes bounds the TLS handshakes of the loop's clients; nil
+	// without a TLS pool.
+	handshakes *tlsconn.Limiter
+	tick       time.Duration
+	nextTick   int64
+	quit       bool
+	started    atomic.Bool
+	done       chan struct{}
 }
 
 // handler is what owns a descriptor registered with the loop.
@@ -217,6 +230,8 @@ func (lp *loop) run() {
 		wait := int((lp.nextTick - lp.now + 999_999) / 1e6)
 		if wait < 0 || lp.busy() {
 			wait = 0
+		} else if len(lp.deferred) > 0 && wait > 1 {
+			wait = 1
 		}
 		n, err := unix.EpollWait(lp.epfd, events, wait)
 		lp.now = time.Now().UnixNano()
@@ -279,6 +294,7 @@ func (lp *loop) runTasks() {
 // epoll_wait does not block.
 func (lp *loop) settle() {
 	lp.unpark()
+	lp.revisitDeferred()
 	for pass := 0; pass < settlePasses && (len(lp.ready) > 0 || len(lp.resumed) > 0) || len(lp.dirtyLinks) > 0; pass++ {
 		if len(lp.resumed) > 0 {
 			lp.resumeLinks()
@@ -302,6 +318,27 @@ func (lp *loop) settle() {
 		}
 		lp.spare = ready[:0]
 	}
+}
+
+// revisitDeferred writes the clients whose deferred batch has waited
+// deferWindow (or is no longer deferred).
+func (lp *loop) revisitDeferred() {
+	if len(lp.deferred) == 0 {
+		return
+	}
+	keep := lp.deferred[:0]
+	for _, c := range lp.deferred {
+		if !c.closed && c.qhead < len(c.queue) && lp.now-c.queue[c.qhead].start < deferWindow {
+			keep = append(keep, c)
+			continue
+		}
+		c.deferred = false
+		if !c.closed {
+			lp.markReady(c)
+		}
+	}
+	clear(lp.deferred[len(keep):])
+	lp.deferred = keep
 }
 
 // settlePasses bounds the write/route passes of one round.

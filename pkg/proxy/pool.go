@@ -12,6 +12,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // protocol is what the engine needs from a wire protocol: parse and route
@@ -77,26 +78,33 @@ type pool struct {
 	// counts this engine's clients only.
 	counter ClientCounter
 
-	lp        *loop
-	merge     [][]byte // scratch of merges; only the loop merges
-	keys      [][]byte // scratch of splits
+	lp    *loop
+	merge [][]byte // scratch of merges; only the loop merges
+	keys  [][]byte // scratch of splits
+	// tlsServer and tlsClient are the pool's TLS sides (tls.go), nil for
+	// plaintext.
+	tlsServer *tlsconn.Server
+	tlsClient *tlsconn.Client
+	tlsFiles  map[string][]byte // the configuration's TLS files' contents
+
 	acceptors []*acceptor
 	clients   map[*clientConn]struct{} // owned by the loop
 	draining  bool
 	wg        sync.WaitGroup // clients
 }
 
-func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
+func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop, tlsFiles map[string][]byte) (*pool, error) {
 	h, err := hashkit.Hash(cfg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
 	}
 	p := &pool{
-		cfg:     cfg,
-		log:     log.WithField("pool", cfg.Name),
-		hash:    h,
-		clients: make(map[*clientConn]struct{}),
-		lp:      lp,
+		cfg:      cfg,
+		log:      log.WithField("pool", cfg.Name),
+		hash:     h,
+		clients:  make(map[*clientConn]struct{}),
+		lp:       lp,
+		tlsFiles: tlsFiles,
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
@@ -119,6 +127,9 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	p.slowLim.limit = slowLogPerSecond
 	p.limitLog.limit = slowLogPerSecond
 	p.authLim.limit = authChecksPerSecond
+	if err := p.setupTLS(); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
+	}
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, managed: cfg.Sentinel != nil}
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
@@ -482,12 +493,13 @@ type acceptor struct {
 	ln      net.Listener // closed with the acceptor
 	fd      int          // the loop's duplicate of ln's socket
 	tcp     bool
+	tls     bool  // its clients speak TLS
 	paused  int64 // unix nanos until which accepting is paused, 0 = active
 	backoff time.Duration
 }
 
 // serve starts accepting clients on ln; on the loop.
-func (p *pool) serve(ln net.Listener) error {
+func (p *pool) serve(ln net.Listener, tls bool) error {
 	if p.draining {
 		ln.Close()
 		return nil
@@ -496,7 +508,7 @@ func (p *pool) serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp"}
+	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp", tls: tls}
 	if err := p.lp.registerListener(fd, a); err != nil {
 		unix.Close(fd)
 		return err
@@ -529,7 +541,7 @@ func (a *acceptor) event(uint32) {
 		if a.tcp {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
-		p.accept(fd, sa, a.tcp)
+		p.accept(fd, sa, a.tcp, a.tls)
 	}
 }
 
@@ -557,19 +569,27 @@ func (a *acceptor) close() {
 	a.ln.Close()
 }
 
-func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
+func (p *pool) accept(fd int, sa unix.Sockaddr, tcp, tls bool) {
 	p.stats.ClientAccepted.Add(1)
 	if !p.admit() {
 		p.stats.ClientRejected.Add(1)
 		if p.limitLog.allow(p.lp.now) {
 			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
 		}
-		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		if !tls { // a TLS client could not read it
+			sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		}
 		unix.Close(fd)
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
-	if err := p.lp.register(fd, c); err != nil {
+	if tls {
+		if !p.acceptTLS(c) {
+			p.unadmit()
+			unix.Close(fd)
+			return
+		}
+	} else if err := p.lp.register(fd, c); err != nil {
 		p.unadmit()
 		p.log.WithError(err).Warn("accept failed")
 		unix.Close(fd)

@@ -11,6 +11,7 @@ import (
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/memcache"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // server is one backend of a pool and its connections.
@@ -173,6 +174,8 @@ type link struct {
 	sc *serverConn
 	lp *loop
 	fd int // -1 while dialing
+	// tls is the link's TLS session (tls.go), nil for plaintext.
+	tls *tlsconn.Conn
 
 	wbuf     []byte // requests not written yet
 	woff     int
@@ -255,15 +258,32 @@ const linkFlushAt = 64 << 10
 // flush writes what is queued, as much as the socket takes; EPOLLOUT
 // brings it back for the rest.
 func (l *link) flush() {
-	if l.fd < 0 || l.dead || l.woff == len(l.wbuf) || l.blocked {
+	if l.fd < 0 || l.dead || l.blocked {
 		return
 	}
-	n, err := sysWrite(l.fd, l.wbuf[l.woff:])
+	if l.tlsPending() {
+		if err := l.tls.Flush(); err != nil && !isAgain(err) {
+			l.kill(err)
+			return
+		}
+		if l.tls.Pending() {
+			l.blocked = true
+			if !l.watching {
+				l.watching = true
+				l.lp.watchWrite(l.fd, true)
+			}
+			return
+		}
+	}
+	if l.woff == len(l.wbuf) {
+		return
+	}
+	n, err := l.sysWrite(l.wbuf[l.woff:])
 	if err != nil && !isAgain(err) && err != unix.EINTR {
 		l.kill(err)
 		return
 	}
-	if l.blocked = n < len(l.wbuf)-l.woff; l.blocked && !l.watching {
+	if l.blocked = n < len(l.wbuf)-l.woff || l.tlsPending(); l.blocked && !l.watching {
 		l.watching = true
 		l.lp.watchWrite(l.fd, true)
 	}
@@ -316,8 +336,20 @@ func (l *link) dial(addr config.Address) {
 	}
 	conn, err := d.Dial(addr.Network, addr.Addr)
 	fd := -1
+	var tc *tlsconn.Conn
+	if err == nil && p.tlsClient != nil {
+		if tc, err = l.dialTLS(conn, addr.Addr); err != nil {
+			p.stats.TLSHandshakeFailed.Add(1)
+			p.log.WithField("server", s.name).WithError(err).Warn("TLS handshake with server failed")
+		}
+	}
 	if err == nil {
 		fd, err = rawFD(conn)
+		if tc != nil && err == nil {
+			tc.Attach(fd)
+		}
+	}
+	if conn != nil {
 		conn.Close()
 	}
 	if err != nil {
@@ -325,16 +357,17 @@ func (l *link) dial(addr config.Address) {
 		l.lp.post(func() { l.kill(err) })
 		return
 	}
-	if !l.lp.post(func() { l.connected(fd) }) {
+	if !l.lp.post(func() { l.connected(fd, tc) }) {
 		unix.Close(fd)
 	}
 }
 
-func (l *link) connected(fd int) {
+func (l *link) connected(fd int, tc *tlsconn.Conn) {
 	if l.dead {
 		unix.Close(fd)
 		return
 	}
+	l.tls = tc
 	if err := l.lp.register(fd, l); err != nil {
 		unix.Close(fd)
 		l.kill(err)
@@ -381,7 +414,7 @@ func (l *link) read() {
 			return
 		}
 		room := len(l.rb.buf) - l.rb.w
-		n, err := sysRead(l.fd, l.rb.buf[l.rb.w:])
+		n, err := l.sysRead(l.rb.buf[l.rb.w:])
 		if err != nil {
 			if isAgain(err) {
 				break
@@ -483,6 +516,9 @@ func (l *link) kill(err error) {
 	l.sc.drop(l)
 	s := l.sc.srv
 	if l.fd >= 0 {
+		if l.tls != nil && err == errLinkShutdown {
+			l.tls.CloseNotify()
+		}
 		l.lp.closeFD(l.fd)
 		l.fd = -1
 		s.stats.Connections.Add(-1)

@@ -153,7 +153,7 @@ func (l *link) readStream() bool {
 	}
 	buf = buf[:min(len(buf), l.streamLeft)]
 	for {
-		n, err := sysRead(l.fd, buf)
+		n, err := l.sysRead(buf)
 		if err != nil {
 			if err == unix.EINTR {
 				continue

@@ -341,6 +341,18 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.PinnedOpened += s.PinnedOpened
+	d.PinnedReused += s.PinnedReused
+	d.PinnedRefused += s.PinnedRefused
+	d.ClientHandedOver += s.ClientHandedOver
+	d.ClientAdopted += s.ClientAdopted
+	d.HandoverRefused += s.HandoverRefused
+	d.TLSHandshakes += s.TLSHandshakes
+	d.TLSHandshakeFailed += s.TLSHandshakeFailed
+	if s.TLSCertNotAfter != 0 && (d.TLSCertNotAfter == 0 || s.TLSCertNotAfter < d.TLSCertNotAfter) {
+		// The first to expire of the certificates the workers serve.
+		d.TLSCertNotAfter = s.TLSCertNotAfter
+	}
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))

@@ -449,3 +449,35 @@ func TestRedisBenchmarkRESP3(t *testing.T) {
 		t.Errorf("RESP2 and RESP3 rows folded together: %+v", rows)
 	}
 }
+
+// The shipped configuration leads the report: its ratios to nutcracker
+// and its CPU against one worker's, then the latency claim.
+func TestReportShipped(t *testing.T) {
+	rep := &report{targets: []*target{{name: "nutcracker", proc: &proc{}},
+		{name: "nuthatch-auto", proc: &proc{}, nuthatch: true, note: "auto here"},
+		{name: "nuthatch-1", proc: &proc{}, nuthatch: true}}}
+	rs := rep.add(scenario{name: "redis GET 100B", group: groupUnpipelined, op: "get"})
+	rs.record("nutcracker", sample{rps: 100, cpuUS: 10})
+	rs.record("nuthatch-auto", sample{rps: 120, cpuUS: 8})
+	rs.record("nuthatch-1", sample{rps: 125, cpuUS: 7})
+	if got := rep.nutcrackerRate(); got != 100 {
+		t.Errorf("nutcrackerRate = %v, want nutcracker's 100", got)
+	}
+	lat := rep.add(scenario{name: "redis GET 100B at 80% of nutcracker", group: groupLatency, op: "get", rate: true, loadOf: 0.8, rateRPS: 80})
+	lat.record("nutcracker", sample{rps: 80, p50: 400 * time.Microsecond, p99: 2 * time.Millisecond, p999: 3 * time.Millisecond})
+	lat.record("nuthatch-auto", sample{rps: 80, p50: 150 * time.Microsecond, p99: 900 * time.Microsecond, p999: time.Millisecond})
+	rep.rb = []rbRow{{target: "nutcracker", test: "GET", depth: 16, rps: 100, cpuUS: 2},
+		{target: "nuthatch-auto", test: "GET", depth: 16, rps: 160, cpuUS: 1.1},
+		{target: "nuthatch-1", test: "GET", depth: 16, rps: 150, cpuUS: 1}}
+	reportHas(t, rep,
+		"## What you get with the shipped configuration\n\nauto here.",
+		"| redis GET 100B (generator) | 120 | 1.20× ✓ (≥ 1.15×) | — | 8.00 | 1.14× |",
+		"| redis-benchmark GET P16 | 160 | 1.60× ✓ (≥ 1.50×) | — | 1.10 | 1.10× |",
+		"| 80 % (80 req/s) | 150 / 900 / 1000 | 400 / 2000 / 3000 | — | 0.38× / 0.45× | ✓ |",
+	)
+	var b bytes.Buffer
+	rep.write(&b)
+	if i, j := strings.Index(b.String(), "What you get"), strings.Index(b.String(), "## Redis, unpipelined"); i < 0 || j < 0 || i > j {
+		t.Errorf("the shipped section is not first:\n%s", b.String())
+	}
+}

@@ -27,11 +27,13 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/test/bench/load"
 )
 
@@ -52,6 +54,7 @@ type options struct {
 	threads                        int // the generator's event loops
 	only                           *regexp.Regexp
 	rb, syscalls, quickack, pinned bool
+	scaleOut                       bool
 	profile                        time.Duration
 	out                            string
 	compare                        []string // NAME=BINARY
@@ -79,6 +82,7 @@ func main() {
 	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
 	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")
 	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
+	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/8 of it by a cgroup CPU quota (needs root and a writable cgroup cpu controller)")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
@@ -229,14 +233,26 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	// nuthatch-quickack comes right after nuthatch-1, so that the two are
 	// side by side in the tables.
-	variants := []variant{{name: "nuthatch-1", bin: e.nuthatchBin, workers: "1", pinnable: true}}
+	// nuthatch-auto is the shipped configuration (worker_processes =
+	// "auto", nothing else tuned): first, as it is what a user gets.
+	// nuthatch-ncpu is one worker per CPU (nginx's "auto"), so that the
+	// report shows "auto" against the fixed counts around it.
+	variants := []variant{{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`},
+		{name: "nuthatch-1", bin: e.nuthatchBin, workers: "1", pinnable: true}}
 	if o.quickack {
 		variants = append(variants, variant{name: "nuthatch-quickack", bin: e.nuthatchBin, workers: "1", quickack: true})
 	}
-	variants = append(variants, variant{name: "nuthatch-auto", bin: e.nuthatchBin, workers: `"auto"`})
+	if n := runtime.NumCPU(); n > 1 {
+		variants = append(variants, variant{name: "nuthatch-ncpu", bin: e.nuthatchBin, workers: strconv.Itoa(n)})
+	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
-		variants = append(variants, variant{name: name, bin: bin, workers: "1", pinnable: true})
+		workers := "1"
+		if strings.HasSuffix(name, "-auto") {
+			// NAME-auto=BINARY runs the build with the shipped worker count.
+			workers = `"auto"`
+		}
+		variants = append(variants, variant{name: name, bin: bin, workers: workers, pinnable: workers == "1"})
 	}
 	for _, v := range variants {
 		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.quickack)
@@ -246,7 +262,14 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		t.pinnable = v.pinnable
 		t.resp3 = !v.quickack
 		if v.bin != e.nuthatchBin {
-			t.note = "1 worker, " + v.bin
+			t.note = "workers " + v.workers + ", " + v.bin
+		}
+		switch v.name {
+		case "nuthatch-auto":
+			b := config.HostCPUs()
+			t.note = fmt.Sprintf("worker_processes = \"auto\", the shipped configuration: %d worker(s) for %d usable CPUs here", b.AutoWorkers(), b.Usable())
+		case "nuthatch-ncpu":
+			t.note = "worker_processes = " + v.workers + ", one worker per CPU"
 		}
 		if v.quickack {
 			t.note = "1 worker, tcp_quickack = true in both pools; unpipelined GET/SET 100 B and fixed rate only"
@@ -260,7 +283,10 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		if o.only != nil && !o.only.MatchString(sc.name) {
 			continue
 		}
-		if sc.rate {
+		switch {
+		case sc.loadOf > 0:
+			sc.rateRPS = rep.nutcrackerRate() * sc.loadOf
+		case sc.rate:
 			sc.rateRPS = rep.fixedRate()
 		}
 		if err := e.runScenario(ctx, o, rep, sc); err != nil {
@@ -281,6 +307,11 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			if err := e.pinnedGroup(ctx, o, rep, pinned); err != nil {
 				return err
 			}
+		}
+	}
+	if o.scaleOut && (o.only == nil || o.only.MatchString("scale-out")) {
+		if err := e.scaleOut(ctx, o, rep, b); err != nil {
+			return err
 		}
 	}
 	if o.idle > 0 && (o.only == nil || o.only.MatchString("idle")) {

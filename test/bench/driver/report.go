@@ -237,6 +237,7 @@ type report struct {
 	rb       []rbRow
 	rbFailed []string
 	sys      []syscallResult
+	scale    []scaleRow
 }
 
 func (r *report) add(sc scenario) *scenarioResult {
@@ -276,6 +277,18 @@ func (r *report) fixedRate() float64 {
 		return half
 	}
 	return float64(int(rate/2/1000) * 1000)
+}
+
+// nutcrackerRate is nutcracker's unpipelined GET 100 B throughput in this
+// run (20,000 when it did not run), what the latency scenarios' rates are
+// shares of.
+func (r *report) nutcrackerRate() float64 {
+	if rs := r.find("redis GET 100B"); rs != nil {
+		if m, _, ok := rs.median("nutcracker"); ok && m.rps > 0 {
+			return float64(int(m.rps/100) * 100)
+		}
+	}
+	return 20000
 }
 
 // writeOutliers is the fixed-rate runs' count of requests that took
@@ -363,6 +376,7 @@ func (r *report) write(w io.Writer) {
 	for _, n := range r.notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
 	}
+	r.writeShipped(w)
 	fmt.Fprintln(w, "\nMedians over the rounds. spread = (max-min)/median of the rounds' throughput. CPU = utime+stime of all the proxy's processes over the window, per completed request. RSS = peak summed RSS of the proxy's processes during the window. × columns are throughput ratios.")
 	var groups []string
 	for _, rs := range r.results {
@@ -412,7 +426,9 @@ func (r *report) write(w io.Writer) {
 					rs.sc.name, name, m.rps, spread*100, us(m.p50), us(m.p99), us(m.p999), cpu, rss,
 					ratio(m.rps, nc.rps), ratio(m.rps, pd.rps), ratio(m.rps, dr.rps))
 			}
-			if rs.sc.rate {
+			if rs.sc.loadOf > 0 {
+				fmt.Fprintf(&after, "\n%s: %.0f req/s.\n", rs.sc.name, rs.sc.rateRPS)
+			} else if rs.sc.rate {
 				if dr, _, ok := rs.median("direct"); ok {
 					fmt.Fprintf(&after, "\nRate %.0f req/s (half the slowest proxy's unpipelined GET). The generator's own schedule lag p99: %s µs (direct run).\n", rs.sc.rateRPS, us(dr.lag99))
 				}
@@ -443,6 +459,7 @@ func (r *report) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, "\n(direct: the two redis-servers' own RSS per client.)")
 	}
+	r.writeScale(w)
 	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
 		rows := rbMedians(r.rb)
 		rounds := 0
@@ -799,4 +816,114 @@ func cpuBudget(rs *scenarioResult, v string, min float64) (budget, spent float64
 	}
 	ncTotal := nc.cpuUS + nc.backendUS + nc.genUS
 	return m.machineBusy*ncTotal/(nc.machineBusy*min) - m.backendUS - m.genUS, m.cpuUS, true
+}
+
+// shipped is the target that runs the shipped configuration.
+const shipped = "nuthatch-auto"
+
+// writeShipped leads the report with what a user gets from the shipped
+// configuration: its throughput against nutcracker (and predixy) with the
+// project's generator and with redis-benchmark, and its CPU per request
+// against one worker's, beside the targets.
+func (r *report) writeShipped(w io.Writer) {
+	var lines []string
+	for _, rs := range r.results {
+		min, ok := ratioTarget(rs.sc)
+		if !ok || rs.sc.resp3 {
+			continue
+		}
+		m, _, ok1 := rs.median(shipped)
+		nc, _, ok2 := rs.median("nutcracker")
+		if !ok1 || !ok2 || nc.rps <= 0 {
+			continue
+		}
+		px := "—"
+		if p, _, ok := rs.median("predixy"); ok && p.rps > 0 {
+			px = fmt.Sprintf("%.2f×", m.rps/p.rps)
+		}
+		cpu1 := "—"
+		if one, _, ok := rs.median("nuthatch-1"); ok && one.cpuUS > 0 && m.cpuUS > 0 {
+			cpu1 = fmt.Sprintf("%.2f×", m.cpuUS/one.cpuUS)
+		}
+		mark := "✗"
+		if m.rps >= min*nc.rps {
+			mark = "✓"
+		}
+		lines = append(lines, fmt.Sprintf("| %s (generator) | %.0f | %.2f× %s (≥ %.2f×) | %s | %.2f | %s |",
+			rs.sc.name, m.rps, m.rps/nc.rps, mark, min, px, m.cpuUS, cpu1))
+	}
+	rows := rbMedians(r.rb)
+	for _, m := range rows {
+		if m.target != shipped || m.resp3 {
+			continue
+		}
+		nc, ok := rbFind(rows, "nutcracker", m, false)
+		if !ok || nc.rps <= 0 {
+			continue
+		}
+		min := 1.15
+		if m.depth > 1 {
+			min = 1.5
+		}
+		px := "—"
+		if p, ok := rbFind(rows, "predixy", m, false); ok && p.rps > 0 {
+			px = fmt.Sprintf("%.2f×", m.rps/p.rps)
+		}
+		cpu1 := "—"
+		if one, ok := rbFind(rows, "nuthatch-1", m, false); ok && one.cpuUS > 0 && m.cpuUS > 0 {
+			cpu1 = fmt.Sprintf("%.2f×", m.cpuUS/one.cpuUS)
+		}
+		mark := "✗"
+		if m.rps >= min*nc.rps {
+			mark = "✓"
+		}
+		lines = append(lines, fmt.Sprintf("| redis-benchmark %s P%d | %.0f | %.2f× %s (≥ %.2f×) | %s | %.2f | %s |",
+			m.test, m.depth, m.rps, m.rps/nc.rps, mark, min, px, m.cpuUS, cpu1))
+	}
+	var lat []string
+	for _, rs := range r.results {
+		if rs.sc.loadOf == 0 {
+			continue
+		}
+		m, _, ok1 := rs.median(shipped)
+		nc, _, ok2 := rs.median("nutcracker")
+		if !ok1 || !ok2 || nc.p50 <= 0 || nc.p99 <= 0 {
+			continue
+		}
+		px := "—"
+		if p, _, ok := rs.median("predixy"); ok {
+			px = fmt.Sprintf("%s / %s / %s", us(p.p50), us(p.p99), us(p.p999))
+		}
+		q50, q99 := float64(m.p50)/float64(nc.p50), float64(m.p99)/float64(nc.p99)
+		goal := "—"
+		if rs.sc.loadOf >= 0.8 {
+			goal = "✗"
+			if q50 <= 0.5 && q99 <= 0.5 {
+				goal = "✓"
+			}
+		}
+		lat = append(lat, fmt.Sprintf("| %.0f %% (%.0f req/s) | %s / %s / %s | %s / %s / %s | %s | %.2f× / %.2f× | %s |",
+			rs.sc.loadOf*100, rs.sc.rateRPS, us(m.p50), us(m.p99), us(m.p999), us(nc.p50), us(nc.p99), us(nc.p999), px, q50, q99, goal))
+	}
+	if len(lines) == 0 && len(lat) == 0 {
+		return
+	}
+	note := ""
+	for _, t := range r.targets {
+		if t.name == shipped {
+			note = t.note
+		}
+	}
+	fmt.Fprintf(w, "\n## What you get with the shipped configuration\n\n%s. Medians of the rounds below; CPU is the proxy's, µs per request (redis-benchmark rows: GET and SET together).\n\n", note)
+	fmt.Fprint(w, "| scenario | req/s | × nutcracker (target) | × predixy | CPU µs/req | CPU × 1 worker |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	if len(lat) > 0 {
+		fmt.Fprint(w, "\nLatency, open loop at a share of nutcracker's unpipelined GET throughput (p50 / p99 / p99.9 µs from the intended send time; goal: p50 and p99 ≤ 0.5× nutcracker's at 80 and 95 %):\n\n")
+		fmt.Fprint(w, "| load | shipped | nutcracker | predixy | shipped ÷ nutcracker p50 / p99 | goal |\n|---|---:|---:|---:|---:|---|\n")
+		for _, l := range lat {
+			fmt.Fprintln(w, l)
+		}
+	}
 }

@@ -29,6 +29,9 @@ type scenario struct {
 	multi    int
 	rate     bool
 	rateRPS  float64
+	// loadOf sets a fixed-rate scenario's rate to this share of
+	// nutcracker's unpipelined GET 100 B throughput in the same run.
+	loadOf float64
 	// pinned scenarios run with each proxy on CPU 0 and the generator and
 	// backends on CPU 1 (pin.go), over the pinnable targets only.
 	pinned bool
@@ -44,7 +47,7 @@ func quickackScenario(sc scenario) bool {
 	if sc.pinned {
 		return false
 	}
-	return sc.rate || (sc.pipeline == 1 && sc.size == 100 && sc.multi == 0 && (sc.op == load.Get || sc.op == load.Set))
+	return (sc.rate && sc.loadOf == 0) || (sc.pipeline == 1 && sc.size == 100 && sc.multi == 0 && (sc.op == load.Get || sc.op == load.Set))
 }
 
 // Scenario groups, in report order.
@@ -54,6 +57,7 @@ const (
 	groupMulti       = "Redis MGET of 10 keys over both servers (50 clients, unpipelined)"
 	groupMemcache    = "memcached (50 clients, unpipelined)"
 	groupRate        = "Fixed rate, Redis GET 100 B (50 clients, open loop; latency from the intended send time)"
+	groupLatency     = "Latency at 50, 80 and 95 % of nutcracker's capacity (Redis GET 100 B, 50 clients, open loop; latency from the intended send time)"
 	groupPinned      = "Per core: each proxy pinned to CPU 0, generator and backends to CPU 1 (Redis, 50 clients)"
 	groupRESP3       = "Redis RESP3 against RESP2 (50 clients)"
 )
@@ -185,6 +189,10 @@ func scenarios() []scenario {
 		scenario{name: "mc get 10 keys", group: groupMemcache, proto: load.Memcache, op: load.MGet, size: 100, prefix: "m100:", pipeline: 1, multi: 10},
 		scenario{name: "redis GET 100B fixed-rate", group: groupRate, proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", rate: true},
 	)
+	for _, pct := range []int{50, 80, 95} {
+		s = append(s, scenario{name: fmt.Sprintf("redis GET 100B at %d%% of nutcracker", pct), group: groupLatency, proto: load.Redis,
+			op: load.Get, size: 100, prefix: "k100:", rate: true, loadOf: float64(pct) / 100})
+	}
 	return s
 }
 
