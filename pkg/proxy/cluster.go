@@ -436,7 +436,8 @@ func (r *redisProto) singleCluster(c *clientConn, args [][]byte, raw []byte, key
 
 // pinnedRedirect handles a MOVED or ASK answering a request on a pinned
 // link (the slot moved while a client held state on its old owner). The
-// request did not run. A blocking call is sent again on a link pinned to
+// request did not run. A blocking call (also one woken with UNBLOCKED
+// because its node was demoted) is sent again on a link pinned to
 // the new owner (for ASK: after ASKING), within max_redirects: the client
 // sees its call block on, with its timeout counted anew. In a
 // transaction the state on the old owner is worthless: the request gets
@@ -445,6 +446,31 @@ func (r *redisProto) singleCluster(c *clientConn, args [][]byte, raw []byte, key
 // TRYAGAIN, CLUSTERDOWN and LOADING reach the client as Redis said them.
 // It reports whether it took m.
 func (p *pool) pinnedRedirect(m *msg, reply []byte) bool {
+	if m.blockFor != 0 && m.hasSlot && bytes.HasPrefix(reply, unblockedDemoted) {
+		// The node was demoted (CLUSTER FAILOVER) while the call blocked
+		// on it: the call did not pop anything; it blocks again on the
+		// slot's owner (the demoted node answers MOVED to the new master
+		// while the map still names it).
+		c := m.owner()
+		p.clusterHint("", HintNotMaster)
+		if c != nil && c.rs != nil && c.rs.st != nil {
+			// Redis closes the connection after that reply.
+			for _, l := range c.rs.st.blocks {
+				if l.blockedFor(c) && l.sc.srv == m.server {
+					l.pin.doomed = true
+				}
+			}
+		}
+		if m.redirects < 250 {
+			m.redirects++
+		}
+		if s := p.slotOwner(m.slot); s != nil && c != nil && !c.closed && int(m.redirects) <= p.cfg.Cluster.MaxRedirects {
+			m.sentAt = 0
+			p.sendBlocking(c, m, s, m.appendReq, false)
+			return true
+		}
+		return false
+	}
 	kind, slot, addr := parseRedirect(reply)
 	if kind != "MOVED" && kind != "ASK" {
 		return false
@@ -480,6 +506,10 @@ func (p *pool) pinnedRedirect(m *msg, reply []byte) bool {
 	p.fail(m, err)
 	return true
 }
+
+// unblockedDemoted starts the error Redis wakes a blocked client with when
+// its master becomes a replica.
+var unblockedDemoted = []byte("-UNBLOCKED force unblock from blocking operation, instance state changed")
 
 // slotMovedError answers a transaction's request that its slot's owner
 // refused with MOVED or ASK: the transaction cannot go on there.

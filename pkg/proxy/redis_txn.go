@@ -71,7 +71,7 @@ func (st *statefulSession) holds(c *clientConn) bool {
 
 // blockedFor: l is lent to c for a blocking call.
 func (l *link) blockedFor(c *clientConn) bool {
-	return l.pin != nil && l.pin.owner == c && l.pin.kind == pinBlock && !l.dead
+	return l.pin != nil && l.pin.owner == c && l.pin.kind == pinBlock && !l.dead && !l.pin.doomed
 }
 
 // eofStateful: a client that went away while blocked in a call or

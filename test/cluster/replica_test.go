@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
 	"github.com/nuthatch-proxy/nuthatch/test/harness"
 )
 
@@ -200,11 +201,17 @@ func checkNodeStats(t *testing.T, r *rig, statsAddr string, empty *node) {
 }
 
 // read_from = "replica_preferred" through a CLUSTER FAILOVER under load:
-// no error for reads (of keys written before) or writes, and reads keep
-// landing on replicas after the switch.
+// no error for reads (of keys written before) or writes, reads keep
+// landing on replicas after the switch, and a BLPOP blocked on the old
+// master is woken by a push after it.
 func TestClusterReplicaPreferredFailover(t *testing.T) {
 	r := startCluster(t, 3, 1)
-	addr, _ := r.proxyWith(t, "", `read_from = "replica_preferred"`)
+	addr, pxProc := r.proxyWith(t, "", `read_from = "replica_preferred"`)
+	defer func() {
+		if t.Failed() {
+			t.Logf("nuthatch:\n%s", pxProc.Output())
+		}
+	}()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	const n = 1000
@@ -254,6 +261,25 @@ func TestClusterReplicaPreferredFailover(t *testing.T) {
 			}
 		}()
 	}
+	// A client blocked in BLPOP on the master that is failed over: Redis
+	// wakes it with UNBLOCKED; the proxy blocks it again on the new master.
+	bkey := ""
+	for i := 0; bkey == ""; i++ {
+		if k := fmt.Sprintf("bq%d", i); hashkit.Slot([]byte(k)) < 100 {
+			bkey = k
+		}
+	}
+	popped := make(chan string, 1)
+	go func() {
+		bc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 30 * time.Second})
+		defer bc.Close()
+		v, err := bc.BLPop(ctx, 20*time.Second, bkey).Result()
+		if err != nil {
+			popped <- err.Error()
+			return
+		}
+		popped <- v[1]
+	}()
 	time.Sleep(time.Second)
 	master := r.nodeAt(r.masterOfSlot(t, 0))
 	rep := r.replicaOf(t, master.addr())
@@ -270,7 +296,18 @@ func TestClusterReplicaPreferredFailover(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.waitReady(t)
-	time.Sleep(2 * time.Second)
+	if err := c.RPush(ctx, bkey, "job").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-popped:
+		if v != "job" {
+			t.Errorf("BLPOP across the failover: %s", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("BLPOP not woken after the failover")
+	}
+	time.Sleep(time.Second)
 	r.resetStats(t)
 	time.Sleep(time.Second)
 	close(stop)
