@@ -709,7 +709,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	if p.Cluster != nil {
 		for _, rs := range rp.Servers {
 			c.errorf(rs.LabelRange, "Server block in a cluster pool",
-				"a cluster pool's nodes come from the cluster itself (CLUSTER SLOTS); list some of them as seeds in the cluster block instead.")
+				"a cluster pool's nodes come from the cluster itself (CLUSTER SHARDS); list some of them as seeds in the cluster block instead.")
 		}
 		return p
 	}
