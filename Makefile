@@ -59,6 +59,8 @@ soak: deps build
 	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./test/reliability
 	NUTHATCH_BIG=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -run '^TestSlowReadersOfLargeReplies$$' ./test/reliability
+	NUTHATCH_SOAK=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -count=1 -v -p 1 -run '^TestClusterWorkerKillDuringReshard$$' ./test/cluster
 
 run: deps build
 	@test/scripts/run-example.sh $(BIN) etc/nuthatch/example.hcl

@@ -758,7 +758,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 	if p.Cluster != nil {
 		for _, rs := range rp.Servers {
 			c.errorf(rs.LabelRange, "Server block in a cluster pool",
-				"a cluster pool's nodes come from the cluster itself (CLUSTER SLOTS); list some of them as seeds in the cluster block instead.")
+				"a cluster pool's nodes come from the cluster itself (CLUSTER SHARDS); list some of them as seeds in the cluster block instead.")
 		}
 		return p
 	}
@@ -915,7 +915,7 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 		RefreshInterval: c.duration("refresh_interval", deref(rc.RefreshInterval, DefaultClusterRefresh.String()), rc.RefreshIntervalRange, 0),
 		FailoverTimeout: c.duration("failover_timeout", deref(rc.FailoverTimeout, DefaultFailoverTimeout.String()), rc.FailoverTimeoutRange, 0),
 		MaxRedirects:    deref(rc.MaxRedirects, DefaultMaxRedirects),
-		ReadFrom:        deref(rc.ReadFrom, "master"),
+		ReadFrom:        deref(rc.ReadFrom, ReadFromMaster),
 	}
 	if cl.RefreshInterval < time.Second {
 		c.errorf(rc.RefreshIntervalRange, "Invalid refresh_interval", "refresh_interval must be at least 1s (got %s); redirects and failures refresh at once.", cl.RefreshInterval)
@@ -923,8 +923,11 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 	if cl.MaxRedirects < 1 || cl.MaxRedirects > 100 {
 		c.errorf(rc.MaxRedirectsRange, "Invalid max_redirects", "max_redirects must be from 1 to 100 (got %d).", cl.MaxRedirects)
 	}
-	if cl.ReadFrom != "master" {
-		c.errorf(rc.ReadFromRange, "Invalid read_from", "read_from = %q: only \"master\" is supported in cluster pools for now.", cl.ReadFrom)
+	switch cl.ReadFrom {
+	case ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica:
+	default:
+		c.errorf(rc.ReadFromRange, "Invalid read_from", "read_from is %q, %q or %q (got %q).",
+			ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica, cl.ReadFrom)
 	}
 	if rc.Seeds == nil || len(*rc.Seeds) == 0 {
 		c.errorf(rc.DefRange, "Missing cluster seeds", "the cluster block needs seeds = [\"host:port\", ...]: some of the cluster's nodes.")

@@ -226,7 +226,8 @@ type Cluster struct {
 	FailoverTimeout time.Duration
 	// MaxRedirects bounds the MOVED/ASK/TRYAGAIN a request follows.
 	MaxRedirects int
-	// ReadFrom is "master" (replica reads are not built yet).
+	// ReadFrom is where read-only commands go, as Sentinel.ReadFrom: the
+	// slot's master, or one of its replicas (opened with READONLY).
 	ReadFrom string
 }
 

@@ -50,6 +50,9 @@ type pinState struct {
 	// sub is set on a subscriber link: every frame the server sends that
 	// answers no request goes to it.
 	sub *subLink
+	// doomed: the server closes the link after its last reply (a blocked
+	// client woken with UNBLOCKED); nothing more is sent on it.
+	doomed bool
 }
 
 // pinError refuses a pin over max_pinned_links.
@@ -132,7 +135,7 @@ func (l *link) maybeIdle() {
 	if l.dead || !pin.giveBack || l.head < len(l.inflight) || l.stream != nil || len(l.wbuf) > l.woff {
 		return
 	}
-	if pin.multi || pin.watching || pin.sub != nil {
+	if pin.multi || pin.watching || pin.sub != nil || pin.doomed {
 		// Not clean: the server holds state a next owner must not see.
 		l.kill(errLinkShutdown)
 		return

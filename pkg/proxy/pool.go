@@ -71,7 +71,8 @@ type pool struct {
 	// cluster is a cluster pool's slot map and waiting requests; nil for
 	// other pools.
 	cluster *clusterState
-	// readFrom is the sentinel block's read_from (config.ReadFrom*).
+	// readFrom is the sentinel or cluster block's read_from
+	// (config.ReadFrom*).
 	readFrom string
 	// counter admits clients with the other workers' (limits.go); nil
 	// counts this engine's clients only.
@@ -116,6 +117,9 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop, tlsFiles map[string]
 	p.readFrom = config.ReadFromMaster
 	if cfg.Sentinel != nil && cfg.Sentinel.ReadFrom != "" {
 		p.readFrom = cfg.Sentinel.ReadFrom
+	}
+	if cfg.Cluster != nil && cfg.Cluster.ReadFrom != "" {
+		p.readFrom = cfg.Cluster.ReadFrom
 	}
 	p.maxReply = 1 << 30
 	p.streamer, _ = p.proto.(streamer)
@@ -392,15 +396,19 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
-	if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
-		return
-	}
 	if isErr && m.server != nil && m.server.primary != nil && replicaRefused(reply) {
 		// A replica that cannot serve (LOADING, MASTERDOWN): the read
 		// did not run; it goes to the master or another replica.
 		m.server.replicaFailed(p.lp.now)
 		p.retryOrFail(m, m.server.primary, notRun)
 		m.server.primary.flushWaiting()
+		return
+	}
+	if isErr && p.cluster != nil && m.pinned {
+		if p.pinnedRedirect(m, reply) {
+			return
+		}
+	} else if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
 		return
 	}
 	if isErr && m.server != nil && m.server.managed && !m.pinned && notRunError(reply) {

@@ -249,6 +249,13 @@ func (px *Proxy) snapshot() Snapshot {
 				ss.Address, ss.Switches, ss.Waiting = sv.addr.Addr, st.Switches.Load(), int64(len(sv.waiting))
 				ss.SwitchedAt = st.SwitchedAt.Load()
 			}
+			if p.cluster != nil {
+				ss := &ps.Servers[len(ps.Servers)-1]
+				ss.Role = "node"
+				if p.cluster.masters[sv] {
+					ss.Role = "master"
+				}
+			}
 			ss := &ps.Servers[len(ps.Servers)-1]
 			sv.eachConn(func(sc *serverConn) {
 				if l := sc.current(); l != nil {
@@ -257,6 +264,9 @@ func (px *Proxy) snapshot() Snapshot {
 					ss.OutQueue += int64(max(l.sentSeq, l.headSeq) - l.headSeq)
 				}
 			})
+		}
+		if p.cluster != nil {
+			p.clusterSnapshot(&ps)
 		}
 		s.Pools = append(s.Pools, ps)
 	}

@@ -82,6 +82,13 @@ func (r *redisProto) handshake(l *link) {
 			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(pass)})
 		})
 	}
+	if r.pool.cluster != nil && l.sc.srv.primary != nil {
+		// A cluster replica serves reads of its master's slots only after
+		// READONLY; it answers MOVED to the rest (and to writes).
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
+			return resp.AppendCommand(dst, argsReadonly)
+		})
+	}
 	if db := linkDB(cfg, l.sc); db != 0 {
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(db), 10)})
@@ -119,7 +126,10 @@ func (r *redisProto) learnCommands(l *link) {
 	}
 }
 
-var commandFetchArgs = [][]byte{[]byte("COMMAND")}
+var (
+	commandFetchArgs = [][]byte{[]byte("COMMAND")}
+	argsReadonly     = [][]byte{[]byte("READONLY")}
+)
 
 // commandsLearned reads the reply to learnCommands' COMMAND. A link that
 // failed first leaves the next link to ask; an error reply (a server that
@@ -276,11 +286,6 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		r.local(c, cmd, args)
 	case resp.KindUnsupported:
 		if cmd.Name == "acl" && r.aclCommand(c, args) {
-			return
-		}
-		if p.cluster != nil {
-			// Pinned links do not follow slots yet.
-			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch in a cluster pool: " + cmd.Reason)
 			return
 		}
 		if r.stateful(c, cmd, args, raw) {

@@ -67,8 +67,11 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 	return true
 }
 
-// liveServers are the servers on the ring.
+// liveServers are the servers on the ring; a cluster pool's masters.
 func (r *redisProto) liveServers() []*server {
+	if cs := r.pool.cluster; cs != nil {
+		return cs.masterList
+	}
 	var live []*server
 	for _, s := range r.pool.servers {
 		if s.ejectedUntil.Load() == 0 {
@@ -116,9 +119,16 @@ func (r *redisProto) scan(c *clientConn, args [][]byte) {
 		c.localError("ERR invalid cursor")
 		return
 	}
-	n := uint64(len(p.servers))
+	servers := r.scanServers()
+	n := uint64(len(servers))
+	if n == 0 {
+		m := newMsg(c)
+		c.enqueue(m)
+		p.fail(m, ErrNoServer)
+		return
+	}
 	idx, sc := cur%n, cur/n
-	s := p.servers[idx]
+	s := servers[idx]
 	parent := newMsg(c)
 	parent.op = opScan
 	parent.pending = 1
@@ -162,7 +172,7 @@ func (r *redisProto) mergeWhole(parent *msg) {
 			return
 		}
 		sc, ok := bulkUint(elems[0])
-		n := uint64(len(r.pool.servers))
+		n := uint64(len(r.scanServers()))
 		idx := uint64(parent.keyIdx[0])
 		if !ok || sc > (math.MaxUint64-idx)/n {
 			invalid()
@@ -206,6 +216,17 @@ func (r *redisProto) mergeWhole(parent *msg) {
 		}
 		parent.reply = out
 	}
+}
+
+// scanServers are the servers SCAN walks: the configured servers, or a
+// cluster pool's masters in the order of the slot map (CLUSTER SHARDS'
+// order), so that a cursor names the same master while the cluster keeps
+// its masters.
+func (r *redisProto) scanServers() []*server {
+	if cs := r.pool.cluster; cs != nil {
+		return cs.masterList
+	}
+	return r.pool.servers
 }
 
 // bulkUint reads a bulk string holding an unsigned number.

@@ -190,4 +190,11 @@ type ServerSnapshot struct {
 	Switches   uint64 `json:"switches,omitempty"`
 	SwitchedAt int64  `json:"switched_at,omitempty"`
 	Waiting    int64  `json:"waiting,omitempty"`
+	// A cluster pool's node: "master" (named by the last slot map),
+	// "replica" (a master's replica, used with read_from), or "node" (a
+	// former master, or one a MOVED named before the map did); the slots
+	// it owns; a replica's master.
+	Role      string `json:"role,omitempty"`
+	Slots     int64  `json:"slots,omitempty"`
+	ReplicaOf string `json:"replica_of,omitempty"`
 }

@@ -389,6 +389,11 @@ func addServer(d, s *proxy.ServerSnapshot, gauges bool) {
 	if s.Address != "" {
 		d.Address = s.Address
 	}
+	if s.Role != "" {
+		// A cluster node: the workers read the same map.
+		d.Role, d.ReplicaOf = s.Role, s.ReplicaOf
+		d.Slots = max(d.Slots, s.Slots)
+	}
 	if gauges {
 		d.Waiting += s.Waiting
 		d.ServerConnections += s.ServerConnections

@@ -182,6 +182,8 @@ func newCollector(get func() (proxy.Snapshot, []WorkerInfo), readProc func(int) 
 			func(s *proxy.ServerSnapshot) float64 { return u(s.Switches) }},
 		{desc("server_waiting", "Requests waiting for a Sentinel server's master.", sl...), gauge,
 			func(s *proxy.ServerSnapshot) float64 { return i(s.Waiting) }},
+		{desc("server_cluster_slots", "Hash slots a cluster pool's node owns (0 for replicas).", sl...), gauge,
+			func(s *proxy.ServerSnapshot) float64 { return i(s.Slots) }},
 		{desc("server_master_switch_timestamp_seconds", "When a Sentinel server's master last moved, in unix seconds; 0 if never.", sl...), gauge,
 			func(s *proxy.ServerSnapshot) float64 { return float64(s.SwitchedAt) / 1e6 }},
 	}
