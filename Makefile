@@ -61,6 +61,8 @@ soak: deps build
 	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./test/reliability
 	NUTHATCH_BIG=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -run '^(TestSlowReadersOfLargeReplies|TestWorkerBudgetManyClients)$$' ./test/reliability
+	NUTHATCH_SOAK=1 NUTHATCH_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -count=1 -v -p 1 -run '^TestClusterWorkerKillDuringReshard$$' ./test/cluster
 
 run: deps build
 	@test/scripts/run-example.sh $(BIN) etc/nuthatch/example.hcl
@@ -72,8 +74,12 @@ run: deps build
 # BENCH_FLAGS="-only RESP3"), medians printed as a
 # table; results and CPU profiles in bin/bench/. About 11 minutes; it
 # measures and never fails on a number. BENCH_FLAGS="-rounds 5 -duration 3s"
-# for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset.
+# for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset. Then the
+# TLS group (test/bench/tls, about 3 minutes): redis-benchmark --tls through
+# nuthatch, stunnel4 and HAProxy -> nutcracker and redis-server's own TLS, into
+# bin/bench/tls.md; TLS_BENCH_FLAGS="-workers 2 -n 200000" to vary it.
 BENCH_FLAGS ?=
+TLS_BENCH_FLAGS ?=
 bench: deps build
 	@mkdir -p bin/bench
 	$(GO) build -o bin/bench/driver ./test/bench/driver
@@ -81,6 +87,8 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./pkg/... | tee bin/bench/micro.txt | grep -E '^(Benchmark|ok|FAIL)'
 	GO=$(GO) bin/bench/driver -nuthatch $(BIN) -profile-bin bin/bench/nuthatch-profile \
 	  -profile-dir bin/bench -out bin/bench/report.md $(BENCH_FLAGS)
+	$(GO) build -o bin/bench/tls ./test/bench/tls
+	bin/bench/tls -nuthatch $(BIN) -out bin/bench/tls.md $(TLS_BENCH_FLAGS)
 
 # dist/nuthatch_<version>_<arch>.{deb,rpm} for amd64 and arm64, built by
 # packaging/build.sh with nfpm (a Go tool pinned in go.mod). The version comes

@@ -353,6 +353,13 @@ func renderTable(w io.Writer, in tableInput) error {
 			if m := s.Strings["master"]; m != "" && m != s.Name {
 				label += " (" + m + ")" // a Sentinel server's current master
 			}
+			switch role := s.Strings["role"]; role {
+			case "": // not a cluster node
+			case "replica":
+				label += " [replica of " + s.Strings["replica_of"] + "]"
+			default:
+				label += " [" + role + ", " + num(s.Get("slots")) + " slots]"
+			}
 			row := []string{label, num(s.Get("server_connections")), num(s.Get("requests")), rate(prevReq, s.Get("requests"))}
 			if showLat {
 				row = append(row, lat(p.Name, serverLabel(in.Config, p.Name, s.Name)))

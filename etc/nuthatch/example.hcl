@@ -53,6 +53,18 @@ pool "redis" {
   server_failure_limit = 2
   server_retry_timeout = "30s"
 
+  # Redis ACL users at the proxy (docs/security.md): clients AUTH as one of
+  # them and every request is checked before it reaches a server.
+  #
+  #   user "app" {
+  #     password_sha256 = "<printf %s password | sha256sum>"   # or a list
+  #     commands        = ["+@read", "+@write", "-@dangerous"]
+  #     keys            = ["app:*", "%R~shared:*"]
+  #   }
+  #
+  # Credentials towards the servers: redis_username with redis_auth, or
+  # username and password in a server block.
+
   # Each label is the server's address; it is also the server's identity
   # on the hash ring and in the stats output.
   server "127.0.0.1:6380" {}

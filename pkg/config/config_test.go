@@ -127,6 +127,13 @@ func writeJSON(t *testing.T, b *bytes.Buffer, v reflect.Value) {
 			return
 		}
 		writeJSON(t, b, v.Elem())
+	case v.Kind() == reflect.Struct && v.Type().PkgPath() != durationType.PkgPath() && v.Type().PkgPath() != reflect.TypeFor[Config]().PkgPath():
+		// Another package's value (a compiled acl.User): its exported
+		// fields only.
+		enc := json.NewEncoder(b)
+		if err := enc.Encode(v.Interface()); err != nil {
+			t.Fatal(err)
+		}
 	case v.Kind() == reflect.Struct:
 		b.WriteByte('{')
 		for i := range v.NumField() {

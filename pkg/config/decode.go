@@ -91,14 +91,27 @@ type rawPool struct {
 	ClientOutputHard   *string `hcl:"client_output_hard_limit,optional"`
 	ClientOutputSoft   *string `hcl:"client_output_soft_limit,optional"`
 	ClientOutputSoftD  *string `hcl:"client_output_soft_duration,optional"`
+	PubSubOutputHard   *string `hcl:"client_output_pubsub_hard_limit,optional"`
+	PubSubOutputSoft   *string `hcl:"client_output_pubsub_soft_limit,optional"`
+	PubSubOutputSoftD  *string `hcl:"client_output_pubsub_soft_duration,optional"`
 	SlowlogSlowerThan  *string `hcl:"slowlog_slower_than,optional"`
 	SlowlogLogKeys     *bool   `hcl:"slowlog_log_keys,optional"`
 	MaxPinnedLinks     *int    `hcl:"max_pinned_links,optional"`
 	PinnedIdleTimeout  *string `hcl:"pinned_idle_timeout,optional"`
+	AllowKeys          *bool   `hcl:"allow_keys,optional"`
+	Databases          *int    `hcl:"databases,optional"`
+	AllowAdmin         *bool   `hcl:"allow_admin_commands,optional"`
 
-	Servers  []*rawServer   `hcl:"server,block"`
-	Sentinel []*rawSentinel `hcl:"sentinel,block"`
-	Cluster  []*rawCluster  `hcl:"cluster,block"`
+	// ACL users and backend credentials: users.go.
+	RedisUsername      *string    `hcl:"redis_username,optional"`
+	RedisUsernameRange hcl.Range  `hcl:"redis_username,attr_value_range"`
+	Users              []*rawUser `hcl:"user,block"`
+
+	Servers   []*rawServer    `hcl:"server,block"`
+	Sentinel  []*rawSentinel  `hcl:"sentinel,block"`
+	TLS       []*rawTLS       `hcl:"tls,block"`
+	ServerTLS []*rawServerTLS `hcl:"server_tls,block"`
+	Cluster   []*rawCluster   `hcl:"cluster,block"`
 
 	HashName         hcl.Range `hcl:"hash,attr_name_range"`
 	DistributionName hcl.Range `hcl:"distribution,attr_name_range"`
@@ -121,6 +134,9 @@ type rawPool struct {
 	ClientOutputHardRange   hcl.Range `hcl:"client_output_hard_limit,attr_value_range"`
 	ClientOutputSoftRange   hcl.Range `hcl:"client_output_soft_limit,attr_value_range"`
 	ClientOutputSoftDRange  hcl.Range `hcl:"client_output_soft_duration,attr_value_range"`
+	PubSubOutputHardRange   hcl.Range `hcl:"client_output_pubsub_hard_limit,attr_value_range"`
+	PubSubOutputSoftRange   hcl.Range `hcl:"client_output_pubsub_soft_limit,attr_value_range"`
+	PubSubOutputSoftDRange  hcl.Range `hcl:"client_output_pubsub_soft_duration,attr_value_range"`
 	SlowlogSlowerThanRange  hcl.Range `hcl:"slowlog_slower_than,attr_value_range"`
 	MaxPinnedLinksRange     hcl.Range `hcl:"max_pinned_links,attr_value_range"`
 	PinnedIdleTimeoutRange  hcl.Range `hcl:"pinned_idle_timeout,attr_value_range"`
@@ -128,6 +144,10 @@ type rawPool struct {
 	// diagnostic cannot underline the password.
 	RedisAuthNameRange hcl.Range `hcl:"redis_auth,attr_name_range"`
 	CoalesceGetsName   hcl.Range `hcl:"coalesce_gets,attr_name_range"`
+	AllowKeysName      hcl.Range `hcl:"allow_keys,attr_name_range"`
+	DatabasesName      hcl.Range `hcl:"databases,attr_name_range"`
+	DatabasesRange     hcl.Range `hcl:"databases,attr_value_range"`
+	AllowAdminName     hcl.Range `hcl:"allow_admin_commands,attr_name_range"`
 	RedisDBNameRange   hcl.Range `hcl:"redis_db,attr_name_range"`
 	RedisDBRange       hcl.Range `hcl:"redis_db,attr_value_range"`
 }
@@ -143,6 +163,12 @@ type rawServer struct {
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	WeightRange  hcl.Range `hcl:"weight,attr_value_range"`
 	MasterRange  hcl.Range `hcl:"master,attr_value_range"`
+
+	// Backend credentials of this server (users.go).
+	Username      *string   `hcl:"username,optional"`
+	Password      *string   `hcl:"password,optional"`
+	UsernameRange hcl.Range `hcl:"username,attr_name_range"`
+	PasswordRange hcl.Range `hcl:"password,attr_name_range"`
 }
 
 type rawCluster struct {
@@ -159,6 +185,39 @@ type rawCluster struct {
 	FailoverTimeoutRange hcl.Range `hcl:"failover_timeout,attr_value_range"`
 	MaxRedirectsRange    hcl.Range `hcl:"max_redirects,attr_value_range"`
 	ReadFromRange        hcl.Range `hcl:"read_from,attr_value_range"`
+}
+
+type rawTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	Cert             *string `hcl:"cert,optional"`
+	Key              *string `hcl:"key,optional"`
+	ClientCA         *string `hcl:"client_ca,optional"`
+	MinVersion       *string `hcl:"min_version,optional"`
+	HandshakeTimeout *string `hcl:"handshake_timeout,optional"`
+	Listen           *string `hcl:"listen,optional"`
+
+	CertRange             hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange              hcl.Range `hcl:"key,attr_value_range"`
+	ClientCARange         hcl.Range `hcl:"client_ca,attr_value_range"`
+	MinVersionRange       hcl.Range `hcl:"min_version,attr_value_range"`
+	HandshakeTimeoutRange hcl.Range `hcl:"handshake_timeout,attr_value_range"`
+	ListenRange           hcl.Range `hcl:"listen,attr_value_range"`
+}
+
+type rawServerTLS struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	CA         *string `hcl:"ca,optional"`
+	Cert       *string `hcl:"cert,optional"`
+	Key        *string `hcl:"key,optional"`
+	ServerName *string `hcl:"server_name,optional"`
+	MinVersion *string `hcl:"min_version,optional"`
+
+	CARange         hcl.Range `hcl:"ca,attr_value_range"`
+	CertRange       hcl.Range `hcl:"cert,attr_value_range"`
+	KeyRange        hcl.Range `hcl:"key,attr_value_range"`
+	MinVersionRange hcl.Range `hcl:"min_version,attr_value_range"`
 }
 
 type rawSentinel struct {
@@ -186,6 +245,10 @@ type checker struct {
 	// decoded is how many diags came from gohcl; a semantic check on a
 	// value gohcl already rejected would only repeat the complaint.
 	decoded int
+	// given are TLS files' contents to use instead of the disk's; read
+	// records what was used (Config.TLSFiles).
+	given map[string][]byte
+	read  map[string][]byte
 }
 
 func (c *checker) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -230,16 +293,17 @@ func deref[T any](p *T, def T) T {
 }
 
 // decode turns a parsed body into a validated Config.
-func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
+func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, hcl.Diagnostics) {
 	var raw rawConfig
-	c := &checker{}
+	c := &checker{given: files}
 	c.diags = dropUnknownValue(gohcl.DecodeBody(body, nil, &raw))
 	c.decoded = len(c.diags)
 
 	cfg := &Config{
-		File:  filename,
-		User:  DefaultUser,
-		Group: DefaultGroup,
+		TLSFiles: map[string][]byte{},
+		File:     filename,
+		User:     DefaultUser,
+		Group:    DefaultGroup,
 	}
 	c.workerProcesses(raw.WorkerProcesses, cfg)
 
@@ -277,6 +341,7 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 	}
 
+	c.read = cfg.TLSFiles
 	c.log(raw.Log, cfg)
 	stats, metrics := c.stats(raw.Stats, cfg), c.metrics(raw.Metrics, cfg)
 
@@ -302,6 +367,9 @@ func decode(body hcl.Body, filename string) (*Config, hcl.Diagnostics) {
 		}
 		if p.Listen.Network != "" {
 			listens = append(listens, listenAt{keyOf(p.Listen), rp.ListenRange, fmt.Sprintf("pool %q", rp.Name)})
+		}
+		if p.TLS != nil && p.TLS.Listen.Network != "" {
+			listens = append(listens, listenAt{keyOf(p.TLS.Listen), rp.TLS[0].ListenRange, fmt.Sprintf("pool %q tls", rp.Name)})
 		}
 		cfg.Pools = append(cfg.Pools, p)
 	}
@@ -634,6 +702,12 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		deref(rp.ClientOutputSoft, DefaultClientOutputSoftLimit), rp.ClientOutputSoftRange)
 	p.ClientOutputSoftDuration = c.duration("client_output_soft_duration",
 		deref(rp.ClientOutputSoftD, DefaultClientOutputSoftDuration), rp.ClientOutputSoftDRange, 0)
+	p.PubSubOutputHardLimit = c.size("client_output_pubsub_hard_limit",
+		deref(rp.PubSubOutputHard, DefaultPubSubOutputHardLimit), rp.PubSubOutputHardRange)
+	p.PubSubOutputSoftLimit = c.size("client_output_pubsub_soft_limit",
+		deref(rp.PubSubOutputSoft, DefaultPubSubOutputSoftLimit), rp.PubSubOutputSoftRange)
+	p.PubSubOutputSoftDuration = c.duration("client_output_pubsub_soft_duration",
+		deref(rp.PubSubOutputSoftD, DefaultPubSubOutputSoftDuration), rp.PubSubOutputSoftDRange, 0)
 	if rp.SlowlogSlowerThan != nil {
 		p.SlowlogSlowerThan = c.duration("slowlog_slower_than", *rp.SlowlogSlowerThan, rp.SlowlogSlowerThanRange, 0)
 	}
@@ -646,8 +720,26 @@ func (c *checker) pool(rp *rawPool) *Pool {
 			"server_connections must be at least 1 (got %d).", p.ServerConnections)
 		p.ServerConnections = DefaultServerConnections
 	}
+	p.AllowKeys = deref(rp.AllowKeys, false)
+	p.AllowAdminCommands = deref(rp.AllowAdmin, false)
+	p.Databases = c.nonNegative("databases", rp.Databases, 0, rp.DatabasesRange)
+	switch {
+	case p.Databases > MaxDatabases:
+		c.errorf(rp.DatabasesRange, "Invalid databases", "databases may be at most %d (got %d).", MaxDatabases, p.Databases)
+	case p.Databases > 0 && p.RedisDB >= p.Databases:
+		c.errorf(rp.DatabasesRange, "Invalid databases",
+			"redis_db (%d) must be one of the databases 0..%d that databases = %d lets clients select.", p.RedisDB, p.Databases-1, p.Databases)
+	}
 	if p.Protocol == ProtocolMemcache {
 		p.CoalesceGets = deref(rp.CoalesceGets, true)
+		for _, a := range []struct {
+			name string
+			r    hcl.Range
+		}{{"allow_keys", rp.AllowKeysName}, {"allow_admin_commands", rp.AllowAdminName}, {"databases", rp.DatabasesName}} {
+			if present(a.r) {
+				c.errorf(a.r, "Invalid attribute for a memcache pool", "%s is only valid in a redis pool.", a.name)
+			}
+		}
 		if present(rp.RedisAuthNameRange) {
 			c.errorf(rp.RedisAuthNameRange, "Invalid attribute for a memcache pool", "redis_auth is only valid in a redis pool.")
 		}
@@ -658,12 +750,15 @@ func (c *checker) pool(rp *rawPool) *Pool {
 		c.errorf(rp.CoalesceGetsName, "Invalid attribute for a redis pool", "coalesce_gets is only valid in a memcache pool.")
 	}
 
+	c.users(rp, p)
 	p.Sentinel = c.sentinel(rp, p)
 	p.Cluster = c.cluster(rp, p)
+	p.TLS = c.tls(rp)
+	p.ServerTLS = c.serverTLS(rp)
 	if p.Cluster != nil {
 		for _, rs := range rp.Servers {
 			c.errorf(rs.LabelRange, "Server block in a cluster pool",
-				"a cluster pool's nodes come from the cluster itself (CLUSTER SLOTS); list some of them as seeds in the cluster block instead.")
+				"a cluster pool's nodes come from the cluster itself (CLUSTER SHARDS); list some of them as seeds in the cluster block instead.")
 		}
 		return p
 	}
@@ -704,6 +799,7 @@ func (c *checker) pool(rp *rawPool) *Pool {
 				}
 			}
 		}
+		c.serverCredentials(rs, s, p)
 		p.Servers = append(p.Servers, s)
 	}
 	return p
@@ -809,6 +905,9 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 		c.errorf(rp.AutoEjectHostsName, "Invalid attribute for a cluster pool",
 			"auto_eject_hosts would move keys; the cluster promotes a replica instead.")
 	}
+	if present(rp.DatabasesName) && p.Databases > 1 {
+		c.errorf(rp.DatabasesName, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")
+	}
 	if present(rp.RedisDBNameRange) && p.RedisDB != 0 {
 		c.errorf(rp.RedisDBNameRange, "Invalid attribute for a cluster pool", "a Redis Cluster serves database 0 only.")
 	}
@@ -816,7 +915,7 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 		RefreshInterval: c.duration("refresh_interval", deref(rc.RefreshInterval, DefaultClusterRefresh.String()), rc.RefreshIntervalRange, 0),
 		FailoverTimeout: c.duration("failover_timeout", deref(rc.FailoverTimeout, DefaultFailoverTimeout.String()), rc.FailoverTimeoutRange, 0),
 		MaxRedirects:    deref(rc.MaxRedirects, DefaultMaxRedirects),
-		ReadFrom:        deref(rc.ReadFrom, "master"),
+		ReadFrom:        deref(rc.ReadFrom, ReadFromMaster),
 	}
 	if cl.RefreshInterval < time.Second {
 		c.errorf(rc.RefreshIntervalRange, "Invalid refresh_interval", "refresh_interval must be at least 1s (got %s); redirects and failures refresh at once.", cl.RefreshInterval)
@@ -824,8 +923,11 @@ func (c *checker) cluster(rp *rawPool, p *Pool) *Cluster {
 	if cl.MaxRedirects < 1 || cl.MaxRedirects > 100 {
 		c.errorf(rc.MaxRedirectsRange, "Invalid max_redirects", "max_redirects must be from 1 to 100 (got %d).", cl.MaxRedirects)
 	}
-	if cl.ReadFrom != "master" {
-		c.errorf(rc.ReadFromRange, "Invalid read_from", "read_from = %q: only \"master\" is supported in cluster pools for now.", cl.ReadFrom)
+	switch cl.ReadFrom {
+	case ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica:
+	default:
+		c.errorf(rc.ReadFromRange, "Invalid read_from", "read_from is %q, %q or %q (got %q).",
+			ReadFromMaster, ReadFromReplicaPreferred, ReadFromReplica, cl.ReadFrom)
 	}
 	if rc.Seeds == nil || len(*rc.Seeds) == 0 {
 		c.errorf(rc.DefRange, "Missing cluster seeds", "the cluster block needs seeds = [\"host:port\", ...]: some of the cluster's nodes.")

@@ -77,10 +77,17 @@ func Load(path string) (*Config, error) {
 // Parse validates src as if read from filename, which only labels
 // diagnostics and becomes Config.File.
 func Parse(src []byte, filename string) (*Config, error) {
+	return ParseWithFiles(src, filename, nil)
+}
+
+// ParseWithFiles is Parse with the TLS files' contents given (a worker is
+// given what its master read and checked, and may not be able to read the
+// key itself); nil reads them from disk.
+func ParseWithFiles(src []byte, filename string, files map[string][]byte) (*Config, error) {
 	f, diags := hclparse.NewParser().ParseHCL(src, filename)
 	if !diags.HasErrors() {
 		var cfg *Config
-		cfg, diags = decode(f.Body, filename)
+		cfg, diags = decode(f.Body, filename, files)
 		if !diags.HasErrors() {
 			return cfg, nil
 		}
@@ -113,7 +120,7 @@ func sortDiags(diags hcl.Diagnostics) {
 }
 
 // secretAttrs are the attributes whose values must never be echoed.
-var secretAttrs = []string{"redis_auth"}
+var secretAttrs = []string{"redis_auth", "password", "password_sha256"}
 
 // secretLine finds a secret attribute's value on a line even when the file
 // does not parse, so a syntax error next to a password cannot excerpt it.

@@ -29,9 +29,17 @@ const (
 	DefaultClientOutputHardLimit    = "1gb"
 	DefaultClientOutputSoftLimit    = "64mb"
 	DefaultClientOutputSoftDuration = "60s"
+	// The pub/sub class of output limits, redis's
+	// client-output-buffer-limit pubsub 32mb 8mb 60.
+	DefaultPubSubOutputHardLimit    = "32mb"
+	DefaultPubSubOutputSoftLimit    = "8mb"
+	DefaultPubSubOutputSoftDuration = "60s"
 	// Pinned links (transactions, blocking calls, subscriptions): per
 	// server and worker process.
-	DefaultMaxPinnedLinks    = 1024
+	DefaultMaxPinnedLinks = 1024
+	// MaxDatabases bounds databases: a link class holds the database in
+	// seven bits.
+	MaxDatabases             = 127
 	DefaultPinnedIdleTimeout = "60s"
 	DefaultStatsListen       = "127.0.0.1:22222"
 	DefaultStatsInterval     = "30s"

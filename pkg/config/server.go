@@ -57,6 +57,12 @@ func (p *Pool) String() string {
 	if p.RedisAuth != "" {
 		auth = " redis_auth=" + redactedMark
 	}
+	if p.RedisUsername != "" {
+		auth += " redis_username=" + p.RedisUsername
+	}
+	if len(p.Users) > 0 {
+		auth += fmt.Sprintf(" users=%d", len(p.Users))
+	}
 	if p.Sentinel != nil {
 		auth += fmt.Sprintf(" sentinels=%v", p.Sentinel.Addresses)
 		if p.Sentinel.Password != "" {
@@ -74,6 +80,7 @@ func (p *Pool) GoString() string { return "config.Pool{" + p.String() + "}" }
 // marker, safe to log or serialise.
 func (c *Config) Redacted() *Config {
 	out := *c
+	out.TLSFiles = nil // private keys among them
 	out.Pools = make([]*Pool, len(c.Pools))
 	for i, p := range c.Pools {
 		cp := *p
@@ -90,6 +97,9 @@ func (c *Config) Redacted() *Config {
 		cp.Servers = make([]*Server, len(p.Servers))
 		for j, s := range p.Servers {
 			cs := *s
+			if cs.Password != "" {
+				cs.Password = redactedMark
+			}
 			cp.Servers[j] = &cs
 		}
 		out.Pools[i] = &cp

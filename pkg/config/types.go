@@ -5,7 +5,11 @@
 // returned without error is complete and valid.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/acl"
+)
 
 // DefaultPath is where packages install the configuration.
 const DefaultPath = "/etc/nuthatch/nuthatch.hcl"
@@ -42,6 +46,11 @@ type Config struct {
 	// User and Group the workers run as when the master has privileges.
 	User  string
 	Group string
+
+	// TLSFiles are the contents of the TLS files as read and checked,
+	// by path: what the workers build their material from. Secret: never
+	// printed.
+	TLSFiles map[string][]byte `json:"-"`
 
 	Log     LogConfig
 	Stats   StatsConfig
@@ -108,6 +117,12 @@ type Pool struct {
 	ClientOutputHardLimit    int64
 	ClientOutputSoftLimit    int64
 	ClientOutputSoftDuration time.Duration
+	// PubSubOutput* are the same limits for subscribers (redis's pubsub
+	// class): a subscriber that does not read is closed long before a
+	// client waiting for a large reply would be.
+	PubSubOutputHardLimit    int64
+	PubSubOutputSoftLimit    int64
+	PubSubOutputSoftDuration time.Duration
 	// SlowlogSlowerThan logs requests slower than this (0 = off);
 	// SlowlogLogKeys adds their first key to the record.
 	SlowlogSlowerThan time.Duration
@@ -119,9 +134,26 @@ type Pool struct {
 	// (0: kept).
 	MaxPinnedLinks    int
 	PinnedIdleTimeout time.Duration
+	// AllowKeys lets clients send KEYS, answered from every server (it is
+	// O(N) on each, so off by default). AllowAdminCommands lets them send
+	// FLUSHDB, FLUSHALL, CONFIG and DEBUG to every server (off by default).
+	AllowKeys          bool
+	AllowAdminCommands bool
+	// Databases lets clients SELECT databases 0..Databases-1 (each on
+	// links of its own); 0 lets them select RedisDB only.
+	Databases int
 	// RedisAuth is a secret: String, GoString and Redacted never show it.
 	RedisAuth string
 	RedisDB   int
+	// RedisUsername is the ACL user the proxy authenticates as on the
+	// servers, with RedisAuth as its password; "" sends AUTH <password>.
+	RedisUsername string
+	// Users are the ACL users clients authenticate as (user blocks),
+	// compiled; DefaultUser is the one a connection starts as. Users is
+	// nil when the pool has no user block and no redis_auth: every client
+	// is the open default user then, as on a redis without ACL.
+	Users       map[string]*acl.User
+	DefaultUser *acl.User
 
 	// Sentinel, when set, makes every server a Redis Sentinel master name
 	// whose address is followed live; nil for a pool of fixed addresses.
@@ -130,8 +162,57 @@ type Pool struct {
 	// its own, keys placed by hash slot on the nodes the cluster names.
 	Cluster *Cluster
 
+	// TLS, when set, makes the pool's listener speak TLS to clients;
+	// ServerTLS, when set, makes its server links speak TLS to backends.
+	TLS       *TLS
+	ServerTLS *ServerTLS
+
 	Servers []*Server
 }
+
+// TLS is a pool's client side: its certificate, and the CA that client
+// certificates must chain to for mutual TLS. The files were read and
+// checked when the configuration was loaded.
+type TLS struct {
+	Cert, Key string
+	ClientCA  string // "" = no client certificates asked for
+	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13.
+	MinVersion uint16
+	// HandshakeTimeout ends a handshake that has not finished in time.
+	HandshakeTimeout time.Duration
+	// NotAfter is when the certificate loaded at validation expires.
+	NotAfter time.Time
+	// Listen, when set, is a TLS listener beside the pool's listen, which
+	// then stays plaintext; unset, the pool's listen speaks TLS.
+	Listen Address
+}
+
+// Listener is one address a pool accepts clients on.
+type Listener struct {
+	Addr Address
+	TLS  bool
+}
+
+// Listeners are the addresses the pool accepts clients on: its listen,
+// and the tls block's listen when set.
+func (p *Pool) Listeners() []Listener {
+	ls := []Listener{{Addr: p.Listen, TLS: p.TLS != nil && p.TLS.Listen.Network == ""}}
+	if p.TLS != nil && p.TLS.Listen.Network != "" {
+		ls = append(ls, Listener{Addr: p.TLS.Listen, TLS: true})
+	}
+	return ls
+}
+
+// ServerTLS is a pool's backend side.
+type ServerTLS struct {
+	CA         string // "" = the system's roots
+	Cert, Key  string // a client certificate for backends that ask, or none
+	ServerName string // "" = the host of each server's address
+	MinVersion uint16
+}
+
+// DefaultHandshakeTimeout bounds a client's TLS handshake.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // Cluster is where a cluster pool's nodes and slots come from.
 type Cluster struct {
@@ -145,7 +226,8 @@ type Cluster struct {
 	FailoverTimeout time.Duration
 	// MaxRedirects bounds the MOVED/ASK/TRYAGAIN a request follows.
 	MaxRedirects int
-	// ReadFrom is "master" (replica reads are not built yet).
+	// ReadFrom is where read-only commands go, as Sentinel.ReadFrom: the
+	// slot's master, or one of its replicas (opened with READONLY).
 	ReadFrom string
 }
 
@@ -203,6 +285,25 @@ type Server struct {
 	// label unless the block sets master); its address is unknown until
 	// the sentinels tell it.
 	Master string
+	// Username and Password override the pool's redis_username and
+	// redis_auth towards this server. Password is a secret.
+	Username, Password string
+	// HasPassword: the block set password (perhaps to "", for a server
+	// without one).
+	HasPassword bool
+}
+
+// Credentials are the user and password the proxy authenticates with on
+// s: its own, or the pool's. An empty password sends no AUTH.
+func (p *Pool) Credentials(s *Server) (user, pass string) {
+	user, pass = p.RedisUsername, p.RedisAuth
+	if s.Username != "" {
+		user = s.Username
+	}
+	if s.HasPassword {
+		pass = s.Password
+	}
+	return user, pass
 }
 
 // Address is a listen or connect address: TCP host:port or a unix socket.

@@ -341,3 +341,50 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialsAndSecrets(t *testing.T) {
+	cfg, err := Parse([]byte(`
+pool "p" {
+  listen         = "127.0.0.1:22121"
+  protocol       = "redis"
+  redis_auth     = "pool-pw"
+  redis_username = "proxy"
+  server "127.0.0.1:6379" {}
+  server "127.0.0.1:6380" {
+    username = "other"
+  }
+  server "127.0.0.1:6381" {
+    password = "srv-pw"
+  }
+}
+pool "open" {
+  listen   = "127.0.0.1:22122"
+  protocol = "redis"
+  server "127.0.0.1:6379" {}
+}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Pools[0]
+	for i, want := range [][2]string{{"proxy", "pool-pw"}, {"other", "pool-pw"}, {"proxy", "srv-pw"}} {
+		if u, pw := p.Credentials(p.Servers[i]); u != want[0] || pw != want[1] {
+			t.Errorf("server %d: %q %q, want %q", i, u, pw, want)
+		}
+	}
+	if p.DefaultUser == nil || p.DefaultUser.Name != "default" || !p.DefaultUser.CheckPassword([]byte("pool-pw")) || !p.DefaultUser.AllCommands() {
+		t.Errorf("redis_auth is not the default user's password: %+v", p.DefaultUser)
+	}
+	if open := cfg.Pools[1]; open.Users != nil || open.DefaultUser != nil {
+		t.Errorf("a pool without users and redis_auth has users")
+	}
+	if !cfg.HasSecrets() {
+		t.Error("HasSecrets is false with redis_auth")
+	}
+	if s := p.String(); strings.Contains(s, "pool-pw") || !strings.Contains(s, "redis_username=proxy") {
+		t.Errorf("String: %s", s)
+	}
+	if s := fmt.Sprintf("%#v %v %v", cfg.Redacted().Pools[0].Servers, p, cfg.Redacted().Pools[0].Servers[2].Password); strings.Contains(s, "pool-pw") || strings.Contains(s, "srv-pw") {
+		t.Errorf("a password printed: %s", s)
+	}
+}

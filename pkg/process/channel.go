@@ -29,10 +29,18 @@ const (
 	MsgStats     = "stats"     // answered with MsgStats
 	MsgTopology  = "topology"  // addresses of servers that move (Sentinel masters)
 	MsgSlots     = "slots"     // a cluster pool's slot map
+	MsgTLS       = "tls"       // read TLS certificates again; session ticket keys
+
+	// either way: client connections handed over (fds attached), from an
+	// old worker to its master, from a master to a new worker (or to the
+	// new master of a binary upgrade)
+	MsgClients = "clients"
 
 	// worker -> master
 	MsgReady = "ready" // every listener is served
 	MsgHint  = "hint"  // what the worker saw of a server that moves
+	// what a new worker did with the clients of a MsgClients
+	MsgAdopted = "adopted"
 )
 
 // Message is one control message. Fds travel beside it (SCM_RIGHTS).
@@ -65,9 +73,33 @@ type Message struct {
 	// MsgHint: the server (Pool, Server) and what was seen (Reason).
 	Hint *HintInfo `json:"hint,omitempty"`
 
+	// MsgInit, MsgTLS: session ticket keys, the first encrypts (secret:
+	// only ever on the master's socketpair). MsgTLS with Reload set: read
+	// the certificate files again, in place.
+	TicketKeys [][]byte `json:"ticket_keys,omitempty"`
+	Reload     bool     `json:"reload,omitempty"`
+	// MsgInit, MsgTLS: the TLS files' contents the master checked, by
+	// path (secret, like the keys).
+	TLSFiles map[string][]byte `json:"tls_files,omitempty"`
+
 	// MsgStats (master -> worker): the other workers' counters per pool,
 	// as last summed, for the INFO a worker answers.
 	Peers []proxy.PeerTotals `json:"peers,omitempty"`
+
+	// MsgDrain: pass idle clients on with MsgClients rather than close
+	// them (handover.go).
+	HandOver bool `json:"hand_over,omitempty"`
+	// MsgReady: the sender adopts handed-over clients.
+	Adopts bool `json:"adopts,omitempty"`
+	// MsgClients: the clients, one per attached descriptor, in order.
+	Clients []proxy.Handoff `json:"clients,omitempty"`
+	// MsgAdopted: how many were adopted, and why the others were not.
+	Adopted int            `json:"adopted_n,omitempty"`
+	Refused map[string]int `json:"refused,omitempty"`
+	// FDs are a MsgClients' descriptors as received: raw, never wrapped
+	// in an os.File (which would register them with Go's poller and make
+	// them blocking); the receiver owns and closes them.
+	FDs []int `json:"-"`
 }
 
 // HintInfo is a worker's report about a server whose address moves.
@@ -81,6 +113,8 @@ type HintInfo struct {
 type ListenerSpec struct {
 	Pool string `json:"pool"` // pool name, or "stats"
 	Addr string `json:"addr"`
+	// TLS: the listener of the pool's tls block (tls.listen).
+	TLS bool `json:"tls,omitempty"`
 }
 
 // maxMessage bounds one message; configurations are far smaller.
@@ -89,13 +123,22 @@ const maxMessage = 1 << 20
 // maxFds bounds the descriptors accepted with one message.
 const maxFds = 1024
 
-var errChannelClosed = errors.New("process: channel closed")
+var (
+	errChannelClosed = errors.New("process: channel closed")
+	// errTruncated: one message lost, the channel still usable.
+	errTruncated = errors.New("process: message truncated")
+)
 
 // Channel is one end of a master/worker socketpair. Send is safe for
 // concurrent use; Recv must be called from one goroutine.
+//
+// Every system call goes through the os.File (raw), never a cached
+// descriptor number: once a channel is closed its number is free, and
+// the master receives client descriptors (hand-over) that take such
+// numbers at once; a late send on a stale number would write a control
+// message into a client's socket.
 type Channel struct {
 	f   *os.File
-	fd  int
 	smu sync.Mutex
 	buf []byte
 	oob []byte
@@ -119,7 +162,20 @@ func NewChannelPair() (*Channel, *Channel, error) {
 func ChannelFromFile(f *os.File) *Channel { return newChannel(f) }
 
 func newChannel(f *os.File) *Channel {
-	return &Channel{f: f, fd: int(f.Fd())}
+	return &Channel{f: f}
+}
+
+// raw runs fn on the channel's descriptor, which cannot be closed (and
+// its number reused) meanwhile; errChannelClosed once it is closed.
+func (c *Channel) raw(fn func(fd int)) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errChannelClosed, err)
+	}
+	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
+		return fmt.Errorf("%w: %w", errChannelClosed, err)
+	}
+	return nil
 }
 
 // File returns the underlying file, to pass to a child process.
@@ -127,13 +183,23 @@ func (c *Channel) File() *os.File { return c.f }
 
 // Close closes the channel; a blocked Recv on the other end gets EOF.
 func (c *Channel) Close() error {
-	// shutdown wakes a Recv blocked in another thread; close alone does not.
-	unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	// shutdown wakes a Recv blocked in another thread; close alone does
+	// not (and waits for the Recv to let go of the descriptor).
+	c.raw(func(fd int) { unix.Shutdown(fd, unix.SHUT_RDWR) })
 	return c.f.Close()
 }
 
 // Send sends m with files attached.
 func (c *Channel) Send(m *Message, files ...*os.File) error {
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return c.SendFDs(m, fds)
+}
+
+// SendFDs sends m with raw descriptors attached; they stay the caller's.
+func (c *Channel) SendFDs(m *Message, fds []int) error {
 	m.V = ChannelVersion
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -143,20 +209,20 @@ func (c *Channel) Send(m *Message, files ...*os.File) error {
 		return fmt.Errorf("process: %s message too large (%d bytes)", m.Type, len(b))
 	}
 	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	for {
-		err = unix.Sendmsg(c.fd, b, oob, nil, 0)
-		if err != unix.EINTR {
-			break
+	if rerr := c.raw(func(fd int) {
+		for {
+			err = unix.Sendmsg(fd, b, oob, nil, 0)
+			if err != unix.EINTR {
+				break
+			}
 		}
+	}); rerr != nil {
+		err = rerr
 	}
 	if err != nil {
 		return fmt.Errorf("process: send %s: %w", m.Type, err)
@@ -170,47 +236,79 @@ func (c *Channel) Recv() (*Message, []*os.File, error) {
 		c.buf = make([]byte, maxMessage)
 		c.oob = make([]byte, unix.CmsgSpace(maxFds*4))
 	}
-	var n, oobn int
+	var n, oobn, flags int
 	var err error
-	for {
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
+	if rerr := c.raw(func(fd int) {
+		for {
+			n, oobn, flags, _, err = unix.Recvmsg(fd, c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
+			// ECONNRESET: the peer exited with messages of ours unread.
+			// The kernel reports that once, before the messages the peer
+			// sent, which are still queued (a worker's last counters,
+			// the clients it handed over): read on, up to the EOF.
+			if err != unix.EINTR && err != unix.ECONNRESET {
+				break
+			}
 		}
+	}); rerr != nil {
+		err = rerr
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("process: recv: %w", err)
 	}
-	var files []*os.File
+	var fds []int
 	if oobn > 0 {
 		scms, err := unix.ParseSocketControlMessage(c.oob[:oobn])
 		if err != nil {
 			return nil, nil, fmt.Errorf("process: control message: %w", err)
 		}
 		for _, scm := range scms {
-			fds, err := unix.ParseUnixRights(&scm)
+			got, err := unix.ParseUnixRights(&scm)
 			if err != nil {
 				continue
 			}
-			for _, fd := range fds {
-				files = append(files, os.NewFile(uintptr(fd), "received"))
-			}
+			fds = append(fds, got...)
 		}
 	}
 	if n == 0 {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, errChannelClosed
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		// Part of the message or of its descriptors was dropped (the
+		// receiver's descriptor limit, or a datagram over maxMessage).
+		closeFDs(fds)
+		return nil, nil, fmt.Errorf("%w (flags %#x, %d descriptors)", errTruncated, flags, len(fds))
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, fmt.Errorf("process: decode message: %w", err)
 	}
 	if m.V != ChannelVersion {
-		closeAll(files)
+		closeFDs(fds)
 		return nil, nil, fmt.Errorf("process: message version %d, want %d", m.V, ChannelVersion)
 	}
+	if m.Type == MsgClients {
+		if len(fds) != len(m.Clients) {
+			closeFDs(fds)
+			return nil, nil, fmt.Errorf("process: %d descriptors for %d clients", len(fds), len(m.Clients))
+		}
+		m.FDs = fds
+		return m, nil, nil
+	}
+	var files []*os.File
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), "received"))
+	}
 	return m, files, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 func closeAll(files []*os.File) {

@@ -144,6 +144,8 @@ func TestMasterPassesClientCounters(t *testing.T) {
 		t.Fatalf("total %d after the worker holding 3 was killed, want 1", n)
 	}
 	// Reload with a pool more: same segment, other rows, same columns.
+	// The old worker with a client drains until the check below.
+	w1.holdDrain.Store(true)
 	writeConfig(t, r.path, 2, "a", "b", "c")
 	r.sigs <- syscall.SIGHUP
 	n1, n2 := r.sp.wait(t), r.sp.wait(t)
@@ -173,6 +175,7 @@ func TestMasterPassesClientCounters(t *testing.T) {
 	if got != 4 {
 		t.Fatalf("new generation admitted %d beside the old one's 1 client, want 4", got)
 	}
+	close(w1.release)
 	deadline := time.Now().Add(5 * time.Second)
 	for atomic.LoadInt64(cn["a"].total) != 4 && time.Now().Before(deadline) {
 		// The old workers drain (the fakes exit at once): the one with a

@@ -31,6 +31,7 @@ var (
 	fastStopTimeout   = 2 * time.Second        // INT: how long workers get to close
 	tickInterval      = 100 * time.Millisecond // deadlines are checked this often
 	statusInterval    = time.Second            // STATUS= (and its request rate) refresh
+	channelDrainBound = 30 * time.Second       // reading an exited worker's last messages
 )
 
 // Master owns the configuration, the listening sockets and the workers. It
@@ -98,6 +99,10 @@ type Master struct {
 	addresses  map[[2]string]proxy.ServerAddress // (pool, server) -> the latest from Topology
 	counters   *counterSegment                   // where new generations count their clients
 	slotMaps   map[string]proxy.SlotMap          // cluster pool -> the latest from Cluster
+	tallies    []*handoverTally                  // hand-overs not yet logged
+	tallySeq   uint64
+	tickets    ticketKeyring // session ticket keys for every worker (tls.go)
+	expiryAt   time.Time     // when certificate expiry was last checked
 }
 
 // ClusterSource reads cluster pools' slot maps, one per master.
@@ -136,6 +141,8 @@ type generation struct {
 	counters *counterSegment
 	rows     []int
 	ended    bool // its rows are given back
+	// tlsPrint fingerprints the contents of its TLS files (tls.go).
+	tlsPrint [32]byte
 }
 
 type workerState struct {
@@ -150,6 +157,8 @@ type workerState struct {
 	deadline time.Time // kill after this when draining (zero: none)
 	lastBeat time.Time
 	exited   bool
+	adopts   bool // it takes handed-over clients (said in MsgReady)
+	relayed  int  // clients relayed to it since its last stats report
 }
 
 type stopState struct {
@@ -246,11 +255,13 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 			}
 			m.watchdog(now)
 			m.reportStatus(now)
+			m.tlsTick(now)
 		}
 		if m.cur == nil && m.next == nil && m.stop == nil {
 			return errors.New("process: the workers could not start")
 		}
 		if m.stop != nil && len(m.workers) == 0 {
+			m.logTallies(time.Now(), true)
 			m.entry.Info("all workers exited, master stopping")
 			if m.cur != nil && m.cur.cfg.PidFile != "" && !m.handedOver {
 				os.Remove(m.cur.cfg.PidFile)
@@ -269,6 +280,7 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 // prepare validates what a new generation needs and acquires its sockets,
 // touching nothing that is running (nginx's ngx_init_cycle).
 func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
+	warnSecretsReadable(cfg, m.entry)
 	if m.Topology != nil {
 		m.Topology.Watch(cfg)
 	}
@@ -285,7 +297,8 @@ func (m *Master) prepare(cfg *config.Config, src []byte) (*generation, error) {
 	}
 	m.genSeq++
 	g := &generation{id: m.genSeq, cfg: cfg, src: src, sockets: socks,
-		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred}
+		slots: make([]*workerState, cfg.WorkerProcesses), cred: cred, tlsPrint: tlsFingerprint(cfg)}
+	m.checkTLS(cfg)
 	m.assignCounters(g)
 	return g, nil
 }
@@ -402,7 +415,7 @@ func (m *Master) spawn(g *generation, slot int) {
 	}
 	init := &Message{Type: MsgInit, Generation: g.id, Worker: slot, Config: g.src, ConfigFile: g.cfg.File,
 		Listeners: specs, CPU: cpu, GoMaxProcs: goMaxProcs(len(g.slots)), Topology: m.addressesFor(g.cfg),
-		Slots: m.slotMapsFor(g.cfg)}
+		Slots: m.slotMapsFor(g.cfg), TicketKeys: m.ticketKeysFor(g.cfg), TLSFiles: g.cfg.TLSFiles}
 	if g.counters != nil {
 		names := make([]string, len(g.cfg.Pools))
 		for i, p := range g.cfg.Pools {
@@ -438,17 +451,33 @@ func (m *Master) watch(w *workerState) {
 		for {
 			msg, files, err := ch.Recv()
 			closeAll(files)
+			if errors.Is(err, errTruncated) {
+				m.entry.WithError(err).WithField("slot", w.slot).Error("worker message lost")
+				continue
+			}
 			if err != nil {
+				if !errors.Is(err, errChannelClosed) {
+					m.entry.WithError(err).WithField("slot", w.slot).Error("worker channel unreadable")
+				}
 				return
 			}
+			// A MsgClients' descriptors travel in msg.FDs to the loop,
+			// which relays and closes them.
 			m.events <- event{kind: evMsg, w: w, msg: msg}
 		}
 	}()
 	st := w.proc.Wait()
-	// The worker's last messages (its final counters) come before its exit.
+	// The worker's last messages (its final counters, the clients it
+	// handed over) come before its exit: read them all, up to the EOF its
+	// exit makes. Closing the channel sooner would drop what is still
+	// queued, and with it handed-over clients (the kernel closes their
+	// descriptors: a reset). The bound only guards against an end that
+	// something else keeps open; the reader is slow only while the master
+	// loop is (a loaded machine), and it always catches up.
 	select {
 	case <-read:
-	case <-time.After(time.Second):
+	case <-time.After(channelDrainBound):
+		m.entry.WithField("slot", w.slot).Warn("worker exited but its channel is still open, closing it")
 	}
 	ch.Close()
 	<-read
@@ -466,6 +495,9 @@ func (m *Master) onEvent(ev event) {
 			m.spawn(ev.gen, ev.slot)
 		}
 	case evUpgradeReady:
+		if m.upgrade != nil && ev.msg != nil {
+			m.upgrade.adopts = ev.msg.Adopts
+		}
 		m.upgradeReady()
 	case evUpgradeExit:
 		if m.upgrade != nil {
@@ -475,12 +507,15 @@ func (m *Master) onEvent(ev event) {
 		switch ev.msg.Type {
 		case MsgHandover:
 			m.takeOver()
+		case MsgClients:
+			m.relayClients(nil, ev.msg)
 		case MsgStats:
 			if err := m.stats.agg.LoadState(ev.msg.Stats); err != nil {
 				m.entry.WithError(err).Warn("counters from the old master unreadable")
 			}
 		}
 	case evParentGone:
+		m.sourceGone(nil)
 		if m.parent != nil && m.cur != nil {
 			m.takeOver()
 		}
@@ -498,6 +533,7 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 			return
 		}
 		w.ready = true
+		w.adopts = msg.Adopts
 		w.lastBeat = time.Now()
 		w.gen.ready++
 		if w.gen == m.next && w.gen.ready == len(w.gen.slots) {
@@ -505,6 +541,10 @@ func (m *Master) onMessage(w *workerState, msg *Message) {
 		}
 	case MsgHeartbeat:
 		w.lastBeat = time.Now()
+	case MsgClients:
+		m.relayClients(w, msg)
+	case MsgAdopted:
+		m.adopted(msg)
 	case MsgHint:
 		if m.Topology != nil && msg.Hint != nil {
 			m.Topology.Hint(msg.Hint.Pool, msg.Hint.Server)
@@ -584,9 +624,13 @@ func (m *Master) promote(g *generation) {
 	m.stats.configure(g.cfg)
 	m.setStatsPeriod(g.cfg)
 	if old != nil {
+		handOver := false
+		for _, w := range g.slots {
+			handOver = handOver || (w != nil && w.adopts)
+		}
 		for _, w := range old.slots {
 			if w != nil {
-				m.drainWorker(w, g.cfg.WorkerShutdownTimeout)
+				m.drainWorker(w, g.cfg.WorkerShutdownTimeout, handOver)
 			}
 		}
 		m.maybeEnd(old)
@@ -598,7 +642,7 @@ func (m *Master) promote(g *generation) {
 	m.entry.WithFields(logrus.Fields{"generation": g.id, "workers": len(g.slots)}).Info("workers ready")
 	if m.parent != nil {
 		// Started by an upgrade: the old master hands over the main PID.
-		if err := m.parent.Send(&Message{Type: MsgReady}); err != nil {
+		if err := m.parent.Send(&Message{Type: MsgReady, Adopts: true}); err != nil {
 			m.takeOver()
 		}
 		return
@@ -689,13 +733,15 @@ func (m *Master) notify(state string) {
 	}
 }
 
-func (m *Master) drainWorker(w *workerState, timeout time.Duration) {
+// drainWorker sends w to drain; with handOver, its idle clients come back
+// in MsgClients for the next generation (handover.go).
+func (m *Master) drainWorker(w *workerState, timeout time.Duration, handOver bool) {
 	if w.draining || w.exited {
 		return
 	}
 	w.draining = true
 	w.deadline = time.Now().Add(timeout + killGrace)
-	if err := w.proc.Channel().Send(&Message{Type: MsgDrain}); err != nil {
+	if err := w.proc.Channel().Send(&Message{Type: MsgDrain, HandOver: handOver}); err != nil {
 		w.proc.Signal(syscall.SIGKILL)
 	}
 }
@@ -717,6 +763,7 @@ func (m *Master) onExit(w *workerState, st ExitStatus) {
 		}
 	}
 	defer m.maybeEnd(g)
+	m.sourceGone(g)
 	switch {
 	case w.draining || m.stop != nil:
 		m.entry.WithFields(fields).Debug("worker exited")
@@ -778,6 +825,7 @@ func (m *Master) abandon(g *generation) {
 }
 
 func (m *Master) checkDeadlines(now time.Time) {
+	m.logTallies(now, false)
 	if u := m.upgrade; u != nil && !u.ready && now.After(u.deadline) {
 		m.upgradeFailed("the new master was not ready within " + upgradeTimeout.String())
 	}
@@ -929,6 +977,10 @@ func (m *Master) reload() {
 	if err == nil {
 		cfg, err = config.Parse(src, m.ConfigPath)
 	}
+	if err == nil && m.certsOnly(cfg, src) {
+		m.reloadTLS(cfg)
+		return
+	}
 	if err == nil {
 		m.next, err = m.prepare(cfg, src)
 	}
@@ -981,7 +1033,7 @@ func (m *Master) shutdown(fast bool) {
 			}
 			continue
 		}
-		m.drainWorker(w, timeout)
+		m.drainWorker(w, timeout, !fast && m.handOverUpgrade())
 	}
 }
 

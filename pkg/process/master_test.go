@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ type fakeWorker struct {
 	counters *os.File
 	got      chan string    // message types received (but stats requests)
 	polls    chan time.Time // when each stats request arrived
+	// holdDrain keeps a draining worker alive until release is closed, as
+	// a real one that still has clients stays.
+	holdDrain atomic.Bool
+	release   chan struct{}
 }
 
 func (w *fakeWorker) Pid() int          { return w.pid }
@@ -77,7 +82,12 @@ func (w *fakeWorker) run(readyAfterInit bool) {
 			w.peer.Send(&Message{Type: MsgStats, Seq: m.Seq, Stats: []byte(`{"pools":[]}`)})
 		case MsgDrain, MsgStop:
 			w.got <- m.Type
-			go w.die(ExitStatus{})
+			go func() {
+				if m.Type == MsgDrain && w.holdDrain.Load() {
+					<-w.release
+				}
+				w.die(ExitStatus{})
+			}()
 			return
 		default:
 			w.got <- m.Type
@@ -106,7 +116,7 @@ func (s *fakeSpawner) Spawn(spec WorkerSpec) (WorkerProc, error) {
 	s.mu.Lock()
 	s.nextPid++
 	w := &fakeWorker{pid: s.nextPid, spec: spec, ch: mine, peer: theirs, exit: make(chan ExitStatus, 1), sp: s, got: make(chan string, 100),
-		polls: make(chan time.Time, 1000)}
+		polls: make(chan time.Time, 1000), release: make(chan struct{})}
 	s.workers = append(s.workers, w)
 	ready := !s.notReady[spec.Generation]
 	s.mu.Unlock()

@@ -111,16 +111,38 @@ func (s *socketSet) want(cfg *config.Config) (map[string][]*os.File, error) {
 	out := make(map[string][]*os.File)
 	var opened []*os.File
 	for _, p := range cfg.Pools {
-		key := addrKey(p.Listen)
-		if _, dup := out[key]; dup {
-			continue
+		for _, pl := range p.Listeners() {
+			if err := s.wantOne(cfg, p, pl, out, &opened); err != nil {
+				closeAll(opened)
+				return nil, err
+			}
 		}
-		if files := s.match(p.Name, p.Listen); len(files) > 0 {
+	}
+	return out, nil
+}
+
+// listenerName is what a pool's listener is called between processes
+// (systemd's FileDescriptorName=, an upgrade's hand-over): the pool's
+// name, with "-tls" for its tls block's own listener.
+func listenerName(p *config.Pool, pl config.Listener) string {
+	if pl.TLS && p.TLS != nil && p.TLS.Listen.Network != "" {
+		return p.Name + "-tls"
+	}
+	return p.Name
+}
+
+func (s *socketSet) wantOne(cfg *config.Config, p *config.Pool, pl config.Listener, out map[string][]*os.File, opened *[]*os.File) error {
+	{
+		key := addrKey(pl.Addr)
+		if _, dup := out[key]; dup {
+			return nil
+		}
+		if files := s.match(listenerName(p, pl), pl.Addr); len(files) > 0 {
 			out[key] = files
-			continue
+			return nil
 		}
 		count := cfg.WorkerProcesses
-		if p.Listen.Network == "unix" {
+		if pl.Addr.Network == "unix" {
 			count = 1
 		}
 		have := s.byAddr[key]
@@ -130,17 +152,16 @@ func (s *socketSet) want(cfg *config.Config) (map[string][]*os.File, error) {
 				files = append(files, have[j])
 				continue
 			}
-			f, err := s.opener(p.Listen, listener.Options{Backlog: p.Backlog, ReusePort: p.Listen.Network != "unix"})
+			f, err := s.opener(pl.Addr, listener.Options{Backlog: p.Backlog, ReusePort: pl.Addr.Network != "unix"})
 			if err != nil {
-				closeAll(opened)
-				return nil, fmt.Errorf("process: pool %s: %w", p.Name, err)
+				return fmt.Errorf("process: pool %s: %w", p.Name, err)
 			}
-			opened = append(opened, f)
+			*opened = append(*opened, f)
 			files = append(files, f)
 		}
 		out[key] = files
 	}
-	return out, nil
+	return nil
 }
 
 // commit makes next the live set and closes the sockets no longer used
@@ -208,14 +229,16 @@ func (s *socketSet) closeAll() {
 func (s *socketSet) handOver(cfg *config.Config) []Inherited {
 	var out []Inherited
 	for _, p := range cfg.Pools {
-		for _, f := range s.byAddr[addrKey(p.Listen)] {
-			name := p.Name
-			for _, in := range s.inherited {
-				if in.File == f {
-					name = in.Name
+		for _, pl := range p.Listeners() {
+			for _, f := range s.byAddr[addrKey(pl.Addr)] {
+				name := listenerName(p, pl)
+				for _, in := range s.inherited {
+					if in.File == f {
+						name = in.Name
+					}
 				}
+				out = append(out, Inherited{File: f, Name: name, FromSystemd: s.keep[f]})
 			}
-			out = append(out, Inherited{File: f, Name: name, FromSystemd: s.keep[f]})
 		}
 	}
 	return out
@@ -226,12 +249,17 @@ func forSlot(cfg *config.Config, set map[string][]*os.File, slot int) ([]*os.Fil
 	var files []*os.File
 	var specs []ListenerSpec
 	for _, p := range cfg.Pools {
-		socks := set[addrKey(p.Listen)]
-		if len(socks) == 0 {
-			continue
+		for _, pl := range p.Listeners() {
+			socks := set[addrKey(pl.Addr)]
+			if len(socks) == 0 {
+				continue
+			}
+			files = append(files, socks[slot%len(socks)])
+			// TLS marks only a tls block's own listener; a pool whose
+			// listen is TLS knows it from its configuration.
+			own := pl.TLS && p.TLS.Listen.Network != ""
+			specs = append(specs, ListenerSpec{Pool: p.Name, Addr: pl.Addr.String(), TLS: own})
 		}
-		files = append(files, socks[slot%len(socks)])
-		specs = append(specs, ListenerSpec{Pool: p.Name, Addr: p.Listen.String()})
 	}
 	return files, specs
 }

@@ -185,6 +185,7 @@ func (s *statsService) update(w *workerState, raw json.RawMessage, at time.Time)
 		clients += p.ClientConnections
 	}
 	w.clients = clients
+	w.relayed = 0
 	s.agg.Update(workerID(w), snap)
 	s.mu.Lock()
 	if at.After(s.asOf) {

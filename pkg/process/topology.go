@@ -35,6 +35,12 @@ func ClusterTopology(w *cluster.Watcher) ClusterSource {
 	go func() {
 		for m := range w.Maps() {
 			sm := proxy.SlotMap{Pool: m.Pool, Version: m.Version, Nodes: m.Nodes}
+			for _, rs := range m.Replicas {
+				if len(rs) > 0 {
+					sm.Replicas = m.Replicas
+					break
+				}
+			}
 			for _, r := range m.Ranges {
 				sm.Ranges = append(sm.Ranges, proxy.SlotRange{Start: r.Start, End: r.End, Node: r.Node})
 			}

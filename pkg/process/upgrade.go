@@ -64,6 +64,7 @@ type upgradeState struct {
 	ch       *Channel
 	deadline time.Time
 	ready    bool
+	adopts   bool // the new master takes handed-over clients
 }
 
 // Upgrade events delivered to the master loop.
@@ -145,6 +146,9 @@ func (m *Master) startUpgrade() {
 		for {
 			msg, fs, err := mine.Recv()
 			closeAll(fs)
+			if err == nil {
+				closeFDs(msg.FDs) // nothing comes back this way
+			}
 			if err != nil {
 				return
 			}
@@ -206,7 +210,7 @@ func (m *Master) upgradeFailed(reason string) {
 func (m *Master) watchParent(ch *Channel) {
 	for {
 		msg, fs, err := ch.Recv()
-		closeAll(fs)
+		closeAll(fs) // a MsgClients' descriptors are in msg.FDs, for the loop
 		if err != nil {
 			m.events <- event{kind: evParentGone}
 			return

@@ -40,7 +40,7 @@ func RunWorker() int {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: no init message from the master: %v\n", err)
 		return 1
 	}
-	cfg, err := config.Parse(m.Config, m.ConfigFile)
+	cfg, err := config.ParseWithFiles(m.Config, m.ConfigFile, m.TLSFiles)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nuthatch worker: configuration: %v\n", err)
 		return 1
@@ -89,6 +89,9 @@ func (w *worker) run(files []*os.File) int {
 	if len(m.Topology) > 0 {
 		px.SetServerAddresses(m.Topology)
 	}
+	if len(m.TicketKeys) > 0 {
+		px.SetSessionTicketKeys(ticketKeys(m.TicketKeys))
+	}
 	for _, sm := range m.Slots {
 		px.SetSlotMap(sm)
 	}
@@ -112,7 +115,11 @@ func (w *worker) run(files []*os.File) int {
 			ln.Close() // served by the master
 			continue
 		}
-		if err := px.Serve(spec.Pool, ln); err != nil {
+		serve := px.Serve
+		if spec.TLS {
+			serve = px.ServeTLS
+		}
+		if err := serve(spec.Pool, ln); err != nil {
 			ln.Close()
 			w.entry.WithError(err).Error("cannot serve")
 			return 1
@@ -120,7 +127,7 @@ func (w *worker) run(files []*os.File) int {
 	}
 	px.Start()
 	w.handleSignals()
-	if err := w.ch.Send(&Message{Type: MsgReady}); err != nil {
+	if err := w.ch.Send(&Message{Type: MsgReady, Adopts: true}); err != nil {
 		w.entry.WithError(err).Error("cannot report ready")
 		return 1
 	}
@@ -160,6 +167,12 @@ func (w *worker) control() int {
 		for {
 			m, files, err := w.ch.Recv()
 			closeAll(files)
+			if err == nil && m.Type == MsgClients {
+				// Adopted here, not in the control loop: a draining
+				// peer's batch must not wait behind a stats answer.
+				w.adopt(m)
+				continue
+			}
 			msgs <- recv{m, err}
 			if err != nil {
 				return
@@ -192,8 +205,13 @@ func (w *worker) control() int {
 			if drained == nil {
 				w.entry.Debug("draining")
 				drained = make(chan struct{})
+				handOver := m.HandOver
 				go func() {
-					w.drain(w.cfg.WorkerShutdownTimeout)
+					if handOver {
+						w.handOver(w.cfg.WorkerShutdownTimeout)
+					} else {
+						w.drain(w.cfg.WorkerShutdownTimeout)
+					}
 					close(drained)
 				}()
 			}
@@ -209,6 +227,8 @@ func (w *worker) control() int {
 			}
 		case MsgTopology:
 			w.px.SetServerAddresses(m.Topology)
+		case MsgTLS:
+			w.onTLS(m)
 		case MsgSlots:
 			for _, sm := range m.Slots {
 				w.px.SetSlotMap(sm)

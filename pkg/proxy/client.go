@@ -11,6 +11,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/memcache"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 var errLinkShutdown = errors.New("proxy: shutting down")
@@ -33,6 +34,10 @@ type clientConn struct {
 	fd   int
 	peer unix.Sockaddr
 	tcp  bool
+	// tls is the client's TLS session (tls.go), nil for plaintext; while
+	// handshaking the descriptor is not in the loop yet.
+	tls         *tlsconn.Conn
+	handshaking bool
 
 	rb      readBuf // a partial request, or a batch cut at maxBatch
 	queue   []*msg  // read, reply not written yet, in request order
@@ -150,7 +155,7 @@ func (c *clientConn) event(ev uint32) {
 // up.
 func (c *clientConn) serve() {
 	p := c.pool
-	for !c.closed && !c.noMore {
+	for !c.closed && !c.noMore && !c.handshaking {
 		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() {
 			return
 		}
@@ -178,7 +183,7 @@ func (c *clientConn) serve() {
 			}
 			room = c.rb.buf[c.rb.w:]
 		}
-		n, err := sysRead(c.fd, room)
+		n, err := c.read(room)
 		if err != nil {
 			if isAgain(err) {
 				c.readable = false
@@ -299,11 +304,18 @@ func (c *clientConn) afterParse() {
 // head reply is written) until EPOLLOUT. Then, if that made room, it routes
 // more of what the client sent, and closes the client once it is finished.
 func (c *clientConn) writeOut() {
-	if c.closed {
+	if c.closed || c.handshaking {
 		return
 	}
 	lp := c.lp
-	if hard := c.pool.cfg.ClientOutputHardLimit; hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
+	if blocked, err := c.tlsBlocked(); err != nil {
+		c.writeFailed()
+		return
+	} else if blocked {
+		c.waitWritable()
+		return
+	}
+	if hard := c.hardOutputLimit(); hard > 0 && int64(c.held) > hard && c.overOutputLimit(lp.now) {
 		return
 	}
 	for !c.closing && !c.blocked {
@@ -343,9 +355,9 @@ func (c *clientConn) writeOut() {
 		switch len(bufs) {
 		case 0:
 		case 1:
-			n, err = sysWrite(c.fd, bufs[0])
+			n, err = c.write(bufs[0])
 		default:
-			n, err = sysWritev(c.fd, bufs, lp.iov[:0])
+			n, err = c.writev(bufs, lp.iov[:0])
 		}
 		clear(bufs)
 		if err != nil && !isAgain(err) && err != unix.EINTR {
@@ -377,14 +389,9 @@ func (c *clientConn) writeOut() {
 			}
 			m.free()
 		}
-		if n < size {
+		if n < size || c.tls != nil && c.tls.Pending() {
 			// The socket is full: wait for EPOLLOUT.
-			c.blocked = true
-			c.outSince = lp.now
-			if !c.watching {
-				c.watching = true
-				lp.watchWrite(c.fd, true)
-			}
+			c.waitWritable()
 		}
 	}
 	if c.qhead == len(c.queue) {
@@ -405,7 +412,7 @@ func (c *clientConn) writeOut() {
 		return
 	}
 	if c.drained(lp.now) {
-		c.close()
+		c.leave()
 		return
 	}
 	if c.inFlight() < maxBatch && (c.readable || (c.rb.len() > 0 && !c.needMore)) {
@@ -493,15 +500,33 @@ func (c *clientConn) unsent() int {
 
 // drained: a draining client that may close now, waiting for nothing. A
 // client that connected just before the drain gets a moment to send its
-// first request, which is surely on its way.
+// first request, which is surely on its way; unless it is handed over,
+// which leaves that request in its socket for the next worker.
 func (c *clientConn) drained(now int64) bool {
-	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace)) &&
-		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c))
+	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace) || c.lp.give != nil) &&
+		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c)) &&
+		(c.tls == nil || now-c.lastRead >= int64(tlsDrainIdle))
 }
+
+// tlsDrainIdle: a TLS client, which cannot be handed over, is closed by a
+// draining worker once it has sent nothing for this long, so that the
+// close does not meet a request on its way (worker_shutdown_timeout still
+// bounds the wait).
+const tlsDrainIdle = time.Second
 
 // idle: waiting for nothing and holding no partial request.
 func (c *clientConn) idle() bool {
 	return c.inFlight() == 0 && c.rb.len() == 0
+}
+
+// waitWritable: the socket is full; EPOLLOUT brings the client back.
+func (c *clientConn) waitWritable() {
+	c.blocked = true
+	c.outSince = c.lp.now
+	if !c.watching {
+		c.watching = true
+		c.lp.watchWrite(c.fd, true)
+	}
 }
 
 func (c *clientConn) writeFailed() {
@@ -516,6 +541,7 @@ func (c *clientConn) close() {
 		return
 	}
 	c.closed = true
+	c.closeTLS()
 	c.lp.closeFD(c.fd)
 	c.lp.held -= c.held
 	c.held = 0
@@ -541,7 +567,7 @@ func (c *clientConn) close() {
 func (c *clientConn) checkTimers(now int64) {
 	p := c.pool
 	if c.drained(now) {
-		c.close()
+		c.leave()
 		return
 	}
 	if c.overOutputLimit(now) {

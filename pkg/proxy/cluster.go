@@ -18,12 +18,15 @@ import (
 // address moves) so that a MOVED, an ASK, a TRYAGAIN or a dead owner
 // sends them again, by retry.go's rule, within failover_timeout.
 
-// SlotMap is a cluster pool's slot map as the master last read it.
+// SlotMap is a cluster pool's topology as the master last read it: the
+// masters (those that own no slot too), each one's replicas fit for reads
+// (Replicas[i] of Nodes[i], absent when there are none), the slots.
 type SlotMap struct {
-	Pool    string      `json:"pool"`
-	Version uint64      `json:"version"`
-	Nodes   []string    `json:"nodes"` // masters' host:port
-	Ranges  []SlotRange `json:"ranges"`
+	Pool     string      `json:"pool"`
+	Version  uint64      `json:"version"`
+	Nodes    []string    `json:"nodes"` // masters' host:port
+	Replicas [][]string  `json:"replicas,omitempty"`
+	Ranges   []SlotRange `json:"ranges"`
 }
 
 // SlotRange is a run of slots owned by Nodes[Node].
@@ -38,8 +41,13 @@ type clusterState struct {
 	version  uint64
 	byAddr   map[string]*server
 	unrouted []*msg // requests for slots no map has named an owner for
-	later    []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
-	lastHint int64
+	// masters marks the servers the last map named as masters (the
+	// others are nodes a MOVED named, or former masters).
+	masters map[*server]bool
+	// masterList is the same in the map's order: what SCAN walks.
+	masterList []*server
+	later      []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
+	lastHint   int64
 }
 
 func newClusterState() *clusterState {
@@ -66,9 +74,29 @@ func (p *pool) setSlotMap(sm SlotMap) {
 	}
 	cs.version = sm.Version
 	idx := make([]int32, len(sm.Nodes))
+	masters := make(map[*server]bool, len(sm.Nodes))
+	var list []*server
 	for i, addr := range sm.Nodes {
-		idx[i] = int32(p.clusterServer(addr).idx)
+		s := p.clusterServer(addr)
+		idx[i] = int32(s.idx)
+		if !masters[s] {
+			list = append(list, s)
+		}
+		masters[s] = true
+		if p.readFrom != config.ReadFromMaster {
+			var rs []string
+			if i < len(sm.Replicas) {
+				rs = sm.Replicas[i]
+			}
+			s.setReplicas(rs)
+		}
 	}
+	for _, s := range p.servers {
+		if !masters[s] && len(s.replicas) > 0 {
+			s.setReplicas(nil) // no master any more: its replicas follow another
+		}
+	}
+	cs.masters, cs.masterList = masters, list
 	moved := 0
 	for _, r := range sm.Ranges {
 		if r.Node < 0 || r.Node >= len(idx) || r.Start < 0 || r.End >= hashkit.SlotCount {
@@ -150,8 +178,14 @@ func (p *pool) sendSlot(m *msg) {
 	p.sendManaged(m, s)
 }
 
-// anyClusterServer is a master for keyless commands.
+// anyClusterServer is a master for keyless commands: one the map names,
+// else any node known.
 func (p *pool) anyClusterServer() *server {
+	for _, s := range p.cluster.masterList {
+		if !s.down {
+			return s
+		}
+	}
 	for _, s := range p.servers {
 		if !s.down {
 			return s
@@ -398,4 +432,144 @@ func (r *redisProto) singleCluster(c *clientConn, args [][]byte, raw []byte, key
 	m := newMsg(c)
 	c.enqueue(m)
 	p.forwardSlot(m, slot, build)
+}
+
+// pinnedRedirect handles a MOVED or ASK answering a request on a pinned
+// link (the slot moved while a client held state on its old owner). The
+// request did not run. A blocking call (also one woken with UNBLOCKED
+// because its node was demoted) is sent again on a link pinned to
+// the new owner (for ASK: after ASKING), within max_redirects: the client
+// sees its call block on, with its timeout counted anew. In a
+// transaction the state on the old owner is worthless: the request gets
+// a clear error, the transaction is broken (EXEC answers EXECABORT, a new
+// WATCH starts over on the new owner) and the slot map is patched.
+// TRYAGAIN, CLUSTERDOWN and LOADING reach the client as Redis said them.
+// It reports whether it took m.
+func (p *pool) pinnedRedirect(m *msg, reply []byte) bool {
+	if m.blockFor != 0 && m.hasSlot && bytes.HasPrefix(reply, unblockedDemoted) {
+		// The node was demoted (CLUSTER FAILOVER) while the call blocked
+		// on it: the call did not pop anything; it blocks again on the
+		// slot's owner (the demoted node answers MOVED to the new master
+		// while the map still names it).
+		c := m.owner()
+		p.clusterHint("", HintNotMaster)
+		if c != nil && c.rs != nil && c.rs.st != nil {
+			// Redis closes the connection after that reply.
+			for _, l := range c.rs.st.blocks {
+				if l.blockedFor(c) && l.sc.srv == m.server {
+					l.pin.doomed = true
+				}
+			}
+		}
+		if m.redirects < 250 {
+			m.redirects++
+		}
+		if s := p.slotOwner(m.slot); s != nil && c != nil && !c.closed && int(m.redirects) <= p.cfg.Cluster.MaxRedirects {
+			m.sentAt = 0
+			p.sendBlocking(c, m, s, m.appendReq, false)
+			return true
+		}
+		return false
+	}
+	kind, slot, addr := parseRedirect(reply)
+	if kind != "MOVED" && kind != "ASK" {
+		return false
+	}
+	c := m.owner()
+	target := p.clusterServer(addr)
+	if kind == "MOVED" {
+		p.stats.Moved.Add(1)
+		p.cluster.slots[slot] = int32(target.idx)
+		p.clusterHint(addr, HintMoved)
+	} else {
+		p.stats.Asked.Add(1)
+	}
+	if m.redirects < 250 {
+		m.redirects++
+	}
+	if m.blockFor != 0 && m.hasSlot && c != nil && !c.closed && int(m.redirects) <= p.cfg.Cluster.MaxRedirects {
+		m.sentAt = 0
+		p.sendBlocking(c, m, target, m.appendReq, kind == "ASK")
+		return true
+	}
+	if m.blockFor != 0 {
+		p.stats.RedirectsExhausted.Add(1)
+		p.fail(m, &slotError{slot: int32(slot), what: "too many redirections (" + kind + ")"})
+		return true
+	}
+	// A transaction's request (the other pinned requests are blocking
+	// calls): the transaction is over on that node.
+	err := &slotMovedError{slot: int32(slot), addr: addr}
+	if c != nil && c.rs != nil && c.rs.st != nil && c.rs.st.txn.link != nil {
+		c.rs.st.txn.broken = err
+	}
+	p.fail(m, err)
+	return true
+}
+
+// unblockedDemoted starts the error Redis wakes a blocked client with when
+// its master becomes a replica.
+var unblockedDemoted = []byte("-UNBLOCKED force unblock from blocking operation, instance state changed")
+
+// slotMovedError answers a transaction's request that its slot's owner
+// refused with MOVED or ASK: the transaction cannot go on there.
+type slotMovedError struct {
+	slot int32
+	addr string
+}
+
+func (e *slotMovedError) Error() string {
+	return "nuthatch: slot " + strconv.Itoa(int(e.slot)) + " moved to " + e.addr +
+		" during the transaction; it is aborted (EXEC answers EXECABORT), run it again"
+}
+
+// clusterSnapshot adds to a cluster pool's snapshot the slots each
+// master owns and the replicas read from, each under its own address (a
+// demoted master's counters and its replica's are one node's).
+func (p *pool) clusterSnapshot(ps *PoolSnapshot) {
+	cs := p.cluster
+	var owned []int64
+	for _, i := range cs.slots {
+		if i >= 0 {
+			for int(i) >= len(owned) {
+				owned = append(owned, 0)
+			}
+			owned[i]++
+		}
+	}
+	byName := make(map[string]int, len(ps.Servers))
+	for i := range ps.Servers {
+		if i < len(owned) {
+			ps.Servers[i].Slots = owned[i]
+		}
+		byName[ps.Servers[i].Name] = i
+	}
+	for _, s := range p.servers {
+		for _, r := range s.replicas {
+			st := &r.stats
+			snap := ServerSnapshot{Name: r.addr.Addr, Address: r.addr.Addr, Role: "replica", ReplicaOf: s.name,
+				ServerEOF: st.EOF.Load(), ServerErr: st.Err.Load(), ServerTimedout: st.Timedout.Load(),
+				ServerConnections: st.Connections.Load(), Requests: st.Requests.Load(), RequestBytes: st.RequestBytes.Load(),
+				Responses: st.Responses.Load(), ResponseBytes: st.ResponseBytes.Load(), ServerLatency: r.latency.snapshot()}
+			i, seen := byName[snap.Name]
+			if !seen {
+				byName[snap.Name] = len(ps.Servers)
+				ps.Servers = append(ps.Servers, snap)
+				continue
+			}
+			d := &ps.Servers[i]
+			d.ServerEOF += snap.ServerEOF
+			d.ServerErr += snap.ServerErr
+			d.ServerTimedout += snap.ServerTimedout
+			d.ServerConnections += snap.ServerConnections
+			d.Requests += snap.Requests
+			d.RequestBytes += snap.RequestBytes
+			d.Responses += snap.Responses
+			d.ResponseBytes += snap.ResponseBytes
+			d.ServerLatency.Add(snap.ServerLatency)
+			if d.Role != "master" {
+				d.Role, d.ReplicaOf = "replica", s.name
+			}
+		}
+	}
 }

@@ -77,7 +77,7 @@ func newRigWith(tb testing.TB, proto string, servers int, extra string) *rig {
 		sp := pair()
 		l := &link{sc: s.conns[0], lp: r.lp, fd: -1}
 		s.conns[0].l = l
-		l.connected(sp[0])
+		l.connected(sp[0], nil)
 		r.links = append(r.links, l)
 		r.speers = append(r.speers, sp[1])
 	}

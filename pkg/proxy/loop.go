@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // loop is the engine's event loop: one goroutine that owns every client
@@ -62,12 +64,22 @@ type loop struct {
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
-	pools    []*pool
-	tick     time.Duration
-	nextTick int64
-	quit     bool
-	started  atomic.Bool
-	done     chan struct{}
+	// A hand-over in progress (handover.go): where drained clients go,
+	// and what it did with them.
+	give     func(Handoff)
+	hoHanded int
+	hoClosed map[string]int
+
+	pools []*pool
+	// handshakes bounds the TLS handshakes of the loop's clients; nil
+	// without a TLS pool.
+	handshakes *tlsconn.Limiter
+	tlsScratch []byte // where a TLS client's replies are gathered for one write
+	tick       time.Duration
+	nextTick   int64
+	quit       bool
+	started    atomic.Bool
+	done       chan struct{}
 }
 
 // handler is what owns a descriptor registered with the loop.

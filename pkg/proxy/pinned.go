@@ -50,6 +50,9 @@ type pinState struct {
 	// sub is set on a subscriber link: every frame the server sends that
 	// answers no request goes to it.
 	sub *subLink
+	// doomed: the server closes the link after its last reply (a blocked
+	// client woken with UNBLOCKED); nothing more is sent on it.
+	doomed bool
 }
 
 // pinError refuses a pin over max_pinned_links.
@@ -86,10 +89,10 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 	if s.managed && !s.hasMaster() {
 		return nil, &noMasterError{server: s.name}
 	}
-	resp3 := c.linkClass == linkRESP3
+	resp3, dbSel := c.linkClass&linkRESP3 != 0, c.linkClass>>1
 	for i := len(s.pinIdle) - 1; i >= 0; i-- {
 		l := s.pinIdle[i]
-		if l.sc.resp3 != resp3 || l.dead {
+		if l.sc.resp3 != resp3 || l.sc.dbSel != dbSel || l.dead {
 			continue
 		}
 		s.pinIdle = slices.Delete(s.pinIdle, i, i+1)
@@ -109,7 +112,7 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 		// Make room: the oldest idle link (of the other version).
 		s.pinIdle[0].kill(errLinkShutdown)
 	}
-	sc := &serverConn{srv: s, resp3: resp3}
+	sc := &serverConn{srv: s, resp3: resp3, dbSel: dbSel}
 	l := sc.link()
 	l.pin = &pinState{owner: c, kind: kind}
 	s.pins = append(s.pins, l)
@@ -132,7 +135,7 @@ func (l *link) maybeIdle() {
 	if l.dead || !pin.giveBack || l.head < len(l.inflight) || l.stream != nil || len(l.wbuf) > l.woff {
 		return
 	}
-	if pin.multi || pin.watching || pin.sub != nil {
+	if pin.multi || pin.watching || pin.sub != nil || pin.doomed {
 		// Not clean: the server holds state a next owner must not see.
 		l.kill(errLinkShutdown)
 		return

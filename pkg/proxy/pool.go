@@ -12,6 +12,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // protocol is what the engine needs from a wire protocol: parse and route
@@ -70,32 +71,40 @@ type pool struct {
 	// cluster is a cluster pool's slot map and waiting requests; nil for
 	// other pools.
 	cluster *clusterState
-	// readFrom is the sentinel block's read_from (config.ReadFrom*).
+	// readFrom is the sentinel or cluster block's read_from
+	// (config.ReadFrom*).
 	readFrom string
 	// counter admits clients with the other workers' (limits.go); nil
 	// counts this engine's clients only.
 	counter ClientCounter
 
-	lp        *loop
-	merge     [][]byte // scratch of merges; only the loop merges
-	keys      [][]byte // scratch of splits
+	lp    *loop
+	merge [][]byte // scratch of merges; only the loop merges
+	keys  [][]byte // scratch of splits
+	// tlsServer and tlsClient are the pool's TLS sides (tls.go), nil for
+	// plaintext.
+	tlsServer *tlsconn.Server
+	tlsClient *tlsconn.Client
+	tlsFiles  map[string][]byte // the configuration's TLS files' contents
+
 	acceptors []*acceptor
 	clients   map[*clientConn]struct{} // owned by the loop
 	draining  bool
 	wg        sync.WaitGroup // clients
 }
 
-func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
+func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop, tlsFiles map[string][]byte) (*pool, error) {
 	h, err := hashkit.Hash(cfg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
 	}
 	p := &pool{
-		cfg:     cfg,
-		log:     log.WithField("pool", cfg.Name),
-		hash:    h,
-		clients: make(map[*clientConn]struct{}),
-		lp:      lp,
+		cfg:      cfg,
+		log:      log.WithField("pool", cfg.Name),
+		hash:     h,
+		clients:  make(map[*clientConn]struct{}),
+		lp:       lp,
+		tlsFiles: tlsFiles,
 	}
 	switch cfg.Protocol {
 	case config.ProtocolRedis:
@@ -109,14 +118,20 @@ func newPool(cfg *config.Pool, log *logrus.Entry, lp *loop) (*pool, error) {
 	if cfg.Sentinel != nil && cfg.Sentinel.ReadFrom != "" {
 		p.readFrom = cfg.Sentinel.ReadFrom
 	}
+	if cfg.Cluster != nil && cfg.Cluster.ReadFrom != "" {
+		p.readFrom = cfg.Cluster.ReadFrom
+	}
 	p.maxReply = 1 << 30
 	p.streamer, _ = p.proto.(streamer)
 	p.slowlog = cfg.SlowlogSlowerThan.Microseconds()
 	p.slowLim.limit = slowLogPerSecond
 	p.limitLog.limit = slowLogPerSecond
 	p.authLim.limit = authChecksPerSecond
+	if err := p.setupTLS(); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
+	}
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, managed: cfg.Sentinel != nil}
+		s := &server{pool: p, idx: i, name: sc.Name, addr: sc.Address, cfg: sc, managed: cfg.Sentinel != nil}
 		s.conns = newServerConns(s, cfg.ServerConnections, false)
 		p.servers = append(p.servers, s)
 		p.nodes = append(p.nodes, hashkit.Node{Name: sc.PlacementName(), Weight: sc.Weight})
@@ -381,15 +396,19 @@ func (p *pool) fragmentWith(c *clientConn, parent *msg, nserv int, send func(f *
 
 // complete records a server's reply to m.
 func (p *pool) complete(m *msg, reply []byte, isErr bool) {
-	if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
-		return
-	}
 	if isErr && m.server != nil && m.server.primary != nil && replicaRefused(reply) {
 		// A replica that cannot serve (LOADING, MASTERDOWN): the read
 		// did not run; it goes to the master or another replica.
 		m.server.replicaFailed(p.lp.now)
 		p.retryOrFail(m, m.server.primary, notRun)
 		m.server.primary.flushWaiting()
+		return
+	}
+	if isErr && p.cluster != nil && m.pinned {
+		if p.pinnedRedirect(m, reply) {
+			return
+		}
+	} else if isErr && p.cluster != nil && m.server != nil && p.redirected(m, reply) {
 		return
 	}
 	if isErr && m.server != nil && m.server.managed && !m.pinned && notRunError(reply) {
@@ -475,12 +494,13 @@ type acceptor struct {
 	ln      net.Listener // closed with the acceptor
 	fd      int          // the loop's duplicate of ln's socket
 	tcp     bool
+	tls     bool  // its clients speak TLS
 	paused  int64 // unix nanos until which accepting is paused, 0 = active
 	backoff time.Duration
 }
 
 // serve starts accepting clients on ln; on the loop.
-func (p *pool) serve(ln net.Listener) error {
+func (p *pool) serve(ln net.Listener, tls bool) error {
 	if p.draining {
 		ln.Close()
 		return nil
@@ -489,7 +509,7 @@ func (p *pool) serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp"}
+	a := &acceptor{p: p, ln: ln, fd: fd, tcp: ln.Addr().Network() == "tcp", tls: tls}
 	if err := p.lp.registerListener(fd, a); err != nil {
 		unix.Close(fd)
 		return err
@@ -522,7 +542,7 @@ func (a *acceptor) event(uint32) {
 		if a.tcp {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
-		p.accept(fd, sa, a.tcp)
+		p.accept(fd, sa, a.tcp, a.tls)
 	}
 }
 
@@ -550,19 +570,27 @@ func (a *acceptor) close() {
 	a.ln.Close()
 }
 
-func (p *pool) accept(fd int, sa unix.Sockaddr, tcp bool) {
+func (p *pool) accept(fd int, sa unix.Sockaddr, tcp, tls bool) {
 	p.stats.ClientAccepted.Add(1)
 	if !p.admit() {
 		p.stats.ClientRejected.Add(1)
 		if p.limitLog.allow(p.lp.now) {
 			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
 		}
-		sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		if !tls { // a TLS client could not read it
+			sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+		}
 		unix.Close(fd)
 		return
 	}
 	c := newClientConn(p, fd, sa, tcp)
-	if err := p.lp.register(fd, c); err != nil {
+	if tls {
+		if !p.acceptTLS(c) {
+			p.unadmit()
+			unix.Close(fd)
+			return
+		}
+	} else if err := p.lp.register(fd, c); err != nil {
 		p.unadmit()
 		p.log.WithError(err).Warn("accept failed")
 		unix.Close(fd)

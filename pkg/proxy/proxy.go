@@ -39,7 +39,7 @@ func New(cfg *config.Config, log *logrus.Entry) (*Proxy, error) {
 	}
 	px := &Proxy{log: log, pools: make(map[string]*pool), lp: lp}
 	for _, pc := range cfg.Pools {
-		p, err := newPool(pc, log, lp)
+		p, err := newPool(pc, log, lp, cfg.TLSFiles)
 		if err != nil {
 			unix.Close(lp.epfd)
 			unix.Close(lp.evfd)
@@ -74,15 +74,33 @@ func (px *Proxy) Start() {
 
 // Serve accepts the clients of the named pool on ln, in the background.
 // A pool may be served on several listeners (one per SO_REUSEPORT socket).
-// The proxy owns ln from then on and closes it when it drains.
+// The proxy owns ln from then on and closes it when it drains. The clients
+// speak TLS when the pool has a tls block without a listen of its own.
 func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 	p, ok := px.pools[poolName]
 	if !ok {
 		return fmt.Errorf("proxy: no pool %q", poolName)
 	}
+	return px.serve(p, ln, p.cfg.TLS != nil && p.cfg.TLS.Listen.Network == "")
+}
+
+// ServeTLS is Serve for the listener of a pool's tls block (tls.listen):
+// its clients speak TLS.
+func (px *Proxy) ServeTLS(poolName string, ln net.Listener) error {
+	p, ok := px.pools[poolName]
+	if !ok {
+		return fmt.Errorf("proxy: no pool %q", poolName)
+	}
+	if p.tlsServer == nil {
+		return fmt.Errorf("proxy: pool %q has no tls block", poolName)
+	}
+	return px.serve(p, ln, true)
+}
+
+func (px *Proxy) serve(p *pool, ln net.Listener, tls bool) error {
 	px.run()
 	var err error
-	px.lp.do(func() { err = p.serve(ln) })
+	px.lp.do(func() { err = p.serve(ln, tls) })
 	return err
 }
 
@@ -90,6 +108,13 @@ func (px *Proxy) Serve(poolName string, ln net.Listener) error {
 // sent, and returns once all clients are gone or ctx ends; then it closes
 // whatever is left.
 func (px *Proxy) Shutdown(ctx context.Context) error {
+	_, err := px.drainAll(ctx)
+	return err
+}
+
+// drainAll drains every pool; clients left when ctx ends are closed (and
+// counted busy in the report of a hand-over).
+func (px *Proxy) drainAll(ctx context.Context) (HandoverReport, error) {
 	px.lp.do(func() {
 		for _, p := range px.order {
 			p.drain()
@@ -108,8 +133,17 @@ func (px *Proxy) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	var rep HandoverReport
+	px.lp.do(func() {
+		if px.lp.give != nil {
+			if n := int(px.clients()); n > 0 {
+				px.lp.hoClosed[leaveBusy] += n
+			}
+			rep = HandoverReport{HandedOver: px.lp.hoHanded, Closed: px.lp.hoClosed}
+		}
+	})
 	px.Close()
-	return err
+	return rep, err
 }
 
 // Close closes every listener, client and server connection now.
@@ -130,7 +164,9 @@ func (px *Proxy) Close() {
 }
 
 // Clients reports the number of connected clients over all pools.
-func (px *Proxy) Clients() int64 {
+func (px *Proxy) Clients() int64 { return px.clients() }
+
+func (px *Proxy) clients() int64 {
 	var n int64
 	for _, p := range px.order {
 		n += p.stats.ClientConnections.Load()
@@ -172,14 +208,28 @@ func (px *Proxy) snapshot() Snapshot {
 			PinnedOpened:       p.stats.PinnedOpened.Load(),
 			PinnedReused:       p.stats.PinnedReused.Load(),
 			PinnedRefused:      p.stats.PinnedRefused.Load(),
+			PubSubOutputClosed: p.stats.PubSubOutputClosed.Load(),
+			ACLDeniedCommand:   p.stats.ACLDeniedCommand.Load(),
+			ACLDeniedKey:       p.stats.ACLDeniedKey.Load(),
+			ACLDeniedChannel:   p.stats.ACLDeniedChannel.Load(),
+			ClientHandedOver:   p.stats.ClientHandedOver.Load(),
+			ClientAdopted:      p.stats.ClientAdopted.Load(),
+			HandoverRefused:    p.stats.ClientHandoverRefused.Load(),
+			TLSHandshakes:      p.stats.TLSHandshakes.Load(),
+			TLSHandshakeFailed: p.stats.TLSHandshakeFailed.Load(),
 			RequestLatency:     p.latency.snapshot(),
 			Commands:           map[string]uint64{},
+		}
+		if p.tlsServer != nil {
+			ps.TLSCertNotAfter = p.tlsServer.NotAfter().Unix()
 		}
 		p.commands.Range(func(k, v any) bool {
 			ps.Commands[k.(string)] = v.(*atomic.Uint64).Load()
 			return true
 		})
 		for _, sv := range p.servers {
+			ps.PinnedOpen += int64(len(sv.pins))
+			ps.PinnedLent += int64(len(sv.pins) - len(sv.pinIdle))
 			st := &sv.stats
 			ps.Servers = append(ps.Servers, ServerSnapshot{
 				Name:              sv.name,
@@ -199,6 +249,13 @@ func (px *Proxy) snapshot() Snapshot {
 				ss.Address, ss.Switches, ss.Waiting = sv.addr.Addr, st.Switches.Load(), int64(len(sv.waiting))
 				ss.SwitchedAt = st.SwitchedAt.Load()
 			}
+			if p.cluster != nil {
+				ss := &ps.Servers[len(ps.Servers)-1]
+				ss.Role = "node"
+				if p.cluster.masters[sv] {
+					ss.Role = "master"
+				}
+			}
 			ss := &ps.Servers[len(ps.Servers)-1]
 			sv.eachConn(func(sc *serverConn) {
 				if l := sc.current(); l != nil {
@@ -207,6 +264,9 @@ func (px *Proxy) snapshot() Snapshot {
 					ss.OutQueue += int64(max(l.sentSeq, l.headSeq) - l.headSeq)
 				}
 			})
+		}
+		if p.cluster != nil {
+			p.clusterSnapshot(&ps)
 		}
 		s.Pools = append(s.Pools, ps)
 	}

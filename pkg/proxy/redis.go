@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"strconv"
 
@@ -58,31 +59,52 @@ func (r *redisProto) replyLen(l *link, m *msg, buf []byte) (n, need int, isErr b
 }
 
 // handshake authenticates and selects the database on a new server link;
-// the replies are checked by pool.finish and never reach a client.
+// the replies are checked by pool.finish and never reach a client. The
+// credentials are the server block's, else redis_username and
+// redis_auth: AUTH [user] pass, or HELLO 3 AUTH on a RESP3 link.
 func (r *redisProto) handshake(l *link) {
 	cfg := r.pool.cfg
+	user, pass := r.credentials(l.sc.srv)
 	if l.sc.resp3 {
 		// HELLO 3 switches the link to RESP3 and authenticates it at once.
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
 			args := [][]byte{[]byte("HELLO"), []byte("3")}
-			if cfg.RedisAuth != "" {
-				args = append(args, []byte("AUTH"), []byte("default"), []byte(cfg.RedisAuth))
+			if pass != "" {
+				args = append(args, []byte("AUTH"), []byte(cmp.Or(user, "default")), []byte(pass))
 			}
 			return resp.AppendCommand(dst, args)
 		})
-	} else if cfg.RedisAuth != "" {
+	} else if pass != "" {
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
-			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(cfg.RedisAuth)})
+			if user != "" {
+				return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(user), []byte(pass)})
+			}
+			return resp.AppendCommand(dst, [][]byte{[]byte("AUTH"), []byte(pass)})
 		})
 	}
-	if cfg.RedisDB != 0 {
+	if r.pool.cluster != nil && l.sc.srv.primary != nil {
+		// A cluster replica serves reads of its master's slots only after
+		// READONLY; it answers MOVED to the rest (and to writes).
 		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
-			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(cfg.RedisDB), 10)})
+			return resp.AppendCommand(dst, argsReadonly)
+		})
+	}
+	if db := linkDB(cfg, l.sc); db != 0 {
+		l.enqueueFunc(l.lp.newMsg(nil), func(dst []byte) []byte {
+			return resp.AppendCommand(dst, [][]byte{[]byte("SELECT"), strconv.AppendInt(nil, int64(db), 10)})
 		})
 	}
 	if r.learnState == learnNone {
 		r.learnCommands(l)
 	}
+}
+
+// credentials are what the proxy authenticates with on s.
+func (r *redisProto) credentials(s *server) (user, pass string) {
+	if s != nil && s.cfg != nil {
+		return r.pool.cfg.Credentials(s.cfg)
+	}
+	return r.pool.cfg.RedisUsername, r.pool.cfg.RedisAuth
 }
 
 // learnCommands sends COMMAND once per pool, on the first link that
@@ -104,7 +126,10 @@ func (r *redisProto) learnCommands(l *link) {
 	}
 }
 
-var commandFetchArgs = [][]byte{[]byte("COMMAND")}
+var (
+	commandFetchArgs = [][]byte{[]byte("COMMAND")}
+	argsReadonly     = [][]byte{[]byte("READONLY")}
+)
 
 // commandsLearned reads the reply to learnCommands' COMMAND. A link that
 // failed first leaves the next link to ask; an error reply (a server that
@@ -160,6 +185,9 @@ func (r *redisProto) command(c *clientConn, args [][]byte) *resp.Command {
 		c.localReply(func(dst []byte) []byte { return resp.AppendWrongArgs(dst, args[0]) })
 		return nil
 	}
+	if r.pool.cfg.Users != nil && !r.permit(c, args) {
+		return nil
+	}
 	return cmd
 }
 
@@ -190,6 +218,9 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 	if c.rp == nil {
 		c.rp = resp.NewRequestParser(r.lim)
 	}
+	rs := c.session()
+	// Before AUTH, redis's small limits (10 arguments, 16 KiB strings).
+	c.rp.SetUnauthenticated(!rs.authed && r.pool.authRequired())
 	n, args, need, err := c.rp.Parse(buf)
 	if err != nil {
 		c.cmdName, c.cmdKey = "protocol_error", nil
@@ -212,7 +243,6 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 	if c.rp.Inline() {
 		raw = nil
 	}
-	rs := c.session()
 	skip := rs.skipNext
 	rs.skipNext, rs.replyOn = false, false
 	queued := len(c.queue)
@@ -247,7 +277,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		// Only requests to servers that move are ever replayed.
 		c.cmdReplaySafe = replaySafe(cmd, args)
 	}
-	if p.cfg.RedisAuth != "" && !c.rs.authed && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" {
+	if !c.rs.authed && p.authRequired() && cmd.Name != "auth" && cmd.Name != "quit" && cmd.Name != "hello" && cmd.Name != "reset" {
 		c.localError("NOAUTH Authentication required.")
 		return
 	}
@@ -255,9 +285,7 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 	case resp.KindLocal:
 		r.local(c, cmd, args)
 	case resp.KindUnsupported:
-		if p.cluster != nil {
-			// Pinned links do not follow slots yet.
-			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch in a cluster pool: " + cmd.Reason)
+		if cmd.Name == "acl" && r.aclCommand(c, args) {
 			return
 		}
 		if r.stateful(c, cmd, args, raw) {

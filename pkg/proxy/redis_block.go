@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
@@ -109,11 +110,31 @@ func (r *redisProto) blocking(c *clientConn, cmd *resp.Command, args [][]byte, r
 		return
 	}
 	for _, k := range keys[1:] {
+		if p.cluster != nil && hashkit.Slot(args[k]) != hashkit.Slot(args[keys[0]]) {
+			c.localError(crossSlotText)
+			return
+		}
 		if p.serverFor(args[k]) != s {
 			c.localError("ERR keys of '" + cmd.Name + "' map to different servers; use a hash_tag to keep them together")
 			return
 		}
 	}
+	m := newMsg(c)
+	m.blockFor = timeout
+	c.enqueue(m)
+	if p.cluster != nil {
+		// Kept, for a MOVED to send it to the slot's new owner
+		// (pinnedRedirect).
+		m.slot, m.hasSlot = int32(hashkit.Slot(args[keys[0]])), true
+		m.req = requestBuilder(args, raw)(m.req[:0])
+	}
+	p.sendBlocking(c, m, s, requestBuilder(args, raw), false)
+}
+
+// sendBlocking sends the blocking call m on c's link to s, pinning one
+// when c has none there.
+// asking sends ASKING first (the call follows an ASK to s).
+func (p *pool) sendBlocking(c *clientConn, m *msg, s *server, build func(dst []byte) []byte, asking bool) {
 	st := c.stateful()
 	var l *link
 	keep := st.blocks[:0]
@@ -122,25 +143,24 @@ func (r *redisProto) blocking(c *clientConn, cmd *resp.Command, args [][]byte, r
 			continue
 		}
 		keep = append(keep, b)
-		if b.sc.srv == s {
+		if b.sc.srv == s && b.sc.dbSel == c.linkClass>>1 {
 			l = b
 		}
 	}
 	clear(st.blocks[len(keep):])
 	st.blocks = keep
 	if l == nil {
+		var err error
 		l, err = p.pin(c, s, pinBlock)
 		if err != nil {
-			m := newMsg(c)
-			c.enqueue(m)
 			p.fail(m, err)
 			return
 		}
 		st.blocks = append(st.blocks, l)
 	}
-	m := newMsg(c)
-	m.blockFor = timeout
-	c.enqueue(m)
-	p.sendPinned(m, l, requestBuilder(args, raw))
+	if asking {
+		l.sendInternal(appendAsking)
+	}
+	p.sendPinned(m, l, build)
 	l.unpin()
 }

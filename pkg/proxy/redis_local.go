@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"strconv"
 	"time"
 
@@ -72,19 +71,12 @@ func (r *redisProto) local(c *clientConn, cmd *resp.Command, args [][]byte) {
 			// subscriptions, as on redis.
 			st.clientGone(c)
 		}
-		c.session().reset(p.cfg.RedisAuth != "")
+		c.session().reset(p.authRequired())
+		c.linkClass = linkDefault // RESP2, the pool's redis_db
 		c.setProto(2)
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "RESET") })
 	case "select":
-		db, err := strconv.Atoi(string(args[1]))
-		switch {
-		case err != nil:
-			c.localError("ERR value is not an integer or out of range")
-		case db == p.cfg.RedisDB:
-			c.localOK()
-		default:
-			c.localError("ERR SELECT " + strconv.Itoa(db) + " refused: pool '" + p.cfg.Name + "' serves database " + strconv.Itoa(p.cfg.RedisDB) + " only")
-		}
+		r.selectDB(c, args[1]) // redis_db.go
 	case "readonly", "readwrite":
 		// Cluster clients send these to every node; on a pool of
 		// masters they change nothing.
@@ -299,7 +291,7 @@ func containsID(ids []uint64, id uint64) bool {
 func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	rs := c.rs
 	if rs == nil {
-		rs = &redisSession{proto: 2}
+		rs = newRedisSession()
 	}
 	var laddr string
 	if sa, err := unix.Getsockname(c.fd); err == nil {
@@ -309,13 +301,37 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	if cmd == "" {
 		cmd = "NULL"
 	}
-	user := "default"
-	flags := "N"
+	user := c.userName()
+	// redis's order of flag letters: P (subscriber), x (MULTI), b
+	// (blocked), e, T.
+	flags := ""
+	sub, psub, multi := 0, 0, -1
+	if st := rs.st; st != nil {
+		if st.sub != nil {
+			sub, psub = len(st.sub.channels), len(st.sub.patterns)
+		}
+		if sub+psub > 0 {
+			flags += "P"
+		}
+		if st.txn.multi {
+			multi = st.txn.count
+			flags += "x"
+		}
+		for _, l := range st.blocks {
+			if l.blockedFor(c) && l.head < len(l.inflight) {
+				flags += "b"
+				break
+			}
+		}
+	}
 	if rs.noEvict {
-		flags = "e"
+		flags += "e"
 	}
 	if rs.noTouch {
 		flags += "T"
+	}
+	if flags == "" {
+		flags = "N"
 	}
 	f := func(k, v string) {
 		dst = append(dst, k...)
@@ -337,11 +353,11 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	fi("age", (now-c.accepted)/int64(time.Second))
 	fi("idle", (now-c.lastRead)/int64(time.Second))
 	f("flags", flags)
-	fi("db", int64(c.pool.cfg.RedisDB))
-	fi("sub", 0)
-	fi("psub", 0)
+	fi("db", int64(c.db()))
+	fi("sub", int64(sub))
+	fi("psub", int64(psub))
 	fi("ssub", 0)
-	fi("multi", -1)
+	fi("multi", int64(multi))
 	fi("qbuf", int64(c.rb.len()))
 	fi("qbuf-free", 0)
 	fi("argv-mem", 0)
@@ -363,52 +379,17 @@ func (c *clientConn) appendClientInfo(dst []byte, now int64) []byte {
 	return append(dst, '\n')
 }
 
-func (r *redisProto) checkPassword(args [][]byte) (ok bool, errText string) {
-	want := r.pool.cfg.RedisAuth
-	pass := args[len(args)-1]
-	user := "default"
-	if len(args) == 2 {
-		user = string(args[0])
-	}
-	if want == "" {
-		// Like a server whose default user has nopass: the one-argument
-		// form is an error, a user name goes through the ACL check.
-		switch {
-		case len(args) == 1:
-			return false, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-		case user == "default":
-			return true, ""
-		}
-		return false, "WRONGPASS invalid username-password pair or user is disabled."
-	}
-	p := r.pool
-	p.stats.AuthAttempts.Add(1)
-	if !p.authLim.allow(time.Now().UnixNano()) {
-		// Too many failures this second: refuse without checking, so that
-		// guessing gets no faster with more connections.
-		p.stats.AuthFailures.Add(1)
-		return false, "ERR too many failed AUTH attempts, try again later"
-	}
-	if user == "default" && subtle.ConstantTimeCompare(pass, []byte(want)) == 1 {
-		p.authLim.undo()
-		return true, ""
-	}
-	p.stats.AuthFailures.Add(1)
-	p.log.Debug("failed AUTH")
-	return false, "WRONGPASS invalid username-password pair or user is disabled."
-}
-
 func (r *redisProto) auth(c *clientConn, args [][]byte) {
 	if len(args) > 2 {
 		c.localError("ERR syntax error")
 		return
 	}
-	ok, text := r.checkPassword(args)
-	if !ok {
+	u, text := r.authenticate(args)
+	if text != "" {
 		c.localError(text)
 		return
 	}
-	c.session().authed = true
+	c.loggedIn(u)
 	c.localOK()
 }
 
@@ -447,14 +428,14 @@ func (r *redisProto) hello(c *clientConn, args [][]byte) {
 		}
 	}
 	if auth != nil {
-		ok, text := r.checkPassword(auth)
-		if !ok {
+		u, text := r.authenticate(auth)
+		if text != "" {
 			c.localError(text)
 			return
 		}
-		rs.authed = true
+		c.loggedIn(u)
 	}
-	if r.pool.cfg.RedisAuth != "" && !rs.authed {
+	if r.pool.authRequired() && !rs.authed {
 		// redis 7.0's text.
 		c.localError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return

@@ -3,7 +3,9 @@ package proxy
 import (
 	"bytes"
 	"slices"
+	"strconv"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
@@ -32,7 +34,12 @@ import (
 type subState struct {
 	channels []string // in subscription order
 	patterns []string
-	links    []*link // by server index
+	// shards are a cluster pool's shard channels (SSUBSCRIBE), each on
+	// its slot's owner; Redis counts them apart from the others.
+	shards []string
+	// one is a cluster pool's node of the channels and patterns.
+	one   *server
+	links []*link // by server index
 }
 
 // subLink is a subscriber link's: the requests waiting for the server's
@@ -45,11 +52,24 @@ type subLink struct {
 type subAck struct {
 	m *msg
 	n int // confirmations still to come on this link
+	// shards: an SSUBSCRIBE's channels, sent again on MOVED, dropped if
+	// the node refuses them.
+	shards    []string
+	redirects int
 }
 
-func (s *subState) active() bool { return s != nil && len(s.channels)+len(s.patterns) > 0 }
+func (s *subState) active() bool {
+	return s != nil && len(s.channels)+len(s.patterns)+len(s.shards) > 0
+}
 
-func (s *subState) count() int { return len(s.channels) + len(s.patterns) }
+// countFor is the subscription count Redis reports in a confirmation of
+// kind: shard channels apart, channels and patterns together.
+func (s *subState) countFor(kind string) int {
+	if kind == "ssubscribe" || kind == "sunsubscribe" {
+		return len(s.shards)
+	}
+	return len(s.channels) + len(s.patterns)
+}
 
 // subscribed reports whether c is a subscriber.
 func (c *clientConn) subscribed() bool {
@@ -59,10 +79,15 @@ func (c *clientConn) subscribed() bool {
 // pubsub takes the pub/sub commands the proxy serves.
 func (r *redisProto) pubsub(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) bool {
 	switch cmd.Name {
-	case "publish":
+	case "publish", "spublish":
 		c.keys = append(c.keys[:0], 1)
 		r.single(c, args, raw, c.keys)
 	case "subscribe", "unsubscribe", "psubscribe", "punsubscribe":
+		r.subscribe(c, cmd.Name, args[1:])
+	case "ssubscribe", "sunsubscribe":
+		if r.pool.cluster == nil {
+			return false
+		}
 		r.subscribe(c, cmd.Name, args[1:])
 	default:
 		return false
@@ -96,7 +121,11 @@ func (r *redisProto) subDispatch(c *clientConn, st *statefulSession, args [][]by
 	case "quit", "reset":
 		r.local(c, cmd, args)
 	case "ssubscribe", "sunsubscribe":
-		c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
+		if r.pool.cluster == nil {
+			c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
+			return
+		}
+		r.subscribe(c, cmd.Name, args[1:])
 	default:
 		name := cmd.Name
 		if isContainer(name) && len(args) > 1 {
@@ -123,14 +152,50 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 	p := r.pool
 	st := c.stateful()
 	if st.sub == nil {
-		st.sub = &subState{links: make([]*link, len(p.servers))}
+		st.sub = &subState{}
 	}
 	ss := st.sub
+	if n := len(p.servers); len(ss.links) < n {
+		ss.links = append(ss.links, make([]*link, n-len(ss.links))...) // a cluster pool's nodes grow
+	}
+	// A Redis Cluster delivers every PUBLISH to every node (over its
+	// bus): one link to one node hears every channel and pattern, where
+	// a link per node would get each message once per node.
+	var one *server
+	if p.cluster != nil {
+		if o := ss.one; o != nil && o.idx < len(ss.links) && ss.links[o.idx] != nil && !ss.links[o.idx].dead {
+			one = o
+		} else {
+			one = p.anyClusterServer()
+		}
+		if one == nil {
+			m := newMsg(c)
+			c.enqueue(m)
+			p.fail(m, ErrNoServer)
+			return
+		}
+	}
 	pattern := name[0] == 'p'
-	unsub := name == "unsubscribe" || name == "punsubscribe"
+	shard := name == "ssubscribe" || name == "sunsubscribe"
+	unsub := name == "unsubscribe" || name == "punsubscribe" || name == "sunsubscribe"
 	list := &ss.channels
-	if pattern {
+	switch {
+	case pattern:
 		list = &ss.patterns
+	case shard:
+		// Shard channels live on their slot's owner, as keys do, and one
+		// command's must share a slot, as Redis requires.
+		list = &ss.shards
+		for _, t := range targets[min(1, len(targets)):] {
+			if hashkit.Slot(t) != hashkit.Slot(targets[0]) {
+				c.localError(crossSlotText)
+				return
+			}
+		}
+		one = nil
+	}
+	if one != nil {
+		ss.one = one
 	}
 	var names []string
 	if unsub && len(targets) == 0 {
@@ -146,6 +211,10 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 		has := slices.Contains(*list, n)
 		if unsub != has {
 			continue // already so: redis confirms, the server need not hear it
+		}
+		if one != nil {
+			perServer[one.idx] = append(perServer[one.idx], n)
+			continue
 		}
 		if pattern {
 			for i := range perServer {
@@ -186,10 +255,10 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 		} else if !unsub && i < 0 {
 			*list = append(*list, n)
 		}
-		out = c.appendSubReply(out, name, []byte(n), ss.count())
+		out = c.appendSubReply(out, name, []byte(n), ss.countFor(name))
 	}
 	if len(names) == 0 {
-		out = c.appendSubReply(out, name, nil, ss.count())
+		out = c.appendSubReply(out, name, nil, ss.countFor(name))
 	}
 	m.reply = out
 	cmdName := []byte(name)
@@ -206,7 +275,11 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 			}
 			return dst
 		})
-		l.pin.sub.acks = append(l.pin.sub.acks, subAck{m: m, n: len(ns)})
+		ack := subAck{m: m, n: len(ns)}
+		if shard && !unsub {
+			ack.shards = ns
+		}
+		l.pin.sub.acks = append(l.pin.sub.acks, ack)
 		m.pending += int32(len(ns))
 	}
 	if m.pending == 0 {
@@ -247,7 +320,10 @@ func (l *link) writeRaw(build func(dst []byte) []byte) {
 var subConfirmations = [][]byte{
 	[]byte("$9\r\nsubscribe\r\n"), []byte("$11\r\nunsubscribe\r\n"),
 	[]byte("$10\r\npsubscribe\r\n"), []byte("$12\r\npunsubscribe\r\n"),
+	[]byte("$10\r\nssubscribe\r\n"), []byte("$12\r\nsunsubscribe\r\n"),
 }
+
+var sunsubscribeConf = []byte("$12\r\nsunsubscribe\r\n")
 
 // frame takes one frame a subscriber link read: a confirmation counts
 // toward its request, anything else (message, pmessage) goes to the
@@ -256,12 +332,22 @@ func (sl *subLink) frame(l *link, b []byte) {
 	c := sl.owner
 	if i := bytes.IndexByte(b, '\n'); i > 0 && (b[0] == '*' || b[0] == '>') {
 		rest := b[i+1:]
+		if len(sl.acks) == 0 && bytes.HasPrefix(rest, sunsubscribeConf) {
+			// Asked by no one: the node gave the shard channel's slot
+			// away (a reshard, a failover) and dropped its subscribers.
+			sl.shardDropped(c, b)
+			return
+		}
 		for _, conf := range subConfirmations {
 			if bytes.HasPrefix(rest, conf) {
 				sl.confirmed(c)
 				return
 			}
 		}
+	}
+	if b[0] == '-' && len(sl.acks) > 0 {
+		sl.refused(c, b)
+		return
 	}
 	if c.closed {
 		return
@@ -271,6 +357,118 @@ func (sl *subLink) frame(l *link, b []byte) {
 	m.start = c.lp.now
 	c.queue = append(c.queue, m)
 	c.done(m)
+}
+
+// refused: the node answered a subscriber's request with an error (an
+// SSUBSCRIBE sent to a node that no longer owns the channel's slot:
+// MOVED). That request gets the error, with no MOVED shown, its shard
+// channels are dropped, and the slot map is patched.
+func (sl *subLink) refused(c *clientConn, b []byte) {
+	a := sl.acks[0]
+	sl.acks = slices.Delete(sl.acks, 0, 1)
+	p := c.pool
+	text := string(bytes.TrimRight(b[1:], "\r\n"))
+	if c.closed || c.rs.st == nil || c.rs.st.sub == nil {
+		return
+	}
+	ss := c.rs.st.sub
+	if kind, slot, addr := parseRedirect(b); kind == "MOVED" && p.cluster != nil && len(a.shards) > 0 {
+		target := p.clusterServer(addr)
+		p.cluster.slots[slot] = int32(target.idx)
+		p.clusterHint(addr, HintMoved)
+		p.stats.Moved.Add(1)
+		if a.redirects < p.cfg.Cluster.MaxRedirects && sl.resubscribe(c, ss, target, a) {
+			return
+		}
+		text = "ERR nuthatch: the shard channel's slot " + strconv.Itoa(slot) + " moved to " + addr + "; subscribe again"
+	}
+	for _, n := range a.shards {
+		if j := slices.Index(ss.shards, n); j >= 0 {
+			ss.shards = slices.Delete(ss.shards, j, j+1)
+		}
+	}
+	a.m.reply = resp.AppendError(a.m.reply[:0], text)
+	a.m.isErr = true
+	if a.m.pending -= int32(a.n); a.m.pending <= 0 {
+		a.m.pending = 0
+		c.done(a.m)
+	}
+	ss.release(c)
+}
+
+// resubscribe sends a refused SSUBSCRIBE again, to the node a MOVED
+// named, for the same reply.
+func (sl *subLink) resubscribe(c *clientConn, ss *subState, s *server, a subAck) bool {
+	p := c.pool
+	if n := len(p.servers); len(ss.links) < n {
+		ss.links = append(ss.links, make([]*link, n-len(ss.links))...)
+	}
+	l := ss.links[s.idx]
+	if l == nil || l.dead {
+		var err error
+		if l, err = p.pin(c, s, pinSub); err != nil {
+			return false
+		}
+		l.pin.sub = &subLink{owner: c}
+		ss.links[s.idx] = l
+	}
+	names := a.shards
+	l.writeRaw(func(dst []byte) []byte {
+		dst = resp.AppendArrayHeader(dst, 1+len(names))
+		dst = resp.AppendBulkString(dst, "ssubscribe")
+		for _, n := range names {
+			dst = resp.AppendBulkString(dst, n)
+		}
+		return dst
+	})
+	a.redirects++
+	l.pin.sub.acks = append(l.pin.sub.acks, a)
+	return true
+}
+
+// shardDropped tells the client of a shard channel its node dropped, as
+// the node tells a cluster client (which subscribes again), with the
+// client's own count.
+func (sl *subLink) shardDropped(c *clientConn, frame []byte) {
+	var ch []byte
+	i := 0
+	resp.ArrayElems(frame, func(e []byte) bool {
+		if i == 1 {
+			ch = bulkBytes(e)
+		}
+		i++
+		return true
+	})
+	if ch == nil || c.closed || c.rs.st == nil || c.rs.st.sub == nil {
+		return
+	}
+	ss := c.rs.st.sub
+	j := slices.Index(ss.shards, string(ch))
+	if j < 0 {
+		return
+	}
+	ss.shards = slices.Delete(ss.shards, j, j+1)
+	if c.pool.cluster != nil {
+		c.pool.clusterHint("", HintMoved) // the map is out of date
+	}
+	m := newMsg(c)
+	m.reply = c.appendSubReply(m.reply[:0], "sunsubscribe", ch, len(ss.shards))
+	m.start = c.lp.now
+	c.queue = append(c.queue, m)
+	c.done(m)
+	ss.release(c)
+}
+
+// bulkBytes is a bulk string's content, nil for anything else.
+func bulkBytes(e []byte) []byte {
+	if len(e) < 4 || e[0] != '$' {
+		return nil
+	}
+	i := bytes.Index(e, []byte("\r\n"))
+	if i < 0 || len(e) < i+4 {
+		return nil
+	}
+	return e[i+2 : len(e)-2]
 }
 
 // confirmed counts one confirmation of the oldest request waiting.

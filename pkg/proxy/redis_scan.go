@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"math"
-	"math/rand/v2"
 	"strconv"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
@@ -19,7 +18,7 @@ import (
 //     a cursor stays valid across a reload that keeps the list. MATCH,
 //     COUNT and TYPE are passed to each server as they are.
 //   - DBSIZE is the sum of every server's.
-//   - RANDOMKEY asks one server, chosen at random.
+//   - RANDOMKEY: see redis_admin.go.
 //   - SCRIPT LOAD, EXISTS and FLUSH go to every server, so that EVALSHA
 //     works whatever server its key is on: LOAD answers the hash, EXISTS 1
 //     for a script every server has, FLUSH +OK once all flushed.
@@ -42,16 +41,7 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 	case "dbsize":
 		r.broadcast(c, opSum, args, raw)
 	case "randomkey":
-		live := r.liveServers()
-		if len(live) == 0 {
-			m := newMsg(c)
-			c.enqueue(m)
-			r.pool.fail(m, ErrNoServer)
-			return true
-		}
-		m := newMsg(c)
-		c.enqueue(m)
-		r.pool.forward(m, live[rand.IntN(len(live))], requestBuilder(args, raw))
+		r.broadcast(c, opRandomKey, args, raw) // redis_admin.go
 	case "script":
 		switch lower(args[1]) {
 		case "load":
@@ -72,13 +62,16 @@ func (r *redisProto) wholePool(c *clientConn, cmd *resp.Command, args [][]byte, 
 			return false
 		}
 	default:
-		return false
+		return r.wholePoolMore(c, cmd, args, raw) // redis_admin.go
 	}
 	return true
 }
 
-// liveServers are the servers on the ring.
+// liveServers are the servers on the ring; a cluster pool's masters.
 func (r *redisProto) liveServers() []*server {
+	if cs := r.pool.cluster; cs != nil {
+		return cs.masterList
+	}
 	var live []*server
 	for _, s := range r.pool.servers {
 		if s.ejectedUntil.Load() == 0 {
@@ -126,9 +119,16 @@ func (r *redisProto) scan(c *clientConn, args [][]byte) {
 		c.localError("ERR invalid cursor")
 		return
 	}
-	n := uint64(len(p.servers))
+	servers := r.scanServers()
+	n := uint64(len(servers))
+	if n == 0 {
+		m := newMsg(c)
+		c.enqueue(m)
+		p.fail(m, ErrNoServer)
+		return
+	}
 	idx, sc := cur%n, cur/n
-	s := p.servers[idx]
+	s := servers[idx]
 	parent := newMsg(c)
 	parent.op = opScan
 	parent.pending = 1
@@ -158,6 +158,10 @@ func (r *redisProto) mergeWhole(parent *msg) {
 			return
 		}
 	}
+	if parent.op >= opFirstReply {
+		r.mergeAdmin(parent)
+		return
+	}
 	invalid := func() { parent.reply = resp.AppendError(parent.reply[:0], "ERR Invalid argument") }
 	switch parent.op {
 	case opScan:
@@ -168,7 +172,7 @@ func (r *redisProto) mergeWhole(parent *msg) {
 			return
 		}
 		sc, ok := bulkUint(elems[0])
-		n := uint64(len(r.pool.servers))
+		n := uint64(len(r.scanServers()))
 		idx := uint64(parent.keyIdx[0])
 		if !ok || sc > (math.MaxUint64-idx)/n {
 			invalid()
@@ -212,6 +216,17 @@ func (r *redisProto) mergeWhole(parent *msg) {
 		}
 		parent.reply = out
 	}
+}
+
+// scanServers are the servers SCAN walks: the configured servers, or a
+// cluster pool's masters in the order of the slot map (CLUSTER SHARDS'
+// order), so that a cursor names the same master while the cluster keeps
+// its masters.
+func (r *redisProto) scanServers() []*server {
+	if cs := r.pool.cluster; cs != nil {
+		return cs.masterList
+	}
+	return r.pool.servers
 }
 
 // bulkUint reads a bulk string holding an unsigned number.

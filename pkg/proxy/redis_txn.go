@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
 )
 
@@ -28,11 +29,16 @@ type txnState struct {
 	// dirty: the proxy refused a command at queue time (a key of another
 	// server, a command it does not run in a transaction), as redis
 	// flags a transaction with an error: EXEC aborts.
-	dirty  bool
-	srv    *server
-	link   *link
-	broken error    // the pinned link died: the transaction cannot go on
-	queued [][]byte // keyless requests queued before the server was fixed
+	dirty bool
+	srv   *server
+	link  *link
+	// A cluster pool's transaction: the slot its first key fixed (the
+	// link is to that slot's owner when it was pinned).
+	slot    int32
+	hasSlot bool
+	broken  error    // the pinned link died: the transaction cannot go on
+	queued  [][]byte // keyless requests queued before the server was fixed
+	count   int      // commands queued, for CLIENT LIST's multi=
 }
 
 // stateful returns c's stateful session, making it.
@@ -66,7 +72,7 @@ func (st *statefulSession) holds(c *clientConn) bool {
 
 // blockedFor: l is lent to c for a blocking call.
 func (l *link) blockedFor(c *clientConn) bool {
-	return l.pin != nil && l.pin.owner == c && l.pin.kind == pinBlock && !l.dead
+	return l.pin != nil && l.pin.owner == c && l.pin.kind == pinBlock && !l.dead && !l.pin.doomed
 }
 
 // eofStateful: a client that went away while blocked in a call or
@@ -197,6 +203,12 @@ func (r *redisProto) stateful(c *clientConn, cmd *resp.Command, args [][]byte, r
 func (r *redisProto) watch(c *clientConn, args [][]byte, raw []byte) {
 	p := r.pool
 	st := c.stateful()
+	t := &st.txn
+	if t.broken != nil {
+		// The watched slot moved (or the link died): what was watched is
+		// gone; a new WATCH starts over on the slot's owner.
+		st.releaseTxn(c)
+	}
 	s := p.serverFor(args[1])
 	if s == nil {
 		m := newMsg(c)
@@ -204,13 +216,29 @@ func (r *redisProto) watch(c *clientConn, args [][]byte, raw []byte) {
 		p.fail(m, ErrNoServer)
 		return
 	}
+	if p.cluster != nil {
+		slot := int32(hashkit.Slot(args[1]))
+		for _, k := range args[2:] {
+			if int32(hashkit.Slot(k)) != slot {
+				c.localError(crossSlotText)
+				return
+			}
+		}
+		if t.hasSlot && t.slot != slot {
+			c.localError(txnSlotError("watch"))
+			return
+		}
+		if t.srv != nil {
+			s = t.srv // the link pinned for the slot's first key
+		}
+		t.slot, t.hasSlot = slot, true
+	}
 	for _, k := range args[2:] {
-		if p.serverFor(k) != s {
+		if p.serverFor(k) != s && p.cluster == nil {
 			c.localError("ERR keys of 'watch' map to different servers; use a hash_tag to keep them together")
 			return
 		}
 	}
-	t := &st.txn
 	if t.link != nil && t.link.dead {
 		t.link, t.srv = nil, nil
 	}
@@ -232,6 +260,16 @@ func (r *redisProto) watch(c *clientConn, args [][]byte, raw []byte) {
 	c.enqueue(m)
 	p.sendPinned(m, t.link, requestBuilder(args, raw))
 	t.link.pin.watching = true
+}
+
+// crossSlotText is Redis Cluster's refusal of a command whose keys are in
+// two slots.
+const crossSlotText = "CROSSSLOT Keys in request don't hash to the same slot"
+
+// txnSlotError refuses, in a cluster pool, a key of a transaction in
+// another slot than its first key's.
+func txnSlotError(name string) string {
+	return "CROSSSLOT nuthatch: the key of '" + name + "' is in another slot than the transaction's first key; keys of a transaction must share a hash tag ({...}) in a cluster pool"
 }
 
 func txnServerError(name string) string {
@@ -283,6 +321,8 @@ func (r *redisProto) txnDispatch(c *clientConn, st *statefulSession, args [][]by
 		for i := 1; i < len(args); i += max(cmd.Step, 1) {
 			keys = append(keys, i)
 		}
+	case (cmd.Name == "object" || cmd.Name == "xinfo" || cmd.Name == "xgroup") && len(args) >= 3:
+		keys = append(c.keys[:0], 2) // the key after the subcommand (redis_admin.go)
 	case cmd.Kind == resp.KindSingleKey || cmd.Kind == resp.KindEval:
 		keys, err = resp.Keys(cmd, args, c.keys[:0])
 		if errors.Is(err, resp.ErrNoKeys) {
@@ -320,8 +360,27 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 			p.fail(m, ErrNoServer)
 			return
 		}
+		if p.cluster != nil {
+			slot := int32(hashkit.Slot(args[keys[0]]))
+			for _, k := range keys[1:] {
+				if int32(hashkit.Slot(args[k])) != slot {
+					t.dirty = true
+					c.localError(crossSlotText)
+					return
+				}
+			}
+			if t.hasSlot && t.slot != slot {
+				t.dirty = true
+				c.localError(txnSlotError(cmd.Name))
+				return
+			}
+			if t.srv != nil {
+				s = t.srv // pinned to the slot's owner at the first key
+			}
+			t.slot, t.hasSlot = slot, true
+		}
 		for _, k := range keys[1:] {
-			if p.serverFor(args[k]) != s {
+			if p.cluster == nil && p.serverFor(args[k]) != s {
 				t.dirty = true
 				c.localError("ERR keys of '" + cmd.Name + "' map to different servers; use a hash_tag to keep them together")
 				return
@@ -346,9 +405,11 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 		// No server yet: the proxy queues it, as the server would.
 		req := requestBuilder(args, raw)(nil)
 		t.queued = append(t.queued, req)
+		t.count++
 		c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "QUEUED") })
 		return
 	}
+	t.count++
 	m := newMsg(c)
 	c.enqueue(m)
 	p.sendPinned(m, t.link, requestBuilder(args, raw))

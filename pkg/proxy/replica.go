@@ -50,7 +50,7 @@ func (s *server) setReplicas(addrs []string) {
 			continue
 		}
 		r := &server{pool: s.pool, idx: s.idx, name: s.name, addr: config.Address{Network: "tcp", Addr: a},
-			managed: true, primary: s}
+			cfg: s.cfg, managed: true, primary: s}
 		r.conns = newServerConns(r, len(s.conns), false)
 		keep = append(keep, r)
 		s.pool.log.WithField("server", s.name).WithField("replica", a).Info("replica used for reads")

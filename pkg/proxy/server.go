@@ -11,6 +11,7 @@ import (
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/memcache"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proto/resp"
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
 // server is one backend of a pool and its connections.
@@ -19,12 +20,18 @@ type server struct {
 	idx  int
 	name string
 	addr config.Address
+	// cfg is the server's block; nil for the nodes of a cluster (the
+	// pool's credentials then).
+	cfg *config.Server
 	// conns are the links of RESP2 and memcached clients; conns3 those of
 	// RESP3 clients (opened with HELLO 3 on first use), so that every
 	// client gets the server's replies in its own protocol version.
 	conns  []*serverConn
 	conns3 []*serverConn
-	rr     atomic.Uint32
+	// dbconns are the links of clients that SELECTed another database
+	// than the pool's redis_db (databases > 1), by link class (redis_db.go).
+	dbconns map[uint8][]*serverConn
+	rr      atomic.Uint32
 	// extra are links opened, by link class, while every one of conns
 	// streams a large reply (stream.go).
 	extra [2][]*serverConn
@@ -61,6 +68,9 @@ type server struct {
 // conn picks one of the server's connections of a link class, round
 // robin, so that server_connections > 1 spreads the load.
 func (s *server) conn(class uint8) *serverConn {
+	if class > linkRESP3 {
+		return s.dbConn(class)
+	}
 	conns := s.conns
 	if class == linkRESP3 {
 		if s.conns3 == nil {
@@ -100,6 +110,11 @@ func (s *server) eachConn(fn func(sc *serverConn)) {
 	}
 	for _, sc := range s.conns3 {
 		fn(sc)
+	}
+	for _, conns := range s.dbconns {
+		for _, sc := range conns {
+			fn(sc)
+		}
 	}
 	for _, extra := range s.extra {
 		for _, sc := range extra {
@@ -142,6 +157,9 @@ type serverConn struct {
 	srv   *server
 	l     *link
 	resp3 bool // links speak RESP3 (HELLO 3 in the handshake)
+	// dbSel is the database its links SELECT: 0 the pool's redis_db, n
+	// database n-1 (redis_db.go).
+	dbSel uint8
 }
 
 // link returns the live link, creating (and dialing) a new one when needed.
@@ -173,6 +191,8 @@ type link struct {
 	sc *serverConn
 	lp *loop
 	fd int // -1 while dialing
+	// tls is the link's TLS session (tls.go), nil for plaintext.
+	tls *tlsconn.Conn
 
 	wbuf     []byte // requests not written yet
 	woff     int
@@ -266,15 +286,32 @@ const linkFlushAt = 64 << 10
 // flush writes what is queued, as much as the socket takes; EPOLLOUT
 // brings it back for the rest.
 func (l *link) flush() {
-	if l.fd < 0 || l.dead || l.woff == len(l.wbuf) || l.blocked {
+	if l.fd < 0 || l.dead || l.blocked {
 		return
 	}
-	n, err := sysWrite(l.fd, l.wbuf[l.woff:])
+	if l.tlsPending() {
+		if err := l.tls.Flush(); err != nil && !isAgain(err) {
+			l.kill(err)
+			return
+		}
+		if l.tls.Pending() {
+			l.blocked = true
+			if !l.watching {
+				l.watching = true
+				l.lp.watchWrite(l.fd, true)
+			}
+			return
+		}
+	}
+	if l.woff == len(l.wbuf) {
+		return
+	}
+	n, err := l.sysWrite(l.wbuf[l.woff:])
 	if err != nil && !isAgain(err) && err != unix.EINTR {
 		l.kill(err)
 		return
 	}
-	if l.blocked = n < len(l.wbuf)-l.woff; l.blocked && !l.watching {
+	if l.blocked = n < len(l.wbuf)-l.woff || l.tlsPending(); l.blocked && !l.watching {
 		l.watching = true
 		l.lp.watchWrite(l.fd, true)
 	}
@@ -336,8 +373,20 @@ func (l *link) dial(addr config.Address) {
 	}
 	conn, err := d.Dial(addr.Network, addr.Addr)
 	fd := -1
+	var tc *tlsconn.Conn
+	if err == nil && p.tlsClient != nil {
+		if tc, err = l.dialTLS(conn, addr.Addr); err != nil {
+			p.stats.TLSHandshakeFailed.Add(1)
+			p.log.WithField("server", s.name).WithError(err).Warn("TLS handshake with server failed")
+		}
+	}
 	if err == nil {
 		fd, err = rawFD(conn)
+		if tc != nil && err == nil {
+			tc.Attach(fd)
+		}
+	}
+	if conn != nil {
 		conn.Close()
 	}
 	if err != nil {
@@ -345,16 +394,17 @@ func (l *link) dial(addr config.Address) {
 		l.lp.post(func() { l.kill(err) })
 		return
 	}
-	if !l.lp.post(func() { l.connected(fd) }) {
+	if !l.lp.post(func() { l.connected(fd, tc) }) {
 		unix.Close(fd)
 	}
 }
 
-func (l *link) connected(fd int) {
+func (l *link) connected(fd int, tc *tlsconn.Conn) {
 	if l.dead {
 		unix.Close(fd)
 		return
 	}
+	l.tls = tc
 	if err := l.lp.register(fd, l); err != nil {
 		unix.Close(fd)
 		l.kill(err)
@@ -404,7 +454,7 @@ func (l *link) read() {
 			return
 		}
 		room := len(l.rb.buf) - l.rb.w
-		n, err := sysRead(l.fd, l.rb.buf[l.rb.w:])
+		n, err := l.sysRead(l.rb.buf[l.rb.w:])
 		if err != nil {
 			if isAgain(err) {
 				break
@@ -515,6 +565,9 @@ func (l *link) kill(err error) {
 	l.sc.drop(l)
 	s := l.sc.srv
 	if l.fd >= 0 {
+		if l.tls != nil && err == errLinkShutdown {
+			l.tls.CloseNotify()
+		}
 		l.lp.closeFD(l.fd)
 		l.fd = -1
 		s.stats.Connections.Add(-1)

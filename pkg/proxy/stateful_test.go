@@ -437,7 +437,7 @@ func TestPubSubDifferential(t *testing.T) {
 // A subscriber that does not read is closed by the output limit; its links
 // are closed with it.
 func TestSlowSubscriberClosed(t *testing.T) {
-	rg := startRedisRig(t, 1, "client_output_hard_limit = \"1mb\"")
+	rg := startRedisRig(t, 1, "client_output_pubsub_hard_limit = \"1mb\"")
 	sub := dialResp(t, rg.addr)
 	sub.c.(*net.TCPConn).SetReadBuffer(4096)
 	sub.send("SUBSCRIBE", "flood")

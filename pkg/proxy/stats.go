@@ -21,6 +21,9 @@ type PoolStats struct {
 	ClientIdleClosed atomic.Uint64
 	// ClientOutputClosed counts clients closed by an output limit.
 	ClientOutputClosed atomic.Uint64
+	// PubSubOutputClosed counts the subscribers among them (closed by the
+	// client_output_pubsub_* limits).
+	PubSubOutputClosed atomic.Uint64
 	// SlowRequests counts requests over slowlog_slower_than.
 	SlowRequests atomic.Uint64
 	// Replayed counts requests sent again to a server's new master;
@@ -36,6 +39,17 @@ type PoolStats struct {
 	PinnedOpened  atomic.Uint64
 	PinnedReused  atomic.Uint64
 	PinnedRefused atomic.Uint64
+	// ACL denials (NOPERM), by what was refused: the command, a key, a
+	// channel.
+	ACLDeniedCommand, ACLDeniedKey, ACLDeniedChannel atomic.Uint64
+	// Hand-over (handover.go): clients passed to the next generation,
+	// clients taken from the previous one, and those refused (closed).
+	ClientHandedOver      atomic.Uint64
+	ClientAdopted         atomic.Uint64
+	ClientHandoverRefused atomic.Uint64
+	// TLS: handshakes done, and failed or refused (client and server side).
+	TLSHandshakes      atomic.Uint64
+	TLSHandshakeFailed atomic.Uint64
 }
 
 // ServerStats are one backend's counters, as twemproxy names them.
@@ -123,17 +137,33 @@ type PoolSnapshot struct {
 	Replayed           uint64 `json:"replayed,omitempty"`
 	// A Sentinel pool's sentinels, and how many answered last; filled by
 	// the master, which talks to them.
-	SentinelsKnown     int64             `json:"sentinels_known,omitempty"`
-	SentinelsReachable int64             `json:"sentinels_reachable,omitempty"`
-	OutcomeUnknown     uint64            `json:"outcome_unknown,omitempty"`
-	Moved              uint64            `json:"moved,omitempty"`
-	Asked              uint64            `json:"asked,omitempty"`
-	TryAgain           uint64            `json:"try_again,omitempty"`
-	RedirectsExhausted uint64            `json:"redirects_exhausted,omitempty"`
-	PinnedOpened       uint64            `json:"pinned_opened,omitempty"`
-	PinnedReused       uint64            `json:"pinned_reused,omitempty"`
-	PinnedRefused      uint64            `json:"pinned_refused,omitempty"`
-	RequestLatency     HistogramSnapshot `json:"request_latency"`
+	SentinelsKnown     int64  `json:"sentinels_known,omitempty"`
+	SentinelsReachable int64  `json:"sentinels_reachable,omitempty"`
+	OutcomeUnknown     uint64 `json:"outcome_unknown,omitempty"`
+	Moved              uint64 `json:"moved,omitempty"`
+	Asked              uint64 `json:"asked,omitempty"`
+	TryAgain           uint64 `json:"try_again,omitempty"`
+	RedirectsExhausted uint64 `json:"redirects_exhausted,omitempty"`
+	PinnedOpened       uint64 `json:"pinned_opened,omitempty"`
+	PinnedReused       uint64 `json:"pinned_reused,omitempty"`
+	PinnedRefused      uint64 `json:"pinned_refused,omitempty"`
+	// PinnedLent (gauge) is the pinned links lent to clients now, of
+	// PinnedOpen open.
+	PinnedLent         int64  `json:"pinned_lent"`
+	PinnedOpen         int64  `json:"pinned_open"`
+	PubSubOutputClosed uint64 `json:"pubsub_output_closed,omitempty"`
+	ACLDeniedCommand   uint64 `json:"acl_denied_command,omitempty"`
+	ACLDeniedKey       uint64 `json:"acl_denied_key,omitempty"`
+	ACLDeniedChannel   uint64 `json:"acl_denied_channel,omitempty"`
+	ClientHandedOver   uint64 `json:"client_handed_over,omitempty"`
+	ClientAdopted      uint64 `json:"client_adopted,omitempty"`
+	HandoverRefused    uint64 `json:"client_handover_refused,omitempty"`
+	TLSHandshakes      uint64 `json:"tls_handshakes,omitempty"`
+	TLSHandshakeFailed uint64 `json:"tls_handshake_failed,omitempty"`
+	// TLSCertNotAfter is when the listener's certificate expires (unix
+	// seconds), 0 without TLS.
+	TLSCertNotAfter int64             `json:"tls_cert_not_after,omitempty"`
+	RequestLatency  HistogramSnapshot `json:"request_latency"`
 	// Commands counts requests by command name (lowercase).
 	Commands map[string]uint64 `json:"commands,omitempty"`
 	Servers  []ServerSnapshot  `json:"servers"`
@@ -160,4 +190,11 @@ type ServerSnapshot struct {
 	Switches   uint64 `json:"switches,omitempty"`
 	SwitchedAt int64  `json:"switched_at,omitempty"`
 	Waiting    int64  `json:"waiting,omitempty"`
+	// A cluster pool's node: "master" (named by the last slot map),
+	// "replica" (a master's replica, used with read_from), or "node" (a
+	// former master, or one a MOVED named before the map did); the slots
+	// it owns; a replica's master.
+	Role      string `json:"role,omitempty"`
+	Slots     int64  `json:"slots,omitempty"`
+	ReplicaOf string `json:"replica_of,omitempty"`
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -175,7 +176,7 @@ func (l *link) readStream() bool {
 	}
 	buf = buf[:min(len(buf), l.streamLeft)]
 	for {
-		n, err := sysRead(l.fd, buf)
+		n, err := l.sysRead(buf)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -364,27 +365,30 @@ func (c *clientConn) outputBacklog() int64 {
 // client-output-buffer-limit; a client over them is closed, counted and
 // logged (rate-limited).
 func (c *clientConn) overOutputLimit(now int64) bool {
-	cfg := c.pool.cfg
+	lim := c.outputLimits()
 	why := ""
-	if hard := cfg.ClientOutputHardLimit; hard > 0 && int64(c.held) > hard {
-		why = "client_output_hard_limit"
-	} else if soft := cfg.ClientOutputSoftLimit; soft > 0 {
-		if c.outputBacklog() <= soft {
+	if lim.hard > 0 && int64(c.held) > lim.hard {
+		why = lim.names[0]
+	} else if lim.soft > 0 {
+		if c.outputBacklog() <= lim.soft {
 			c.softSince = 0
 			return false
 		}
 		if c.softSince == 0 {
 			c.softSince = now
 		}
-		if now-c.softSince < int64(cfg.ClientOutputSoftDuration) {
+		if now-c.softSince < int64(lim.softFor) {
 			return false
 		}
-		why = "client_output_soft_limit"
+		why = lim.names[1]
 	} else {
 		return false
 	}
 	p := c.pool
 	p.stats.ClientOutputClosed.Add(1)
+	if lim.pubsub {
+		p.stats.PubSubOutputClosed.Add(1)
+	}
 	if p.limitLog.allow(now) {
 		p.log.WithField("client", c.remoteAddr()).WithField("limit", why).
 			WithField("held_bytes", c.held).WithField("pending_bytes", c.outputBacklog()).
@@ -392,6 +396,34 @@ func (c *clientConn) overOutputLimit(now int64) bool {
 	}
 	c.close()
 	return true
+}
+
+// outputLimits are a client's output limits: the pub/sub class's for a
+// subscriber (redis's client-output-buffer-limit pubsub), else the
+// normal class's.
+type outputLimits struct {
+	hard, soft int64
+	softFor    time.Duration
+	names      [2]string // the attributes, for the log
+	pubsub     bool
+}
+
+// hardOutputLimit is outputLimits' hard limit, for the write path.
+func (c *clientConn) hardOutputLimit() int64 {
+	if c.subscribed() {
+		return c.pool.cfg.PubSubOutputHardLimit
+	}
+	return c.pool.cfg.ClientOutputHardLimit
+}
+
+func (c *clientConn) outputLimits() outputLimits {
+	cfg := c.pool.cfg
+	if c.subscribed() {
+		return outputLimits{cfg.PubSubOutputHardLimit, cfg.PubSubOutputSoftLimit, cfg.PubSubOutputSoftDuration,
+			[2]string{"client_output_pubsub_hard_limit", "client_output_pubsub_soft_limit"}, true}
+	}
+	return outputLimits{cfg.ClientOutputHardLimit, cfg.ClientOutputSoftLimit, cfg.ClientOutputSoftDuration,
+		[2]string{"client_output_hard_limit", "client_output_soft_limit"}, false}
 }
 
 // overBudget: the worker holds more reply bytes than worker_output_budget;

@@ -81,6 +81,10 @@ func proxyErrorText(err error) (string, bool) {
 	if errors.As(err, &nr) {
 		return nr.Error(), true
 	}
+	var sm *slotMovedError
+	if errors.As(err, &sm) {
+		return sm.Error(), true
+	}
 	return pinErrorText(err)
 }
 
@@ -241,6 +245,9 @@ func (p *pool) sendManaged(m *msg, s *server) {
 	m.server = s
 	if m.replicaOK && p.readFrom != config.ReadFromMaster {
 		if r := s.pickReplica(p.lp.now); r != nil {
+			// The master's count keeps every request for its data; the
+			// replica's counts those it was sent.
+			r.stats.Requests.Add(1)
 			m.server = r
 			s = r
 		} else if p.readFrom == config.ReadFromReplica {

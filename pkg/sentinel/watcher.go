@@ -139,7 +139,7 @@ func (w *Watcher) Watch(cfg *config.Config) {
 		for _, s := range p.Servers {
 			k := [2]string{p.Name, s.Name}
 			t := &target{pool: p.Name, server: s.Name, master: s.Master, sentinels: sents,
-				dataPass: p.RedisAuth, refresh: sc.RefreshInterval, replicas: sc.ReadFrom != config.ReadFromMaster,
+				dataUser: p.RedisUsername, dataPass: p.RedisAuth, refresh: sc.RefreshInterval, replicas: sc.ReadFrom != config.ReadFromMaster,
 				kick: make(chan struct{}, 1)}
 			old, ok := w.targets[k]
 			if ok && old.sameSettings(t) {
@@ -164,7 +164,7 @@ func (w *Watcher) Watch(cfg *config.Config) {
 
 // sameSettings: a reload that changes none of these keeps the target.
 func (t *target) sameSettings(n *target) bool {
-	return t.master == n.master && sameSentinels(t.sentinels, n.sentinels) && t.dataPass == n.dataPass &&
+	return t.master == n.master && sameSentinels(t.sentinels, n.sentinels) && t.dataPass == n.dataPass && t.dataUser == n.dataUser &&
 		t.refresh == n.refresh && t.replicas == n.replicas
 }
 

@@ -341,6 +341,22 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	d.Asked += s.Asked
 	d.TryAgain += s.TryAgain
 	d.RedirectsExhausted += s.RedirectsExhausted
+	d.ACLDeniedCommand += s.ACLDeniedCommand
+	d.ACLDeniedKey += s.ACLDeniedKey
+	d.ACLDeniedChannel += s.ACLDeniedChannel
+	d.PinnedOpened += s.PinnedOpened
+	d.PinnedReused += s.PinnedReused
+	d.PinnedRefused += s.PinnedRefused
+	d.PubSubOutputClosed += s.PubSubOutputClosed
+	d.ClientHandedOver += s.ClientHandedOver
+	d.ClientAdopted += s.ClientAdopted
+	d.HandoverRefused += s.HandoverRefused
+	d.TLSHandshakes += s.TLSHandshakes
+	d.TLSHandshakeFailed += s.TLSHandshakeFailed
+	if s.TLSCertNotAfter != 0 && (d.TLSCertNotAfter == 0 || s.TLSCertNotAfter < d.TLSCertNotAfter) {
+		// The first to expire of the certificates the workers serve.
+		d.TLSCertNotAfter = s.TLSCertNotAfter
+	}
 	d.RequestLatency.Add(s.RequestLatency)
 	if len(s.Commands) > 0 && d.Commands == nil {
 		d.Commands = make(map[string]uint64, len(s.Commands))
@@ -350,6 +366,8 @@ func addPool(d, s *proxy.PoolSnapshot, gauges bool) {
 	}
 	if gauges {
 		d.ClientConnections += s.ClientConnections
+		d.PinnedLent += s.PinnedLent
+		d.PinnedOpen += s.PinnedOpen
 	}
 }
 
@@ -370,6 +388,11 @@ func addServer(d, s *proxy.ServerSnapshot, gauges bool) {
 	d.SwitchedAt = max(d.SwitchedAt, s.SwitchedAt)
 	if s.Address != "" {
 		d.Address = s.Address
+	}
+	if s.Role != "" {
+		// A cluster node: the workers read the same map.
+		d.Role, d.ReplicaOf = s.Role, s.ReplicaOf
+		d.Slots = max(d.Slots, s.Slots)
 	}
 	if gauges {
 		d.Waiting += s.Waiting

@@ -140,6 +140,14 @@ func TwemproxyJSON(total proxy.Snapshot, info Info) []byte {
 				b = addNum(b, "master_switched_at", s.SwitchedAt)
 				b = addNum(b, "waiting", s.Waiting)
 			}
+			if s.Role != "" {
+				// A cluster node.
+				b = addString(b, "role", s.Role)
+				b = addNum(b, "slots", s.Slots)
+				if s.ReplicaOf != "" {
+					b = addString(b, "replica_of", s.ReplicaOf)
+				}
+			}
 			b = endNesting(b)
 		}
 		b = endNesting(b)

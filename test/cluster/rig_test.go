@@ -49,6 +49,7 @@ func (n *node) client() *redis.Client {
 
 type rig struct {
 	nodes []*node
+	hcl   string // the last proxy's configuration
 }
 
 // clusterNode starts one redis-server in cluster mode.
@@ -220,6 +221,12 @@ func readStats(t *testing.T, addr string) string {
 
 func (r *rig) proxyWithStats(t *testing.T, statsAddr string) (string, *harness.Proc) {
 	t.Helper()
+	return r.proxyWith(t, statsAddr, "")
+}
+
+// proxyWith is proxyWithStats with more attributes of the cluster block.
+func (r *rig) proxyWith(t *testing.T, statsAddr, clusterExtra string) (string, *harness.Proc) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	hcl := fmt.Sprintf(`
 worker_processes = 2
@@ -237,11 +244,18 @@ pool "store" {
   cluster {
     seeds            = [%q, %q]
     failover_timeout = %q
+    %s
   }
 }
-`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout)
+`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout, clusterExtra)
+	r.hcl = hcl
 	return addr, harness.Nuthatch(t, hcl, addr)
 }
+
+// loadRetries is the load clients' MaxRetries: -1, none, but for a test
+// that kills a worker (whose clients' connections close, as any client
+// sees when its server's process dies).
+var loadRetries = -1
 
 // result is one request of a load.
 type result struct {
@@ -261,7 +275,7 @@ func load(addr string, n int, stop <-chan struct{}) func() []result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 15 * time.Second,
+			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: loadRetries, PoolSize: 1, ReadTimeout: 15 * time.Second,
 				DialTimeout: time.Second})
 			defer c.Close()
 			note := func(r result) {

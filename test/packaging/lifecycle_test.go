@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn/tlstest"
 	"github.com/nuthatch-proxy/nuthatch/test/nspawn"
 )
 
@@ -135,6 +137,7 @@ func TestLifecycle(t *testing.T) {
 	// for its first connection.
 	t.Log(c.MustExec("dpkg", "-i", "/root/"+filepath.Base(debA)))
 	c.MustExec("getent", "passwd", "nuthatch")
+	checkTLSDir(t, c)
 	for unit, want := range map[string]string{"nuthatch.socket": "active", "nuthatch.service": "inactive"} {
 		if got := prop(t, c, unit, "ActiveState"); got != want {
 			t.Errorf("after install %s is %s, want %s", unit, got, want)
@@ -187,13 +190,67 @@ pool "extra" {
 	if out, code := c.Exec("systemctl", "reload", "nuthatch.service"); code != 0 {
 		t.Errorf("systemctl reload: exit %d\n%s\n%s", code, out, c.Journal("nuthatch.service"))
 	}
-	l.finish(t, "systemctl reload")
+	noneClosed(t, l.finish(t, "systemctl reload"), "systemctl reload")
 	if out, code := probe(c, loadgen, "-redis", "127.0.0.1:22123"); code != 0 {
 		t.Errorf("the pool added by the reload does not answer:\n%s", out)
 	}
 	if pid, _ := runningVersion(t, c); pid != pidA {
 		t.Errorf("reload changed the main process %s -> %s", pidA, pid)
 	}
+
+	// TLS after install: a certificate an admin puts in /etc/nuthatch/tls
+	// (key root:nuthatch 0640) serves a TLS pool once reloaded.
+	tlsDir := t.TempDir()
+	ca, err := tlstest.MakeCA(tlsDir, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installLeaf := func(name string) *tlstest.Leaf {
+		t.Helper()
+		leaf, err := ca.MakeLeaf(name, "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for src, dst := range map[string]string{leaf.CertFile: "/etc/nuthatch/tls/proxy.crt", leaf.KeyFile: "/etc/nuthatch/tls/proxy.key"} {
+			if err := c.CopyIn(src, dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.MustExec("chown", "root:nuthatch", "/etc/nuthatch/tls/proxy.crt", "/etc/nuthatch/tls/proxy.key")
+		c.MustExec("chmod", "0640", "/etc/nuthatch/tls/proxy.key")
+		c.MustExec("chmod", "0644", "/etc/nuthatch/tls/proxy.crt")
+		return leaf
+	}
+	tlsProbe := func(want *tlstest.Leaf, when string) {
+		t.Helper()
+		out, code := probe(c, loadgen, "-tls-ca", ca.File, "-redis", "127.0.0.1:22124")
+		if wantLine := fmt.Sprintf("redis: +PONG (tls serial %s)", want.Cert.SerialNumber); code != 0 || !strings.Contains(out, wantLine) {
+			t.Errorf("TLS pool %s: exit %d, want %q:\n%s\n%s", when, code, wantLine, out, c.Journal("nuthatch.service"))
+		}
+	}
+	leaf1 := installLeaf("proxy1")
+	edited += `
+# Added by the package test: TLS from /etc/nuthatch/tls.
+pool "secure" {
+  listen   = "127.0.0.1:22124"
+  protocol = "redis"
+  tls {
+    cert = "/etc/nuthatch/tls/proxy.crt"
+    key  = "/etc/nuthatch/tls/proxy.key"
+  }
+  server "127.0.0.1:6379" {}
+}
+`
+	if err := os.WriteFile(local, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CopyIn(local, "/etc/nuthatch/nuthatch.hcl"); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := c.Exec("systemctl", "reload", "nuthatch.service"); code != 0 {
+		t.Fatalf("systemctl reload with a TLS pool: exit %d\n%s\n%s", code, out, c.Journal("nuthatch.service"))
+	}
+	tlsProbe(leaf1, "after the reload that added it")
 
 	// Upgrade A -> B under load: the running service takes the new binary
 	// (a new main process), no request fails, the edited configuration
@@ -204,7 +261,7 @@ pool "extra" {
 	if code != 0 {
 		t.Errorf("upgrade to B failed")
 	}
-	l.finish(t, "the package upgrade")
+	noneClosed(t, l.finish(t, "the package upgrade"), "the package upgrade")
 	if strings.Contains(out, "restarting nuthatch.service") {
 		t.Errorf("the upgrade restarted the service instead of handing over to the new binary")
 	}
@@ -222,6 +279,13 @@ pool "extra" {
 	if got := prop(t, c, "nuthatch.socket", "ActiveEnterTimestampMonotonic"); got != socketSince {
 		t.Errorf("nuthatch.socket was restarted (active since %s, now %s)", socketSince, got)
 	}
+	tlsProbe(leaf1, "after the upgrade")
+	// A renewed certificate in place: a reload serves it.
+	leaf2 := installLeaf("proxy2")
+	if out, code := c.Exec("systemctl", "reload", "nuthatch.service"); code != 0 {
+		t.Errorf("systemctl reload after the certificate was renewed: exit %d\n%s", code, out)
+	}
+	tlsProbe(leaf2, "after the certificate was renewed and the service reloaded")
 
 	// Remove: stopped (gracefully), disabled, binary and units gone,
 	// configuration kept.
@@ -296,6 +360,7 @@ func TestRPMLifecycle(t *testing.T) {
 		t.Fatalf("rpm -i: exit %d\n%s", code, out)
 	}
 	c.MustExec("getent", "passwd", "nuthatch")
+	checkTLSDir(t, c)
 	if got := prop(t, c, "nuthatch.socket", "ActiveState") + "/" + prop(t, c, "nuthatch.socket", "UnitFileState"); got != "active/enabled" {
 		t.Errorf("after rpm -i nuthatch.socket is %s, want active/enabled", got)
 	}
@@ -314,7 +379,7 @@ func TestRPMLifecycle(t *testing.T) {
 	if code != 0 {
 		t.Error("rpm -U failed")
 	}
-	l.finish(t, "rpm -U")
+	noneClosed(t, l.finish(t, "rpm -U"), "rpm -U")
 	if !strings.Contains(out, "binary upgrade done") {
 		t.Errorf("%%posttrans did not hand the service over:\n%s", out)
 	}
@@ -344,5 +409,24 @@ func TestRPMLifecycle(t *testing.T) {
 	found := strings.TrimSpace(c.MustExec("find", "/etc", "/usr", "/var/lib/systemd", "/var/lib/rpm-state", "-name", "*nuthatch*"))
 	if found != "" {
 		t.Errorf("left behind after rpm -e:\n%s", found)
+	}
+}
+
+// checkTLSDir: the package made the directory for TLS keys readable by the
+// service's group and no one else.
+func checkTLSDir(t *testing.T, c *nspawn.Container) {
+	t.Helper()
+	if got := strings.TrimSpace(c.MustExec("stat", "-c", "%U:%G %a", "/etc/nuthatch/tls")); got != "root:nuthatch 750" {
+		t.Errorf("/etc/nuthatch/tls is %q, want root:nuthatch 750", got)
+	}
+}
+
+// noneClosed: the clients' idle connections were handed to the new
+// generation (docs/operations.md), so none of them found its connection
+// closed under it and had to retry.
+func noneClosed(t *testing.T, s loadSummary, what string) {
+	t.Helper()
+	if s.Retried > 0 {
+		t.Errorf("%s closed %d client connections under a request (they retried); hand-over should keep them", what, s.Retried)
 	}
 }

@@ -12,7 +12,7 @@ node_clients() {
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../clients/node" && pwd)"
   if [ -f "$dir/node_modules/.package-lock.json" ] &&
      [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] &&
-     (cd "$dir" && node -e 'for (const m of ["redis4","redis6","ioredis5","ioredis6","memcached"]) require.resolve(m)') 2>/dev/null; then
+     (cd "$dir" && node -e 'for (const m of ["redis4","redis6","ioredis5","ioredis6","memcached","bullmq","ioredis"]) require.resolve(m)') 2>/dev/null; then
     return 0
   fi
   echo "deps: npm ci in $dir" >&2
@@ -38,6 +38,10 @@ declare -A want=(
   # sockets with systemd-socket-activate.
   [promtool]=prometheus
   [systemd-socket-activate]=systemd
+  # make bench's TLS group puts stunnel4 and HAProxy in front of nutcracker
+  # (the usual TLS workarounds), as anchors.
+  [stunnel4]=stunnel4
+  [haproxy]=haproxy
 )
 missing=()
 for prog in "${!want[@]}"; do

@@ -90,11 +90,19 @@ func startRigAuth(t *testing.T, pass string, names ...string) *rig {
 // startRigConf is startRigAuth with lines added to each sentinel's file.
 func startRigConf(t *testing.T, pass, extra string, names ...string) *rig {
 	t.Helper()
+	return startRigNodes(t, pass, extra, nil, nil, names...)
+}
+
+// startRigNodes is startRigConf with nodeArgs on every data node's
+// command line and perMaster's lines after each master's in the
+// sentinels' files.
+func startRigNodes(t *testing.T, pass, extra string, nodeArgs []string, perMaster func(name string) string, names ...string) *rig {
+	t.Helper()
 	harness.Need(t, "redis-server", "redis-sentinel")
 	r := &rig{pass: pass}
 	for _, name := range names {
-		m := startNode(t, lowPort(t))
-		rep := startNode(t, lowPort(t), "--replicaof", "127.0.0.1", strconv.Itoa(m.port))
+		m := startNode(t, lowPort(t), nodeArgs...)
+		rep := startNode(t, lowPort(t), append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(m.port)}, nodeArgs...)...)
 		r.shards = append(r.shards, &shard{name: name, nodes: []*node{m, rep}})
 	}
 	for range 3 {
@@ -111,6 +119,9 @@ func startRigConf(t *testing.T, pass, extra string, names ...string) *rig {
 			fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s 1000\n", sh.name)
 			fmt.Fprintf(&conf, "sentinel failover-timeout %s 5000\n", sh.name)
 			fmt.Fprintf(&conf, "sentinel parallel-syncs %s 1\n", sh.name)
+			if perMaster != nil {
+				conf.WriteString(perMaster(sh.name))
+			}
 		}
 		file := filepath.Join(dir, "sentinel.conf")
 		if err := os.WriteFile(file, []byte(conf.String()), 0o644); err != nil {

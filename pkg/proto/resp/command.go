@@ -83,6 +83,9 @@ const (
 	ReasonSubcommand  = "keys in subcommands"
 	ReasonConnection  = "connection state"
 	ReasonDatabase    = "the pool serves one database"
+	// WAIT counts the replicas that have the writes of the connection it
+	// is sent on; a client's writes travel on the proxy's shared links.
+	ReasonWait = "the client's writes travel on the proxy's shared server connections, whose replication WAIT cannot follow"
 )
 
 type policy struct {
@@ -150,7 +153,7 @@ var commandPolicy = map[string]policy{
 	"latency": {KindUnsupported, ReasonServer}, "memory": {KindUnsupported, ReasonServer},
 	"module": {KindUnsupported, ReasonServer}, "script": {KindUnsupported, ReasonServer},
 	"slowlog": {KindUnsupported, ReasonServer}, "swapdb": {KindUnsupported, ReasonServer},
-	"time": {KindUnsupported, ReasonServer}, "wait": {KindUnsupported, ReasonServer},
+	"time": {KindUnsupported, ReasonServer}, "wait": {KindUnsupported, ReasonWait},
 	"role": {KindUnsupported, ReasonServer},
 }
 

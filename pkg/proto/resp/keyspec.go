@@ -43,6 +43,7 @@ const (
 	CmdNoMandatoryKeys
 	CmdFast
 	CmdAsking
+	CmdNoAuth
 	// ACL categories, from the entry's seventh field.
 	CatTransaction
 	CatConnection
@@ -52,12 +53,12 @@ var learnedFlagNames = map[string]CmdFlags{
 	"write": CmdWrite, "readonly": CmdReadonly, "admin": CmdAdmin, "pubsub": CmdPubSub,
 	"noscript": CmdNoScript, "blocking": CmdBlocking, "movablekeys": CmdMovableKeys,
 	"no_multi": CmdNoMulti, "protected": CmdProtected, "module": CmdModule,
-	"no_mandatory_keys": CmdNoMandatoryKeys, "fast": CmdFast, "asking": CmdAsking,
+	"no_mandatory_keys": CmdNoMandatoryKeys, "fast": CmdFast, "asking": CmdAsking, "no_auth": CmdNoAuth,
 	"@transaction": CatTransaction, "@connection": CatConnection,
 }
 
 // KeySpecFlags are the flags of one key spec the proxy needs.
-type KeySpecFlags uint8
+type KeySpecFlags uint16
 
 // Key spec flags.
 const (
@@ -70,11 +71,22 @@ const (
 	KeyRW
 	KeyOW
 	KeyRM
+	// What the command does with the key, which ACL key patterns
+	// (%R~, %W~) are checked against: access reads, insert, delete and
+	// update write. VariableFlags: the flags depend on the arguments
+	// (SET ... GET, BITFIELD's subcommands).
+	KeyAccess
+	KeyInsert
+	KeyDelete
+	KeyUpdate
+	KeyVariableFlags
 )
 
 var keySpecFlagNames = map[string]KeySpecFlags{
 	"not_key": KeyNotKey, "incomplete": KeyIncomplete,
 	"ro": KeyRO, "rw": KeyRW, "ow": KeyOW, "rm": KeyRM,
+	"access": KeyAccess, "insert": KeyInsert, "delete": KeyDelete, "update": KeyUpdate,
+	"variable_flags": KeyVariableFlags,
 }
 
 // Begin-search and find-keys types of a key spec.
@@ -120,6 +132,11 @@ type LearnedCommand struct {
 	FirstKey, LastKey, Step int
 	Specs                   []KeySpec
 	Subcommands             int // how many subcommands the entry lists
+	// Categories are the entry's ACL categories, lowercase without '@'.
+	Categories []string
+	// Subs are the entry's subcommands, named "container|sub" as redis
+	// names them; only a top-level entry has them.
+	Subs []*LearnedCommand
 }
 
 // KeySpecTable is what a COMMAND reply taught: name → command.
@@ -382,7 +399,9 @@ func (lc *LearnedCommand) Keys(args [][]byte, dst []int) ([]int, error) {
 // parseEntry reads one COMMAND entry: name, arity, flags, first key, last
 // key, step, ACL categories, tips, key specs, subcommands (the last four
 // since redis 6 and 7; an older entry has no key specs).
-func parseEntry(e rvalue) (*LearnedCommand, error) {
+func parseEntry(e rvalue) (*LearnedCommand, error) { return parseEntryDepth(e, 0) }
+
+func parseEntryDepth(e rvalue, depth int) (*LearnedCommand, error) {
 	if !e.isList() || len(e.elems) < 6 {
 		return nil, fmt.Errorf("%w: entry is not an array of 6 or more", ErrCommandReply)
 	}
@@ -410,8 +429,10 @@ func parseEntry(e rvalue) (*LearnedCommand, error) {
 	}
 	if len(el) > 6 && el[6].isList() {
 		for _, f := range el[6].elems {
-			if s, ok := f.text(); ok && len(s) > 0 && s[0] == '@' {
-				lc.Flags |= learnedFlagNames[string(bytes.ToLower(s))]
+			if s, ok := f.text(); ok && len(s) > 1 && s[0] == '@' && len(s) <= maxKeyword {
+				cat := string(bytes.ToLower(s))
+				lc.Flags |= learnedFlagNames[cat]
+				lc.Categories = append(lc.Categories, cat[1:])
 			}
 		}
 	}
@@ -432,6 +453,15 @@ func parseEntry(e rvalue) (*LearnedCommand, error) {
 	}
 	if len(el) > 9 && el[9].isList() {
 		lc.Subcommands = len(el[9].elems)
+		if depth == 0 {
+			for _, sv := range el[9].elems {
+				// A subcommand that cannot be read is left out; its
+				// container still routes as before.
+				if sub, err := parseEntryDepth(sv, 1); err == nil {
+					lc.Subs = append(lc.Subs, sub)
+				}
+			}
+		}
 	}
 	return lc, nil
 }

@@ -30,6 +30,7 @@ const keepArgs = 1 << 16
 // Reset before parsing unrelated data.
 type RequestParser struct {
 	lim     Limits
+	unauth  bool // redis's limits before AUTH (SetUnauthenticated)
 	args    [][]byte
 	spans   []span
 	scratch []byte // unescaped inline arguments
@@ -46,6 +47,24 @@ type RequestParser struct {
 func NewRequestParser(l Limits) *RequestParser {
 	return &RequestParser{lim: l.normalize()}
 }
+
+// Limits redis 7 puts on a client that has not authenticated where a
+// password is required (networking.c): more arguments or a longer bulk
+// string is a protocol error that closes the connection.
+const (
+	UnauthMaxArgs    = 10
+	UnauthMaxBulkLen = 16384
+)
+
+// Protocol errors of a client that has not authenticated.
+var (
+	ErrUnauthMultibulkLen = &ProtocolError{"Protocol error: unauthenticated multibulk length"}
+	ErrUnauthBulkLen      = &ProtocolError{"Protocol error: unauthenticated bulk length"}
+)
+
+// SetUnauthenticated applies (or lifts) the pre-authentication limits to
+// the requests parsed from now on.
+func (p *RequestParser) SetUnauthenticated(on bool) { p.unauth = on }
 
 // Limits returns the limits in force, defaults filled in.
 func (p *RequestParser) Limits() Limits { return p.lim }
@@ -118,6 +137,10 @@ func (p *RequestParser) countLine(buf []byte) (int, error) {
 		p.Reset()
 		return 0, ErrInvalidMultibulkLen
 	}
+	if p.unauth && ll > UnauthMaxArgs {
+		p.Reset()
+		return 0, ErrUnauthMultibulkLen
+	}
 	n := cr + 2
 	if ll <= 0 {
 		p.Reset()
@@ -177,6 +200,10 @@ func (p *RequestParser) parseBulks(buf []byte) (int, [][]byte, int, error) {
 		if !ok || ll < 0 || ll > p.lim.MaxBulkLen || buf[cr+1] != '\n' {
 			p.Reset()
 			return 0, nil, 0, ErrInvalidBulkLen
+		}
+		if p.unauth && ll > UnauthMaxBulkLen {
+			p.Reset()
+			return 0, nil, 0, ErrUnauthBulkLen
 		}
 		data := cr + 2
 		end := data + int(ll)

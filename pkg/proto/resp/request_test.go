@@ -559,3 +559,28 @@ func TestTwemproxyBadRequests(t *testing.T) {
 		t.Errorf("empty line: %v", r)
 	}
 }
+
+func TestUnauthenticatedLimits(t *testing.T) {
+	p := NewRequestParser(Limits{})
+	p.SetUnauthenticated(true)
+	for _, c := range []struct {
+		in   string
+		want error
+	}{
+		{"*10\r\n", nil},
+		{"*11\r\n", ErrUnauthMultibulkLen},
+		{"*2\r\n$3\r\nGET\r\n$16384\r\n", nil},
+		{"*2\r\n$3\r\nGET\r\n$16385\r\n", ErrUnauthBulkLen},
+	} {
+		p.Reset()
+		_, _, _, err := p.Parse([]byte(c.in))
+		if err != c.want {
+			t.Errorf("%q: %v, want %v", c.in, err, c.want)
+		}
+	}
+	p.Reset()
+	p.SetUnauthenticated(false)
+	if _, _, _, err := p.Parse([]byte("*11\r\n")); err != nil {
+		t.Errorf("authenticated: %v", err)
+	}
+}

@@ -55,6 +55,7 @@ type options struct {
 	only                           *regexp.Regexp
 	rb, syscalls, quickack, pinned bool
 	scaleOut                       bool
+	pubsub                         bool
 	profile                        time.Duration
 	out                            string
 	compare                        []string // NAME=BINARY
@@ -83,6 +84,7 @@ func main() {
 	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")
 	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
 	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/8 of it by a cgroup CPU quota (needs root and a writable cgroup cpu controller)")
+	flag.BoolVar(&o.pubsub, "pubsub", true, "run the pub/sub fan-out group: 50 subscribers of one channel, 2 publishers 16 deep, direct and through each proxy that serves SUBSCRIBE")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
@@ -311,6 +313,11 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	if o.scaleOut && (o.only == nil || o.only.MatchString("scale-out")) {
 		if err := e.scaleOut(ctx, o, rep, b); err != nil {
+			return err
+		}
+	}
+	if o.pubsub && (o.only == nil || o.only.MatchString("pubsub")) {
+		if err := e.pubsub(ctx, o, rep); err != nil {
 			return err
 		}
 	}

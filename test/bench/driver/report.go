@@ -238,6 +238,7 @@ type report struct {
 	rbFailed []string
 	sys      []syscallResult
 	scale    []scaleRow
+	pubsub   []pubsubRow
 }
 
 func (r *report) add(sc scenario) *scenarioResult {
@@ -460,6 +461,7 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w, "\n(direct: the two redis-servers' own RSS per client.)")
 	}
 	r.writeScale(w)
+	r.writePubSub(w)
 	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
 		rows := rbMedians(r.rb)
 		rounds := 0

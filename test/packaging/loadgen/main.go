@@ -18,6 +18,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -62,7 +64,15 @@ func main() {
 	reconnect := flag.Int("reconnect", 50, "requests per connection before it is replaced")
 	timeout := flag.Duration("timeout", 5*time.Second, "dial and reply timeout")
 	probe := flag.Bool("probe", false, "one PING and one memcache version, then exit")
+	tlsCA := flag.String("tls-ca", "", "speak TLS, verifying the proxy's certificate with this CA file")
+	tlsName := flag.String("tls-name", "localhost", "name the proxy's certificate must have (with -tls-ca)")
 	flag.Parse()
+	if *tlsCA != "" {
+		if err := useTLS(*tlsCA, *tlsName); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+	}
 
 	if *probe {
 		os.Exit(runProbe(*redisAddr, *mcAddr, *timeout))
@@ -113,12 +123,35 @@ type conn struct {
 	got     bool // some reply byte arrived on this request
 }
 
+// tlsConfig, when set (-tls-ca), makes every connection TLS.
+var tlsConfig *tls.Config
+
 func dial(addr string, timeout time.Duration) (*conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	var c net.Conn
+	var err error
+	if tlsConfig != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, tlsConfig)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &conn{Conn: c, r: bufio.NewReader(c), timeout: timeout}, nil
+}
+
+// useTLS reads the CA that verifies the proxy's certificate.
+func useTLS(caFile, name string) error {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("%s: no certificate", caFile)
+	}
+	tlsConfig = &tls.Config{RootCAs: pool, ServerName: name}
+	return nil
 }
 
 func (c *conn) send(req string) error {
@@ -243,6 +276,11 @@ func runProbe(redisAddr, mcAddr string, timeout time.Duration) int {
 			if err = c.send(req); err == nil {
 				var l string
 				if l, err = c.line(); err == nil {
+					if tc, ok := c.Conn.(*tls.Conn); ok {
+						// Which certificate answered: a reload swaps it.
+						st := tc.ConnectionState()
+						l += fmt.Sprintf(" (tls serial %s)", st.PeerCertificates[0].SerialNumber)
+					}
 					fmt.Printf("%s: %s\n", name, l)
 					return
 				}

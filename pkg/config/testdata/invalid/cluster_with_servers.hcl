@@ -6,7 +6,7 @@ pool "store" {
   redis_db     = 3
   cluster {
     seeds        = ["127.0.0.1:7001", "unix:/tmp/x"]
-    read_from    = "replica"
+    read_from    = "slave"
     max_redirects = 0
   }
   server "127.0.0.1:6379" {}
