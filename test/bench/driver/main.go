@@ -83,7 +83,7 @@ func main() {
 	flag.BoolVar(&o.rb, "redis-benchmark", true, "cross-check GET/SET with redis-benchmark")
 	flag.BoolVar(&o.quickack, "quickack", true, "also run nuthatch with 1 worker and tcp_quickack = true (target nuthatch-quickack) in the unpipelined GET/SET 100 B and fixed-rate scenarios")
 	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
-	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/8 of it by a cgroup CPU quota (needs root and a writable cgroup cpu controller)")
+	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/16 of it by a cgroup CPU quota, 12 clients per worker (needs root and a writable cgroup cpu controller)")
 	flag.BoolVar(&o.pubsub, "pubsub", true, "run the pub/sub fan-out group: 50 subscribers of one channel, 2 publishers 16 deep, direct and through each proxy that serves SUBSCRIBE")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
