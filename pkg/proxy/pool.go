@@ -12,6 +12,7 @@ import (
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/hashkit"
+	"github.com/nuthatch-proxy/nuthatch/pkg/sysio"
 	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
@@ -578,7 +579,7 @@ func (p *pool) accept(fd int, sa unix.Sockaddr, tcp, tls bool) {
 			p.log.WithField("limit", p.cfg.ClientConnections).Warn("client_connections limit reached, refusing a client")
 		}
 		if !tls { // a TLS client could not read it
-			sysWrite(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
+			sysio.Write(fd, p.proto.tooManyClients(nil)) // best effort: the socket is fresh and empty
 		}
 		unix.Close(fd)
 		return

@@ -4,64 +4,18 @@ import (
 	"fmt"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// The event loop does its socket I/O with raw system calls on non-blocking
-// descriptors. They never block, so they can skip the scheduler's
-// entersyscall/exitsyscall bookkeeping (RawSyscall).
-
-func sysRead(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func sysWrite(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
+// The event loop does its socket I/O with pkg/sysio: raw system calls on
+// non-blocking descriptors.
 
 // maxIovecs stays under IOV_MAX (1024).
 const maxIovecs = 512
 
 // coalesceMax is the largest reply writeOut copies next to others.
 const coalesceMax = 256
-
-// sysWritev writes bufs in one call; iov is scratch space reused by the
-// caller. The buffers stay referenced by bufs for the duration of the call.
-func sysWritev(fd int, bufs [][]byte, iov []unix.Iovec) (int, error) {
-	iov = iov[:0]
-	for _, b := range bufs {
-		if len(b) == 0 {
-			continue
-		}
-		v := unix.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		iov = append(iov, v)
-	}
-	if len(iov) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
 
 // rawFD duplicates the descriptor behind a net.Listener or net.Conn, close
 // on exec, so that the event loop can own a descriptor of its own while

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/sysio"
 	"github.com/nuthatch-proxy/nuthatch/pkg/tlsconn"
 )
 
@@ -114,21 +115,21 @@ func (c *clientConn) read(b []byte) (int, error) {
 	if c.tls != nil {
 		return c.tls.Read(b)
 	}
-	return sysRead(c.fd, b)
+	return sysio.Read(c.fd, b)
 }
 
 func (c *clientConn) write(b []byte) (int, error) {
 	if c.tls != nil {
 		return c.tls.Write(b)
 	}
-	return sysWrite(c.fd, b)
+	return sysio.Write(c.fd, b)
 }
 
 func (c *clientConn) writev(bufs [][]byte, iov []unix.Iovec) (int, error) {
 	if c.tls != nil {
 		return c.tls.Writev(bufs, c.lp.tlsScratch)
 	}
-	return sysWritev(c.fd, bufs, iov)
+	return sysio.Writev(c.fd, bufs, iov)
 }
 
 // tlsBlocked flushes the ciphertext a full socket left over; true while
@@ -182,14 +183,14 @@ func (l *link) sysRead(b []byte) (int, error) {
 	if l.tls != nil {
 		return l.tls.Read(b)
 	}
-	return sysRead(l.fd, b)
+	return sysio.Read(l.fd, b)
 }
 
 func (l *link) sysWrite(b []byte) (int, error) {
 	if l.tls != nil {
 		return l.tls.Write(b)
 	}
-	return sysWrite(l.fd, b)
+	return sysio.Write(l.fd, b)
 }
 
 // tlsPending: ciphertext waits for the socket.

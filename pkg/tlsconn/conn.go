@@ -20,9 +20,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nuthatch-proxy/nuthatch/pkg/sysio"
 )
 
 // Conn is one TLS connection. Handshake runs on any goroutine; after it,
@@ -294,7 +295,7 @@ func (c *Conn) Flush() error {
 		return t.werr
 	}
 	for t.ooff < len(t.out) {
-		n, err := sysWrite(t.fd, t.out[t.ooff:])
+		n, err := sysio.Write(t.fd, t.out[t.ooff:])
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -394,7 +395,7 @@ func (t *transport) Read(b []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	for {
-		n, err := sysRead(t.fd, b)
+		n, err := sysio.Read(t.fd, b)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -430,7 +431,7 @@ func (t *transport) Write(b []byte) (int, error) {
 	}
 	done := 0
 	for done < len(b) {
-		n, err := sysWrite(t.fd, b[done:])
+		n, err := sysio.Write(t.fd, b[done:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -504,25 +505,3 @@ func (wouldBlock) Timeout() bool   { return true }
 func (wouldBlock) Temporary() bool { return true }
 
 var errWouldBlock net.Error = wouldBlock{}
-
-func sysRead(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func sysWrite(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
