@@ -719,12 +719,7 @@ func (e *env) clusterRedisBenchmark(ctx context.Context, o options, rep *report,
 				}
 				var rows []rbRow
 				if err == nil {
-					// --cluster prints the nodes it found before the CSV.
-					csv := string(out)
-					if i := strings.Index(csv, "\"test\""); i > 0 {
-						csv = csv[i:]
-					}
-					rows, err = parseRBCSV(csv)
+					rows, err = parseRBCSV(rbCSV(string(out)))
 				}
 				if err != nil {
 					logf("cluster redis-benchmark P%d round %d on %s: %v", depth, round+1, t.name, err)
@@ -748,6 +743,15 @@ func (e *env) clusterRedisBenchmark(ctx context.Context, o options, rep *report,
 		}
 	}
 	return nil
+}
+
+// rbCSV is redis-benchmark's CSV without what --cluster prints before it
+// (the nodes it found).
+func rbCSV(out string) string {
+	if i := strings.Index(out, "\"test\""); i > 0 {
+		return out[i:]
+	}
+	return out
 }
 
 // writeCluster is the group's section of the report.
