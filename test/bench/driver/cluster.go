@@ -8,8 +8,9 @@ package main
 // straight to the nodes: what a cluster-aware client does without a proxy
 // (the client-side limit). GET and SET 100 B unpipelined and 16 deep and
 // an MGET of 10 random keys (10 slots, over the 3 masters), o.clients
-// clients each, in alternating rounds. The proxies are loaded by the
-// project's generator; go-redis by o.clients goroutines over one
+// clients each, in alternating rounds (odd ones in reverse order). The
+// proxies are loaded by the project's generator; go-redis by o.clients
+// goroutines over one
 // ClusterClient in this process, whose own CPU is its cost. For every run:
 // the proxy's CPU, the nodes' CPU and the client's (the generator, or
 // go-redis) per request. redis-benchmark GET/SET 100 B against each
@@ -26,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,28 +153,32 @@ func (e *env) clusterGroup(ctx context.Context, o options, rep *report) error {
 		rs := &scenarioResult{sc: sc, samples: map[string][]sample{}, errs: map[string]string{}}
 		rep.cluster = append(rep.cluster, rs)
 		for round := range o.rounds {
-			for _, t := range targets {
-				m, err := e.measure(ctx, o, t, sc, t.redis)
+			// nil is go-redis. Odd rounds run in reverse order, so that
+			// a load that drifts over a round favours no target.
+			order := append(slices.Clone(targets), nil)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, t := range order {
+				name := goRedisTarget
+				var m sample
+				var err error
+				if t == nil {
+					m, err = e.goRedisRun(ctx, o, cc, sc, nodePids)
+				} else {
+					name = t.name
+					m, err = e.measure(ctx, o, t, sc, t.redis)
+				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				if err != nil {
-					logf("%s round %d on %s: %v", sc.name, round+1, t.name, err)
-					rs.failed(t.name, err)
+					logf("%s round %d on %s: %v", sc.name, round+1, name, err)
+					rs.failed(name, err)
 					continue
 				}
-				rs.record(t.name, m)
+				rs.record(name, m)
 			}
-			m, err := e.goRedisRun(ctx, o, cc, sc, nodePids)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				logf("%s round %d on %s: %v", sc.name, round+1, goRedisTarget, err)
-				rs.failed(goRedisTarget, err)
-				continue
-			}
-			rs.record(goRedisTarget, m)
 		}
 		rs.loadAvg = loadAvg()
 		var parts []string
