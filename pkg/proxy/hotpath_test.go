@@ -44,7 +44,15 @@ func newRigWith(tb testing.TB, proto string, servers int, extra string) *rig {
 		fmt.Fprintf(&b, "  server \"127.0.0.1:%d\" {}\n", 7000+i)
 	}
 	b.WriteString("}\n")
-	cfg, err := config.Parse([]byte(b.String()), "rig.hcl")
+	return rigOf(tb, b.String(), nil)
+}
+
+// rigOf builds the rig of the first pool of hcl; setup, when set, runs
+// on the pool before its servers are wired (a cluster pool's slot map
+// makes them).
+func rigOf(tb testing.TB, hcl string, setup func(p *pool)) *rig {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(hcl), "rig.hcl")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,6 +65,9 @@ func newRigWith(tb testing.TB, proto string, servers int, extra string) *rig {
 	r := &rig{tb: tb, px: px, lp: px.lp, buf: make([]byte, 1<<16)}
 	r.lp.now = time.Now().UnixNano()
 	p := px.order[0]
+	if setup != nil {
+		setup(p)
+	}
 	pair := func() [2]int {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

@@ -7,8 +7,11 @@
 // table. The RESP3 group runs GET/SET 100 B, unpipelined and 16 deep, in
 // RESP3 (HELLO 3) and RESP2 on the targets that speak RESP3 (direct and
 // nuthatch; nutcracker and predixy close on HELLO 3) and reports the
-// ratios. A last group runs with each proxy pinned to CPU 0 and the
-// generator and backends to CPU 1 (pin.go).
+// ratios. The Cluster group (cluster.go) starts a 3-master Redis Cluster
+// and runs nuthatch's cluster pool and predixy in cluster mode over it
+// beside go-redis's ClusterClient straight to the nodes. A last group runs
+// with each proxy pinned to CPU 0 and the generator and backends to CPU 1
+// (pin.go).
 //
 // It measures; it asserts nothing. Results go to stdout and, with -out, to
 // a Markdown file.
@@ -56,6 +59,7 @@ type options struct {
 	rb, syscalls, quickack, pinned bool
 	scaleOut                       bool
 	pubsub                         bool
+	cluster                        bool
 	profile                        time.Duration
 	out                            string
 	compare                        []string // NAME=BINARY
@@ -85,6 +89,7 @@ func main() {
 	flag.BoolVar(&o.pinned, "pinned", true, "run the per-core group: each proxy pinned to CPU 0 with taskset, the generator and backends to CPU 1")
 	flag.BoolVar(&o.scaleOut, "scale-out", true, "run the scale-out group: 1, 2, 4 and 8 workers on CPU 0, each limited to 1/16 of it by a cgroup CPU quota, 12 clients per worker (needs root and a writable cgroup cpu controller)")
 	flag.BoolVar(&o.pubsub, "pubsub", true, "run the pub/sub fan-out group: 50 subscribers of one channel, 2 publishers 16 deep, direct and through each proxy that serves SUBSCRIBE")
+	flag.BoolVar(&o.cluster, "cluster", true, "run the Redis Cluster group: a 3-master cluster, nuthatch's cluster pool (shipped configuration) and predixy in cluster mode over it, and go-redis's ClusterClient straight to it (-only Cluster runs it alone)")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
@@ -297,6 +302,13 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	if err := e.resp3Group(ctx, o, rep); err != nil {
 		return err
+	}
+	// Before the pinned and scale-out groups, which move the driver's
+	// CPU affinity: the cluster's processes inherit it when they start.
+	if o.cluster {
+		if err := e.clusterGroup(ctx, o, rep); err != nil {
+			return err
+		}
 	}
 	if o.pinned {
 		var pinned []scenario

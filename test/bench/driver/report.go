@@ -239,6 +239,15 @@ type report struct {
 	sys      []syscallResult
 	scale    []scaleRow
 	pubsub   []pubsubRow
+	// The cluster group (cluster.go): its results, its targets in table
+	// order, notes on them, and its redis-benchmark rows.
+	cluster         []*scenarioResult
+	clusterTargets  []string
+	clusterNotes    []string
+	clusterClients  int
+	clusterRB       []rbRow
+	clusterRBFailed []string
+	clusterProfile  string
 }
 
 func (r *report) add(sc scenario) *scenarioResult {
@@ -462,6 +471,8 @@ func (r *report) write(w io.Writer) {
 	}
 	r.writeScale(w)
 	r.writePubSub(w)
+	r.writeCluster(w)
+	r.writeClusterProfile(w)
 	if len(r.rb) > 0 || len(r.rbFailed) > 0 {
 		rows := rbMedians(r.rb)
 		rounds := 0

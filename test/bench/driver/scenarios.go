@@ -224,6 +224,9 @@ func (e *env) runScenario(ctx context.Context, o options, rep *report, sc scenar
 func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, addrs []string) (sample, error) {
 	pids := tree(t.pid())
 	backends := e.pidsOf(isBackend)
+	if t.backendPids != nil {
+		backends = t.backendPids
+	}
 	self := []int{os.Getpid()}
 	var (
 		c0, c1 int64
@@ -448,15 +451,18 @@ func (e *env) redisBenchmarkRun(ctx context.Context, rep *report, t *target, rou
 }
 
 type rbRow struct {
-	target    string
-	test      string
-	depth     int
-	resp3     bool // redis-benchmark -3
-	rps       float64
-	p50, p99  float64 // ms
-	cpuUS     float64 // for the whole invocation (GET and SET)
-	instances int
-	rounds    int // of a median row: how many rounds it summarises
+	target   string
+	test     string
+	depth    int
+	resp3    bool // redis-benchmark -3
+	rps      float64
+	p50, p99 float64 // ms
+	cpuUS    float64 // for the whole invocation (GET and SET)
+	// clientUS and nodeUS (cluster group) are redis-benchmark's own CPU
+	// and the cluster nodes' per request.
+	clientUS, nodeUS float64
+	instances        int
+	rounds           int // of a median row: how many rounds it summarises
 }
 
 // rbMedians folds the rounds of each (target, test, depth) into one row
@@ -487,10 +493,12 @@ func rbMedians(rows []rbRow) []rbRow {
 			return median(v)
 		}
 		out = append(out, rbRow{target: k.target, test: k.test, depth: k.depth, resp3: k.resp3, instances: g[0].instances, rounds: len(g),
-			rps:   field(func(r rbRow) float64 { return r.rps }),
-			p50:   field(func(r rbRow) float64 { return r.p50 }),
-			p99:   field(func(r rbRow) float64 { return r.p99 }),
-			cpuUS: field(func(r rbRow) float64 { return r.cpuUS })})
+			rps:      field(func(r rbRow) float64 { return r.rps }),
+			p50:      field(func(r rbRow) float64 { return r.p50 }),
+			p99:      field(func(r rbRow) float64 { return r.p99 }),
+			cpuUS:    field(func(r rbRow) float64 { return r.cpuUS }),
+			clientUS: field(func(r rbRow) float64 { return r.clientUS }),
+			nodeUS:   field(func(r rbRow) float64 { return r.nodeUS })})
 	}
 	return out
 }

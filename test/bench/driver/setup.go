@@ -31,6 +31,10 @@ type target struct {
 	// group and the RESP3 redis-benchmark rows; nutcracker and predixy
 	// close the connection on HELLO 3.
 	resp3 bool
+	// backendPids, when set, are the servers whose CPU measure charges as
+	// the backends' (the cluster group's nodes) instead of the standalone
+	// backends.
+	backendPids []int
 }
 
 // runs reports whether t takes part in sc.

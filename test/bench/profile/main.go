@@ -7,6 +7,8 @@
 //
 // Profiling starts once every pool listens (the line "listening" on
 // stdout) and stops on SIGINT or SIGTERM, when the profile is written.
+// Cluster pools get their slot maps from a cluster watcher in the same
+// process, as the master would push them to a worker.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nuthatch-proxy/nuthatch/pkg/cluster"
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
 	"github.com/nuthatch-proxy/nuthatch/pkg/proxy"
 )
@@ -51,6 +54,21 @@ func run() error {
 	}
 	px.Start()
 	defer px.Close()
+	if hasCluster(cfg) {
+		w := cluster.New(logrus.NewEntry(log))
+		defer w.Close()
+		px.SetHintFunc(func(pool, _, _ string) { go w.Hint(pool) })
+		go func() {
+			for m := range w.Maps() {
+				sm := proxy.SlotMap{Pool: m.Pool, Version: m.Version, Nodes: m.Nodes, Replicas: m.Replicas}
+				for _, r := range m.Ranges {
+					sm.Ranges = append(sm.Ranges, proxy.SlotRange{Start: r.Start, End: r.End, Node: r.Node})
+				}
+				px.SetSlotMap(sm)
+			}
+		}()
+		w.Watch(cfg)
+	}
 	for _, p := range cfg.Pools {
 		ln, err := net.Listen(p.Listen.Network, p.Listen.Addr)
 		if err != nil {
@@ -74,4 +92,13 @@ func run() error {
 	<-sigs
 	pprof.StopCPUProfile()
 	return nil
+}
+
+func hasCluster(cfg *config.Config) bool {
+	for _, p := range cfg.Pools {
+		if p.Cluster != nil {
+			return true
+		}
+	}
+	return false
 }
