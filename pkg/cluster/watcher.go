@@ -54,6 +54,9 @@ type Range struct{ Start, End, Node int }
 const (
 	askTimeout = 500 * time.Millisecond
 	fastPoll   = 200 * time.Millisecond
+	// noMapPoll: how often the cluster is asked while no map was read
+	// (nodes not up yet), when no worker reports clients waiting.
+	noMapPoll = time.Second
 	// hintedFor is how long reports keep the fast polling on.
 	hintedFor = 15 * time.Second
 )
@@ -165,6 +168,10 @@ func (w *Watcher) follow(t *target) {
 		fast := time.Since(t.hinted) < hintedFor
 		t.mu.Unlock()
 		wait := t.refresh/2 + time.Duration(rand.Int63n(int64(t.refresh)))
+		if t.version == 0 {
+			// No map yet: the workers' clients wait for the first one.
+			wait = min(wait, noMapPoll)
+		}
 		if fast {
 			wait = fastPoll
 		}
