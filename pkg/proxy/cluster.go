@@ -152,9 +152,16 @@ func (p *pool) setSlotMap(sm SlotMap) {
 // runs in order. The wait is failover_timeout at most (expireMapWaiters),
 // as for a request whose slot has no known owner. It reports whether c
 // waits.
+// Small enough to be inlined in serve, which every pool runs.
 func (c *clientConn) awaitMap() bool {
 	cs := c.pool.cluster
-	if cs == nil || cs.haveMap || c.mapLate != 0 {
+	return cs != nil && !cs.haveMap && c.parkForMap(cs)
+}
+
+// parkForMap puts c on the list of the clients waiting for the map, but
+// for the read after its wait ran out (mapLate).
+func (c *clientConn) parkForMap(cs *clusterState) bool {
+	if c.mapLate != 0 {
 		return false
 	}
 	if c.mapSince == 0 {
