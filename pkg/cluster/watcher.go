@@ -20,6 +20,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type Range struct{ Start, End, Node int }
 const (
 	askTimeout = 500 * time.Millisecond
 	fastPoll   = 200 * time.Millisecond
+	// noMapPoll: how often the cluster is asked while no map was read
+	// (nodes not up yet), when no worker reports clients waiting.
+	noMapPoll = time.Second
 	// hintedFor is how long reports keep the fast polling on.
 	hintedFor = 15 * time.Second
 )
@@ -165,6 +169,10 @@ func (w *Watcher) follow(t *target) {
 		fast := time.Since(t.hinted) < hintedFor
 		t.mu.Unlock()
 		wait := t.refresh/2 + time.Duration(rand.Int63n(int64(t.refresh)))
+		if t.version == 0 {
+			// No map yet: the workers' clients wait for the first one.
+			wait = min(wait, noMapPoll)
+		}
 		if fast {
 			wait = fastPoll
 		}
@@ -352,9 +360,27 @@ func (b *builder) replica(master int, addr string) {
 	b.m.Replicas[master] = append(b.m.Replicas[master], addr)
 }
 
-// done sorts the ranges and replicas (a stable signature) and drops a
-// replica named as a master too (a reply read mid-failover).
+// done sorts the masters, the ranges and the replicas (a stable
+// signature: each node lists the shards in an order of its own, and the
+// same map read from two nodes must not count as a change, which would
+// push it to the workers and reorder SCAN's masters at every read) and
+// drops a replica named as a master too (a reply read mid-failover).
 func (b *builder) done() Map {
+	order := make([]int, len(b.m.Nodes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(x, y int) int { return strings.Compare(b.m.Nodes[x], b.m.Nodes[y]) })
+	at := make([]int, len(order)) // old index -> sorted index
+	nodes, replicas := make([]string, len(order)), make([][]string, len(order))
+	for i, old := range order {
+		at[old] = i
+		nodes[i], replicas[i] = b.m.Nodes[old], b.m.Replicas[old]
+	}
+	b.m.Nodes, b.m.Replicas = nodes, replicas
+	for i := range b.m.Ranges {
+		b.m.Ranges[i].Node = at[b.m.Ranges[i].Node]
+	}
 	slices.SortFunc(b.m.Ranges, func(a, b Range) int { return a.Start - b.Start })
 	for i, rs := range b.m.Replicas {
 		rs = slices.DeleteFunc(rs, func(a string) bool { _, m := b.index[a]; return m })

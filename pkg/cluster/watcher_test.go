@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -39,18 +40,40 @@ func TestParseShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The slot-less master is listed; replicas only when online.
-	want := []string{"127.0.0.1:21002", "127.0.0.1:21007", "127.0.0.1:21001", "127.0.0.1:21003"}
+	// The slot-less master is listed; replicas only when online. The
+	// masters in address order, whatever the node's order (here 21002,
+	// 21007, 21001, 21003).
+	want := []string{"127.0.0.1:21001", "127.0.0.1:21002", "127.0.0.1:21003", "127.0.0.1:21007"}
 	if !slices.Equal(m.Nodes, want) {
 		t.Fatalf("nodes %v, want %v", m.Nodes, want)
 	}
-	if len(m.Replicas) != 4 || len(m.Replicas[0]) != 0 || len(m.Replicas[1]) != 0 || len(m.Replicas[2]) != 0 ||
-		!slices.Equal(m.Replicas[3], []string{"127.0.0.1:21006"}) {
+	if len(m.Replicas) != 4 || len(m.Replicas[0]) != 0 || len(m.Replicas[1]) != 0 || len(m.Replicas[3]) != 0 ||
+		!slices.Equal(m.Replicas[2], []string{"127.0.0.1:21006"}) {
 		t.Fatalf("replicas %v", m.Replicas)
 	}
-	wantRanges := []Range{{0, 5460, 2}, {5461, 10922, 0}, {10923, 16383, 3}}
+	wantRanges := []Range{{0, 5460, 0}, {5461, 10922, 1}, {10923, 16383, 2}}
 	if !slices.Equal(m.Ranges, wantRanges) {
 		t.Fatalf("ranges %v, want %v", m.Ranges, wantRanges)
+	}
+}
+
+// Two nodes list the shards in orders of their own: the map is the same,
+// else every read from the other node would count as a new map (pushed to
+// the workers, SCAN's masters reordered).
+func TestParseShardsOrderFree(t *testing.T) {
+	v := readReply(t, "shards-7.0.resp").([]any)
+	a, err := parseShards(v, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(v)
+	b, err := parseShards(v, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(a.Nodes, a.Replicas, a.Ranges) != fmt.Sprint(b.Nodes, b.Replicas, b.Ranges) {
+		t.Fatalf("the shards in another order read as another map:\n %v %v %v\n %v %v %v", a.Nodes, a.Replicas, a.Ranges,
+			b.Nodes, b.Replicas, b.Ranges)
 	}
 }
 

@@ -67,6 +67,10 @@ type clientConn struct {
 	served   bool // something was read from the client
 	draining bool
 	parked   bool // not read while the worker is over worker_output_budget
+	// mapSince: since when the client waits, unread, for its cluster
+	// pool's first slot map (awaitMap); mapLate: it waited
+	// failover_timeout, and its next requests count from then.
+	mapSince, mapLate int64
 
 	id        uint64 // unique in the process, for CLIENT ID and CLIENT LIST
 	linkClass uint8  // which of a server's link sets carries its requests
@@ -156,7 +160,7 @@ func (c *clientConn) event(ev uint32) {
 func (c *clientConn) serve() {
 	p := c.pool
 	for !c.closed && !c.noMore && !c.handshaking {
-		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() {
+		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() || c.awaitMap() {
 			return
 		}
 		if c.rb.len() > 0 && !c.needMore {
@@ -216,6 +220,9 @@ func (c *clientConn) serve() {
 			unix.SetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
 		}
 		c.now, c.lastRead, c.served, c.needMore = c.lp.now, c.lp.now, true, false
+		if c.mapLate != 0 {
+			c.now, c.mapLate = c.mapLate, 0
+		}
 		if shared {
 			data := room[:n]
 			used := c.parse(data)

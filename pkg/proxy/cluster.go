@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 
 	"github.com/nuthatch-proxy/nuthatch/pkg/config"
@@ -48,6 +49,10 @@ type clusterState struct {
 	masterList []*server
 	later      []*msg // requests to retry at m.retryAt (TRYAGAIN, CLUSTERDOWN)
 	lastHint   int64
+	// haveMap: a slot map arrived. Until then the pool's clients are not
+	// read (awaitMap), for up to failover_timeout each: mapWaiters.
+	haveMap    bool
+	mapWaiters []*clientConn
 }
 
 func newClusterState() *clusterState {
@@ -124,7 +129,86 @@ func (p *pool) setSlotMap(sm SlotMap) {
 	for _, m := range again {
 		p.sendSlot(m)
 	}
+	if !cs.haveMap {
+		cs.haveMap = true
+		waiters := cs.mapWaiters
+		cs.mapWaiters = nil
+		if len(waiters) > 0 {
+			p.log.WithField("clients", len(waiters)).Info("first cluster slot map: serving the clients that waited for it")
+		}
+		for _, c := range waiters {
+			if !c.closed {
+				c.mapSince = 0
+				c.serve()
+			}
+		}
+	}
 }
+
+// awaitMap keeps a client of a cluster pool that has no slot map yet (the
+// proxy just started and the nodes are slow or down) from being read:
+// whatever it sends, a GET or a MULTI, SUBSCRIBE or BLPOP, which need an
+// owner to pin a link to, waits in its socket until the first map, then
+// runs in order. The wait is failover_timeout at most (expireMapWaiters),
+// as for a request whose slot has no known owner. It reports whether c
+// waits.
+// Small enough to be inlined in serve, which every pool runs.
+func (c *clientConn) awaitMap() bool {
+	cs := c.pool.cluster
+	return cs != nil && !cs.haveMap && c.parkForMap(cs)
+}
+
+// parkForMap puts c on the list of the clients waiting for the map, but
+// for the read after its wait ran out (mapLate).
+func (c *clientConn) parkForMap(cs *clusterState) bool {
+	if c.mapLate != 0 {
+		return false
+	}
+	if c.mapSince == 0 {
+		c.mapSince = c.lp.now
+		cs.mapWaiters = append(cs.mapWaiters, c)
+		c.pool.clusterHint("", HintWaiting)
+	}
+	return true
+}
+
+// expireMapWaiters lets the clients that waited failover_timeout for the
+// first slot map be read: their requests then fail as requests without a
+// slot owner do, counted from when the client began to wait.
+func (p *pool) expireMapWaiters(now, limit int64) {
+	cs := p.cluster
+	keep := cs.mapWaiters[:0]
+	var late []*clientConn
+	for _, c := range cs.mapWaiters {
+		switch {
+		case c.closed:
+		case now-c.mapSince > limit:
+			late = append(late, c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(cs.mapWaiters[len(keep):])
+	cs.mapWaiters = keep
+	if len(keep) > 0 {
+		p.clusterHint("", HintWaiting)
+	}
+	for _, c := range late {
+		since := c.mapSince
+		c.mapSince = 0
+		if !c.readable && !c.eof {
+			continue // nothing sent yet: what comes later waits anew
+		}
+		c.mapLate = since
+		c.serve()
+		c.mapLate = 0
+	}
+}
+
+// errNoSlotMap fails, after failover_timeout, a request of a cluster pool
+// that never had a slot map and that needs a server to pin a link to or to
+// ask (MULTI's first command, SUBSCRIBE, BLPOP, DBSIZE, ...).
+var errNoSlotMap = errors.New("nuthatch: no slot map read from the cluster yet (failover_timeout passed)")
 
 // clusterServer returns the server of a node's address, made on first
 // sight (a map or a MOVED naming a new node).
@@ -292,6 +376,9 @@ func appendAsking(dst []byte) []byte { return append(dst, "*1\r\n$6\r\nASKING\r\
 func (p *pool) expireCluster(now int64) {
 	cs := p.cluster
 	limit := int64(p.cfg.Cluster.FailoverTimeout)
+	if len(cs.mapWaiters) > 0 {
+		p.expireMapWaiters(now, limit)
+	}
 	if len(cs.later) > 0 {
 		later := cs.later
 		cs.later = nil

@@ -443,6 +443,9 @@ func (p *pool) answered(m *msg, isErr bool) {
 
 // fail answers m with the protocol's error for err.
 func (p *pool) fail(m *msg, err error) {
+	if err == ErrNoServer && p.cluster != nil && !p.cluster.haveMap {
+		err = errNoSlotMap
+	}
 	if len(m.members) > 0 {
 		for _, mb := range m.members {
 			p.fail(mb, err)

@@ -291,6 +291,10 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		if r.stateful(c, cmd, args, raw) {
 			return
 		}
+		if p.cluster != nil && slotBound[cmd.Name] {
+			r.routeSlotBound(c, cmd, args, raw)
+			return
+		}
 		c.localError("ERR command '" + cmd.Name + "' is not supported by nuthatch: " + cmd.Reason)
 	case resp.KindMultiKey:
 		r.split(c, cmd, args, raw)
@@ -311,6 +315,25 @@ func (r *redisProto) dispatch(c *clientConn, args [][]byte, raw []byte) {
 		}
 		r.single(c, args, raw, keys)
 	}
+}
+
+// slotBound are the commands refused where keys may span servers that a
+// cluster pool serves when all their keys share a slot, as Redis Cluster
+// does (CROSSSLOT otherwise).
+var slotBound = map[string]bool{"rename": true, "renamenx": true, "msetnx": true, "bitop": true}
+
+// routeSlotBound routes one of slotBound's commands by its keys' slot.
+func (r *redisProto) routeSlotBound(c *clientConn, cmd *resp.Command, args [][]byte, raw []byte) {
+	keys, err := resp.Keys(cmd, args, c.keys[:0])
+	c.keys = keys
+	if err != nil {
+		c.localError("ERR " + err.Error())
+		return
+	}
+	if len(keys) > 0 {
+		c.cmdKey = args[keys[0]]
+	}
+	r.singleCluster(c, args, raw, keys)
 }
 
 // single forwards a request whose keys must all live on one server; the

@@ -323,7 +323,7 @@ func (r *redisProto) txnDispatch(c *clientConn, st *statefulSession, args [][]by
 		}
 	case (cmd.Name == "object" || cmd.Name == "xinfo" || cmd.Name == "xgroup") && len(args) >= 3:
 		keys = append(c.keys[:0], 2) // the key after the subcommand (redis_admin.go)
-	case cmd.Kind == resp.KindSingleKey || cmd.Kind == resp.KindEval:
+	case cmd.Kind == resp.KindSingleKey || cmd.Kind == resp.KindEval || r.pool.cluster != nil && slotBound[cmd.Name]:
 		keys, err = resp.Keys(cmd, args, c.keys[:0])
 		if errors.Is(err, resp.ErrNoKeys) {
 			err = nil

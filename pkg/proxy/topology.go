@@ -85,6 +85,9 @@ func proxyErrorText(err error) (string, bool) {
 	if errors.As(err, &sm) {
 		return sm.Error(), true
 	}
+	if errors.Is(err, errNoSlotMap) {
+		return errNoSlotMap.Error(), true
+	}
 	return pinErrorText(err)
 }
 

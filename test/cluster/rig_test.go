@@ -50,6 +50,7 @@ func (n *node) client() *redis.Client {
 type rig struct {
 	nodes []*node
 	hcl   string // the last proxy's configuration
+	top   string // lines at the top of the next proxy's configuration (pid_file)
 }
 
 // clusterNode starts one redis-server in cluster mode.
@@ -228,7 +229,7 @@ func (r *rig) proxyWithStats(t *testing.T, statsAddr string) (string, *harness.P
 func (r *rig) proxyWith(t *testing.T, statsAddr, clusterExtra string) (string, *harness.Proc) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	hcl := fmt.Sprintf(`
+	hcl := fmt.Sprintf(`%s
 worker_processes = 2
 log {
   level = "debug"
@@ -247,7 +248,7 @@ pool "store" {
     %s
   }
 }
-`, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout, clusterExtra)
+`, r.top, statsAddr, addr, r.nodes[0].addr(), r.nodes[1].addr(), failoverTimeout, clusterExtra)
 	r.hcl = hcl
 	return addr, harness.Nuthatch(t, hcl, addr)
 }

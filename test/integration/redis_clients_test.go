@@ -234,7 +234,7 @@ func TestRedisLocalCommandsLikeRedis(t *testing.T) {
 	}
 	a, b := newRespSession(t, rp.backends[0].Addr), newRespSession(t, rp.addr)
 	for _, req := range script {
-		x, y := a.do([]byte(req)), b.do([]byte(req))
+		x, y := a.Do([]byte(req)), b.Do([]byte(req))
 		// HELLO's map names the server and its version.
 		// The values after "server" and "version" differ by design.
 		serverVersion := regexp.MustCompile(`(\$6\r\nserver\r\n|\$7\r\nversion\r\n)\$\d+\r\n[^\r]*\r\n`)

@@ -44,9 +44,9 @@ func TestRedisHandshakeSameAsRedis(t *testing.T) {
 		t.Run("resp"+proto, func(t *testing.T) {
 			hello := req("HELLO", proto)
 			d, p := newRespSession(t, server.Addr), newRespSession(t, rp.addr)
-			d.hello, p.hello = hello, hello
+			d.Hello, p.Hello = hello, hello
 			for _, st := range steps {
-				a, b := d.do(req(st...)), p.do(req(st...))
+				a, b := d.Do(req(st...)), p.Do(req(st...))
 				// READONLY/READWRITE are cluster commands: a standalone
 				// redis refuses them, the proxy accepts them as no-ops.
 				if st[0] == "READONLY" || st[0] == "READWRITE" {
@@ -61,8 +61,8 @@ func TestRedisHandshakeSameAsRedis(t *testing.T) {
 			}
 			// RESET went back to RESP2; the session asks for its version
 			// again for the rest.
-			d.close()
-			p.close()
+			d.Close()
+			p.Close()
 		})
 	}
 }
@@ -89,8 +89,8 @@ func TestRedisHelloAndClientInfo(t *testing.T) {
 	rp := startRedisPool(t, 2, "")
 	for _, proto := range []string{"2", "3"} {
 		s := newRespSession(t, rp.addr)
-		hello := s.do(req("HELLO", proto, "SETNAME", "who"))
-		id := s.do(req("CLIENT", "ID"))
+		hello := s.Do(req("HELLO", proto, "SETNAME", "who"))
+		id := s.Do(req("CLIENT", "ID"))
 		var wantHello string
 		if proto == "3" {
 			wantHello = "%7\r\n"
@@ -104,7 +104,7 @@ func TestRedisHelloAndClientInfo(t *testing.T) {
 		if !strings.Contains(hello, "$5\r\nproto\r\n:"+proto+"\r\n$2\r\nid\r\n"+id+"$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n") {
 			t.Fatalf("HELLO %s: %q (CLIENT ID %q)", proto, hello, id)
 		}
-		info := s.do(req("CLIENT", "INFO"))
+		info := s.Do(req("CLIENT", "INFO"))
 		if proto == "3" && !strings.HasPrefix(info, "=") || proto == "2" && !strings.HasPrefix(info, "$") {
 			t.Errorf("CLIENT INFO in RESP%s: %q", proto, info)
 		}
@@ -114,22 +114,22 @@ func TestRedisHelloAndClientInfo(t *testing.T) {
 		if m := line.FindStringSubmatch(info); m == nil || m[1] != idNum {
 			t.Errorf("CLIENT INFO in RESP%s: %q", proto, info)
 		}
-		list := s.do(req("CLIENT", "LIST", "ID", idNum))
+		list := s.Do(req("CLIENT", "LIST", "ID", idNum))
 		if !strings.Contains(list, "id="+idNum+" ") || strings.Count(list, "\n") < 2 {
 			t.Errorf("CLIENT LIST ID %s: %q", idNum, list)
 		}
-		if got := s.do(req("CLIENT", "LIST", "TYPE", "pubsub")); got != map[string]string{"2": "$0\r\n\r\n", "3": "=4\r\ntxt:\r\n"}[proto] {
+		if got := s.Do(req("CLIENT", "LIST", "TYPE", "pubsub")); got != map[string]string{"2": "$0\r\n\r\n", "3": "=4\r\ntxt:\r\n"}[proto] {
 			t.Errorf("CLIENT LIST TYPE pubsub: %q", got)
 		}
-		if got := s.do(req("CLIENT", "LIST", "TYPE", "x")); got != "-ERR Unknown client type 'x'\r\n" {
+		if got := s.Do(req("CLIENT", "LIST", "TYPE", "x")); got != "-ERR Unknown client type 'x'\r\n" {
 			t.Errorf("CLIENT LIST TYPE x: %q", got)
 		}
 	}
 	// Another client shows in CLIENT LIST.
 	a, b := newRespSession(t, rp.addr), newRespSession(t, rp.addr)
-	a.do(req("CLIENT", "SETNAME", "first"))
-	b.do(req("CLIENT", "SETNAME", "second"))
-	if list := a.do(req("CLIENT", "LIST")); !strings.Contains(list, "name=first ") || !strings.Contains(list, "name=second ") {
+	a.Do(req("CLIENT", "SETNAME", "first"))
+	b.Do(req("CLIENT", "SETNAME", "second"))
+	if list := a.Do(req("CLIENT", "LIST")); !strings.Contains(list, "name=first ") || !strings.Contains(list, "name=second ") {
 		t.Errorf("CLIENT LIST: %q", list)
 	}
 }
@@ -146,7 +146,7 @@ func TestRedisInfo(t *testing.T) {
 	}
 	c.Expire(ctx, "info:0", time.Hour)
 	s := newRespSession(t, rp.addr)
-	text := bulkBody(t, s.do(req("INFO")))
+	text := bulkBody(t, s.Do(req("INFO")))
 	for _, want := range []string{"# Server\r\nredis_version:", "# Clients\r\nconnected_clients:", "# Persistence\r\nloading:0\r\n",
 		"# Stats\r\n", "# Replication\r\nrole:master\r\n", "# Keyspace\r\ndb0:keys=20,expires=1,avg_ttl="} {
 		if !strings.Contains(text, want) {
@@ -165,25 +165,25 @@ func TestRedisInfo(t *testing.T) {
 		t.Errorf("sections are not separated as redis separates them:\n%q", text)
 	}
 	// One section, several, none known; RESP3 gets a verbatim string.
-	if got := bulkBody(t, s.do(req("INFO", "replication"))); got != "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n" {
+	if got := bulkBody(t, s.Do(req("INFO", "replication"))); got != "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n" {
 		t.Errorf("INFO replication: %q", got)
 	}
-	if got := bulkBody(t, s.do(req("INFO", "clients", "persistence"))); !strings.HasPrefix(got, "# Clients\r\n") || !strings.Contains(got, "\r\n\r\n# Persistence\r\n") {
+	if got := bulkBody(t, s.Do(req("INFO", "clients", "persistence"))); !strings.HasPrefix(got, "# Clients\r\n") || !strings.Contains(got, "\r\n\r\n# Persistence\r\n") {
 		t.Errorf("INFO clients persistence: %q", got)
 	}
-	if got := s.do(req("INFO", "nosuch")); got != "$0\r\n\r\n" {
+	if got := s.Do(req("INFO", "nosuch")); got != "$0\r\n\r\n" {
 		t.Errorf("INFO nosuch: %q", got)
 	}
 	s3 := newRespSession(t, rp.addr)
-	s3.hello = hello3
+	s3.Hello = hello3
 	repl := "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"
-	if got := s3.do(req("INFO", "replication")); got != string(resp.AppendVerbatim(nil, "txt", []byte(repl))) {
+	if got := s3.Do(req("INFO", "replication")); got != string(resp.AppendVerbatim(nil, "txt", []byte(repl))) {
 		t.Errorf("INFO in RESP3: %q", got)
 	}
 	// Servers' INFO is read at most once a second, however many ask.
 	before := backendInfoCalls(t, rp)
 	for range 50 {
-		s.do(req("INFO", "keyspace"))
+		s.Do(req("INFO", "keyspace"))
 	}
 	if n := backendInfoCalls(t, rp) - before; n > 3*len(rp.backends) {
 		t.Errorf("50 INFO keyspace made %d INFO calls on the servers", n)
@@ -243,8 +243,8 @@ pool "w" {
 	pids := map[string]bool{}
 	for range 20 {
 		s := newRespSession(t, addr)
-		s.do(req("SET", "k", "v"))
-		pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(bulkBody(t, s.do(req("INFO", "server"))))
+		s.Do(req("SET", "k", "v"))
+		pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(bulkBody(t, s.Do(req("INFO", "server"))))
 		pids[pid[1]] = true
 		sessions = append(sessions, s)
 	}
@@ -253,8 +253,8 @@ pool "w" {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		clients := regexp.MustCompile(`connected_clients:(\d+)`).FindStringSubmatch(bulkBody(t, sessions[0].do(req("INFO", "clients"))))
-		stats := bulkBody(t, sessions[0].do(req("INFO", "stats")))
+		clients := regexp.MustCompile(`connected_clients:(\d+)`).FindStringSubmatch(bulkBody(t, sessions[0].Do(req("INFO", "clients"))))
+		stats := bulkBody(t, sessions[0].Do(req("INFO", "stats")))
 		received := regexp.MustCompile(`total_connections_received:(\d+)`).FindStringSubmatch(stats)
 		// The harness's readiness probe is a connection too.
 		if clients[1] == "20" && (received[1] == "20" || received[1] == "21") {

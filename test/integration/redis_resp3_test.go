@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nuthatch-proxy/nuthatch/test/harness"
+	"github.com/nuthatch-proxy/nuthatch/test/redisdiff"
 )
 
 // The RESP3 differential test: the differential script, sent after
@@ -22,13 +23,13 @@ func TestRedisRESP3Differential(t *testing.T) {
 	harness.Need(t, "redis-server")
 	var script []diffStep
 	for _, st := range diffScript() {
-		if strings.HasPrefix(strings.ToUpper(st.what), "HELLO") {
+		if strings.HasPrefix(strings.ToUpper(st.What), "HELLO") {
 			continue // switches the protocol: the run stays in one
 		}
-		if name := strings.ToUpper(strings.Fields(st.what + " x")[0]); name == "TTL" || name == "PTTL" {
+		if name := strings.ToUpper(strings.Fields(st.What + " x")[0]); name == "TTL" || name == "PTTL" {
 			continue // counts down between runs
 		}
-		if st.diff == diffRefused || st.diff == diffWholePool {
+		if st.Diff == redisdiff.Refused || st.Diff == redisdiff.WholePool {
 			// Refused by the proxy, run by redis-server, where they would
 			// block (BLPOP), queue (MULTI) or flush (FLUSHALL).
 			continue
@@ -40,15 +41,15 @@ func TestRedisRESP3Differential(t *testing.T) {
 	}
 	run := func(addr string, hello []byte, split func([]byte) [][]byte) []string {
 		s := newRespSession(t, addr)
-		s.hello, s.split = hello, split
+		s.Hello, s.Split = hello, split
 		out := make([]string, len(script))
 		for i, st := range script {
-			out[i] = s.do(st.req)
-			if st.norm != nil {
-				out[i] = normalize(t, st.norm, out[i])
+			out[i] = s.Do(st.Req)
+			if st.Norm != nil {
+				out[i] = normalize(t, st.Norm, out[i])
 			}
 		}
-		s.close()
+		s.Close()
 		return out
 	}
 	direct2 := run(harness.Redis(t).Addr, nil, nil)
@@ -88,7 +89,7 @@ func TestRedisRESP3Differential(t *testing.T) {
 				if proxied3[i] != direct3[i] {
 					differ++
 					t.Errorf("step %d %s: RESP2 replies agree (%q) but RESP3 differ\n redis-server: %q\n nuthatch:     %q",
-						i, short(st.what), short(direct2[i]), short(direct3[i]), short(proxied3[i]))
+						i, short(st.What), short(direct2[i]), short(direct3[i]), short(proxied3[i]))
 				}
 			}
 			resp3Only := 0

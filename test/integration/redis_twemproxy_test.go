@@ -40,9 +40,9 @@ func sameAsRedis(t *testing.T, proxy, direct string, reqs ...string) {
 	t.Helper()
 	for _, req := range reqs {
 		x, y := newRespSession(t, direct), newRespSession(t, proxy)
-		a, b := x.do([]byte(req)), y.do([]byte(req))
-		x.close()
-		y.close()
+		a, b := x.Do([]byte(req)), y.Do([]byte(req))
+		x.Close()
+		y.Close()
 		if a != b {
 			t.Errorf("%q:\n redis:    %q\n nuthatch: %q", req, a, b)
 		}
@@ -374,7 +374,7 @@ func TestTwemproxyMultiDeleteOnReadonly(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	want := "-READONLY You can't write against a read only replica.\r\n"
-	if got := newRespSession(t, rp.backends[0].Addr).do([]byte(encode("DEL", onReplica))); got != want {
+	if got := newRespSession(t, rp.backends[0].Addr).Do([]byte(encode("DEL", onReplica))); got != want {
 		t.Fatalf("redis itself answers %q", got)
 	}
 	r := dialRaw(t, rp.addr)
@@ -412,7 +412,7 @@ func TestTwemproxyAuthBasic(t *testing.T) {
 	for _, req := range script {
 		// The key a lives on one backend; compare with the one that has it
 		// after the first SET.
-		x, y := a.do([]byte(req)), b.do([]byte(req))
+		x, y := a.Do([]byte(req)), b.Do([]byte(req))
 		if x != y {
 			t.Errorf("%q:\n redis:    %q\n nuthatch: %q", req, x, y)
 		}
@@ -675,8 +675,8 @@ func TestRedisTimeoutText(t *testing.T) {
 func serverConnections(t *testing.T, addr string) int {
 	t.Helper()
 	s := newRespSession(t, addr)
-	defer s.close()
-	out := s.do([]byte(encode("CLIENT", "LIST")))
+	defer s.Close()
+	out := s.Do([]byte(encode("CLIENT", "LIST")))
 	return strings.Count(out, "id=") - 1
 }
 
@@ -739,8 +739,8 @@ func trafficOver(t *testing.T, c *redis.Client) {
 func ejectTrace(t *testing.T, proxy string, b1, b2 *harness.Proc) (before, after int) {
 	t.Helper()
 	c := newRespSession(t, proxy)
-	defer c.close()
-	set := func(k string) string { return c.do([]byte(encode("SET", k, "moved"))) }
+	defer c.Close()
+	set := func(k string) string { return c.Do([]byte(encode("SET", k, "moved"))) }
 	var onDead []string
 	d1 := direct(t, b1)
 	for i := 0; i < 40; i++ {
