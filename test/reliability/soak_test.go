@@ -97,7 +97,7 @@ func TestSoak(t *testing.T) {
 			ch.clus.reshard(t, 200)
 			reshards++
 		case n%12 == 0: // every minute
-			pool := []string{"r", "m", "t"}[restarts%3]
+			pool := []string{"r", "t", "m"}[restarts%3]
 			ch.restartBackend(pool, 1)
 			restarts++
 		case n%6 == 0: // every 30 s
