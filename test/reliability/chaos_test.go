@@ -72,8 +72,8 @@ type chaos struct {
 	tlsr *tlsRig
 	tlsN int
 	// lastFault: when the last reload, worker kill or backend restart
-	// ended (the test's goroutine only).
-	lastFault time.Time
+	// ended, unix nanos (a restart may run beside a reload).
+	lastFault atomic.Int64
 }
 
 // backendProc is a redis-server or memcached that can be killed and
@@ -539,7 +539,7 @@ func (ch *chaos) restartBackend(pool string, i int) {
 	be.proc.Kill()
 	time.Sleep(300 * time.Millisecond)
 	be.start(ch.t)
-	ch.lastFault = time.Now()
+	ch.lastFault.Store(time.Now().UnixNano())
 }
 
 func (ch *chaos) killWorker(workers int) {
@@ -549,7 +549,7 @@ func (ch *chaos) killWorker(workers int) {
 	for {
 		now := children(ch.master())
 		if len(now) == workers && !containsPid(now, w[0]) {
-			ch.lastFault = time.Now()
+			ch.lastFault.Store(time.Now().UnixNano())
 			return
 		}
 		if time.Now().After(deadline) {
@@ -564,7 +564,7 @@ func (ch *chaos) reload(workers int, timeout string) {
 	ch.writeConf(workers, timeout)
 	syscall.Kill(ch.master(), syscall.SIGHUP)
 	ch.waitReplaced(before, workers)
-	ch.lastFault = time.Now()
+	ch.lastFault.Store(time.Now().UnixNano())
 }
 
 func (ch *chaos) upgrade(workers int) {

@@ -191,7 +191,7 @@ func (ch *chaos) rotate(workers int) {
 	t, r := ch.t, ch.tlsr
 	r.rotations++
 	k := r.rotations
-	if d := 2*time.Second - time.Since(ch.lastFault); d > 0 {
+	if d := 2*time.Second - time.Since(time.Unix(0, ch.lastFault.Load())); d > 0 {
 		time.Sleep(d)
 	}
 	f0 := r.failed.Load()
