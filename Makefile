@@ -49,11 +49,13 @@ fuzz:
 	  done; \
 	done
 
-# Mixed Redis (RESP2, RESP3, a Sentinel pool) and memcached load through
-# the real binary with periodic reloads, worker kills, backend restarts and
-# Sentinel failovers (test/reliability TestSoak; `make test` runs it for
-# 60 s), then issue #23's 24 slow readers of 64 MiB values (Redis and
-# memcached) and 10,000 clients against worker_output_budget.
+# Mixed Redis (RESP2, RESP3, a Sentinel pool, a cluster pool, TLS clients of
+# a pool over TLS redis-servers) and memcached load through the real binary
+# with periodic reloads, worker kills, backend restarts, Sentinel and
+# cluster failovers, reshards and TLS certificate rotations (test/reliability
+# TestSoak; `make test` runs it for 60 s), then issue #23's 24 slow readers
+# of 64 MiB values (Redis and memcached) and 10,000 clients against
+# worker_output_budget.
 # SOAK_DURATION=5m for a shorter run.
 SOAK_DURATION ?= 30m
 soak: deps build

@@ -66,7 +66,9 @@ type clientConn struct {
 	closed   bool
 	served   bool // something was read from the client
 	draining bool
-	parked   bool // not read while the worker is over worker_output_budget
+	drainAt  int64 // when drain began
+	linger   bool  // close with lingerFD (a draining TLS client at a boundary)
+	parked   bool  // not read while the worker is over worker_output_budget
 	// mapSince: since when the client waits, unread, for its cluster
 	// pool's first slot map (awaitMap); mapLate: it waited
 	// failover_timeout, and its next requests count from then.
@@ -512,13 +514,15 @@ func (c *clientConn) unsent() int {
 func (c *clientConn) drained(now int64) bool {
 	return c.draining && c.idle() && (c.served || now-c.accepted > int64(firstRequestGrace) || c.lp.give != nil) &&
 		(c.rs == nil || c.rs.st == nil || !c.rs.st.holds(c)) &&
-		(c.tls == nil || now-c.lastRead >= int64(tlsDrainIdle))
+		(c.tls == nil || now-c.lastRead >= int64(tlsDrainIdle) || now-c.drainAt >= int64(tlsDrainIdle))
 }
 
 // tlsDrainIdle: a TLS client, which cannot be handed over, is closed by a
 // draining worker once it has sent nothing for this long, so that the
-// close does not meet a request on its way (worker_shutdown_timeout still
-// bounds the wait).
+// close does not meet a request on its way; one that never pauses that
+// long is closed at its first boundary once the drain is that old, with a
+// lingering close (lingerFD) so that a request it sent meanwhile meets the
+// end of the connection, not a reset.
 const tlsDrainIdle = time.Second
 
 // idle: waiting for nothing and holding no partial request.
@@ -549,7 +553,11 @@ func (c *clientConn) close() {
 	}
 	c.closed = true
 	c.closeTLS()
-	c.lp.closeFD(c.fd)
+	if c.linger {
+		c.lp.lingerFD(c.fd)
+	} else {
+		c.lp.closeFD(c.fd)
+	}
 	c.lp.held -= c.held
 	c.held = 0
 	for i := c.qhead; i < len(c.queue); i++ {
@@ -604,6 +612,9 @@ func (c *clientConn) remoteAddr() string {
 // drain asks the client to finish: requests already read are answered,
 // then the connection closes once the client is idle.
 func (c *clientConn) drain() {
+	if !c.draining {
+		c.drainAt = c.lp.now
+	}
 	c.draining = true
 	c.checkTimers(c.lp.now)
 }

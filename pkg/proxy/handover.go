@@ -99,6 +99,7 @@ func (c *clientConn) leave() {
 	if c.lp.give != nil {
 		c.lp.hoClosed[why]++
 	}
+	c.linger = why == leaveTLS && !c.handshaking
 	c.close()
 }
 

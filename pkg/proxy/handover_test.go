@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +206,96 @@ func TestHandOverBetweenEngines(t *testing.T) {
 	if got := b.Snapshot().Pools[0].ClientAdopted; got != uint64(20-refused) {
 		t.Errorf("adopted %d, want %d", got, 20-refused)
 	}
+}
+
+// A TLS client that never pauses for tlsDrainIdle is closed at a boundary
+// once the drain is that old, not at the end of the drain's timeout, and
+// with a lingering close: it reads a clean end of the stream (close_notify,
+// then EOF) with its next request not run, never a reset, and every reply
+// before that is its own. (Before: closed as busy at the timeout.)
+func TestHandOverEndsBusyTLSClientsCleanly(t *testing.T) {
+	be := fakeserver.New(t, fakeserver.Redis)
+	rig := newTLSRig(t)
+	hcl := fmt.Sprintf("pool \"p\" {\n  listen = \"127.0.0.1:1\"\n  protocol = \"redis\"\n%s  server %q {}\n}\n",
+		rig.block("    listen = \"127.0.0.1:3\"\n"), be.Addr())
+	a, _ := serveHCL(t, hcl)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ServeTLS("p", ln); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n, afterDrain int
+		err           error
+	}
+	var draining atomic.Bool
+	const clients = 4
+	results := make(chan result, clients)
+	for i := 0; i < clients; i++ {
+		tc, err := tls.Dial("tcp", ln.Addr().String(), rig.clientConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		go func(i int) {
+			r := bufio.NewReader(tc)
+			var res result
+			for ; ; res.n++ {
+				tc.SetDeadline(time.Now().Add(5 * time.Second))
+				v := fmt.Sprint(res.n)
+				key := fmt.Sprintf("busy%d", i)
+				req := fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n",
+					len(key), key, len(v), v, len(key), key)
+				if _, err := io.WriteString(tc, req); err != nil {
+					res.err = err
+					break
+				}
+				if draining.Load() {
+					// A reset that reached it meanwhile would be read
+					// before the end of the stream.
+					time.Sleep(5 * time.Millisecond)
+				}
+				want := fmt.Sprintf("+OK\r\n$%d\r\n%s\r\n", len(v), v)
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(r, got); err != nil {
+					res.err = err
+					break
+				}
+				if string(got) != want {
+					res.err = fmt.Errorf("got %q, want %q", got, want)
+					break
+				}
+				if draining.Load() {
+					res.afterDrain++
+				}
+			}
+			results <- res
+		}(i)
+	}
+	time.Sleep(100 * time.Millisecond)
+	draining.Store(true)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	rep, err := a.HandOver(ctx, func(h Handoff) { t.Errorf("a TLS client handed over") })
+	if err != nil {
+		t.Fatalf("the drain did not end before its timeout (%v): %v, closed %v", time.Since(start), err, rep.Closed)
+	}
+	if rep.Closed[leaveTLS] != clients || rep.Closed[leaveBusy] != 0 {
+		t.Errorf("closed %v, want %d as %q", rep.Closed, clients, leaveTLS)
+	}
+	for i := 0; i < clients; i++ {
+		res := <-results
+		if !errors.Is(res.err, io.EOF) {
+			t.Errorf("a busy TLS client ended with %v after %d round trips, want a clean EOF", res.err, res.n)
+		}
+		if res.afterDrain == 0 {
+			t.Errorf("a busy TLS client was not served during the drain")
+		}
+	}
+	t.Logf("drained in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // A TLS client is never handed over (crypto/tls cannot export its

@@ -61,6 +61,8 @@ type loop struct {
 
 	deferred []*clientConn // clients holding replies for the rest of a batch (deferWrite)
 
+	lingering []*lingerer // half-closed client descriptors (lingerFD)
+
 	freeMsgs  []*msg // recycled msgs (newMsg, msg.free)
 	freeBytes int    // capacity of the buffers they keep
 
@@ -206,6 +208,77 @@ func (lp *loop) closeFD(fd int) {
 	unix.Close(fd)
 }
 
+// lingerMax bounds how long a half-closed client's bytes are read and
+// dropped before its descriptor closes anyway.
+const lingerMax = time.Second
+
+// lingerer is a client descriptor after a half-close: what the client
+// still sends is read and dropped until it closes its side.
+type lingerer struct {
+	lp    *loop
+	fd    int
+	until int64
+}
+
+// lingerFD closes a client's descriptor the way a server ends a
+// connection a request may be on its way to (nginx's lingering close):
+// the write side first, then what arrives is read and dropped until the
+// client closes or lingerMax passes. Closed at once, unread bytes would
+// make the kernel send the client a reset, which can reach it before the
+// end of the stream and lose the replies it has not read.
+func (lp *loop) lingerFD(fd int) {
+	if unix.Shutdown(fd, unix.SHUT_WR) != nil || fd >= len(lp.handlers) {
+		lp.closeFD(fd)
+		return
+	}
+	l := &lingerer{lp: lp, fd: fd, until: lp.now + int64(lingerMax)}
+	lp.handlers[fd] = l
+	lp.lingering = append(lp.lingering, l)
+	l.event(unix.EPOLLIN) // edge-triggered: what is there already
+}
+
+func (l *lingerer) event(uint32) {
+	if l.fd < 0 {
+		return
+	}
+	for {
+		n, err := unix.Read(l.fd, l.lp.scratch)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return
+		case n > 0:
+			continue
+		}
+		l.close() // EOF or an error
+		return
+	}
+}
+
+func (l *lingerer) close() {
+	if l.fd >= 0 {
+		l.lp.closeFD(l.fd)
+		l.fd = -1
+	}
+}
+
+// expireLingering closes the half-closed descriptors past lingerMax (all
+// with force, when the loop stops).
+func (lp *loop) expireLingering(force bool) {
+	keep := lp.lingering[:0]
+	for _, l := range lp.lingering {
+		if force || lp.now >= l.until {
+			l.close()
+		}
+		if l.fd >= 0 {
+			keep = append(keep, l)
+		}
+	}
+	clear(lp.lingering[len(keep):])
+	lp.lingering = keep
+}
+
 func (lp *loop) dirtyLink(l *link) {
 	if !l.dirty {
 		l.dirty = true
@@ -263,6 +336,7 @@ func (lp *loop) run() {
 			for _, p := range lp.pools {
 				p.expire(lp.now)
 			}
+			lp.expireLingering(false)
 			lp.nextTick = lp.now + int64(lp.tick)
 		}
 		lp.settle()
@@ -276,6 +350,7 @@ func (lp *loop) run() {
 		f()
 	}
 	lp.settle()
+	lp.expireLingering(true)
 	unix.Close(lp.epfd)
 	unix.Close(lp.evfd)
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -130,6 +131,15 @@ func (px *Proxy) drainAll(ctx context.Context) (HandoverReport, error) {
 	var err error
 	select {
 	case <-done:
+		// The last TLS clients' descriptors may linger still (lingerFD):
+		// the loop stopping would close them before their clients did.
+		for px.lingering() > 0 && err == nil {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -144,6 +154,18 @@ func (px *Proxy) drainAll(ctx context.Context) (HandoverReport, error) {
 	})
 	px.Close()
 	return rep, err
+}
+
+// lingering counts the half-closed client descriptors of the loop.
+func (px *Proxy) lingering() (n int) {
+	px.lp.do(func() {
+		for _, l := range px.lp.lingering {
+			if l.fd >= 0 {
+				n++
+			}
+		}
+	})
+	return n
 }
 
 // Close closes every listener, client and server connection now.

@@ -65,6 +65,15 @@ type chaos struct {
 	clus  *clusterRig
 	clusL string
 	clusN int
+
+	// The soak's TLS pool "t" (soak_tls_test.go): its writers come after
+	// the cluster's and connect over TLS; the rig counts their requests
+	// apart too.
+	tlsr *tlsRig
+	tlsN int
+	// lastFault: when the last reload, worker kill or backend restart
+	// ended, unix nanos (a restart may run beside a reload).
+	lastFault atomic.Int64
 }
 
 // backendProc is a redis-server or memcached that can be killed and
@@ -74,14 +83,19 @@ type backendProc struct {
 	port int
 	proc *harness.Proc
 	dir  string
+	tls  []string // redis-server: TLS only, with these options
 }
 
 func (b *backendProc) start(t testing.TB) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", b.port)
 	if b.kind == "redis" {
-		b.proc = harness.Start(t, "redis-server", "--port", strconv.Itoa(b.port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", b.dir)
+		port := []string{"--port", strconv.Itoa(b.port)}
+		if b.tls != nil {
+			port = append([]string{"--port", "0", "--tls-port", strconv.Itoa(b.port)}, b.tls...)
+		}
+		b.proc = harness.Start(t, "redis-server", append(port, "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", b.dir)...)
 	} else {
 		args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(b.port), "-U", "0"}
 		if os.Getuid() == 0 {
@@ -95,17 +109,18 @@ func (b *backendProc) start(t testing.TB) {
 func (b *backendProc) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 
 func newChaos(t *testing.T, workers int) *chaos {
-	return newChaosWith(t, workers, 0, 0)
+	return newChaosWith(t, workers, 0, 0, 0)
 }
 
-// newChaosWith adds the Sentinel pool "s" for sentinelWriters writers
-// and the cluster pool "c" for clusterWriters, when not 0.
-func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters int) *chaos {
+// newChaosWith adds the Sentinel pool "s" for sentinelWriters writers,
+// the cluster pool "c" for clusterWriters and the TLS pool "t" for
+// tlsWriters, when not 0.
+func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters, tlsWriters int) *chaos {
 	harness.Need(t, "redis-server", "memcached")
 	// Masters started by an upgrade are re-parented to this process.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	ch := &chaos{t: t, dir: t.TempDir(), stop: make(chan struct{}),
-		restarted: map[string][]bool{"r": make([]bool, 2), "m": make([]bool, 2)}}
+		restarted: map[string][]bool{"r": make([]bool, 2), "m": make([]bool, 2), "t": make([]bool, 2)}}
 	for i := 0; i < 2; i++ {
 		r := &backendProc{kind: "redis", port: harness.FreePort(t), dir: t.TempDir()}
 		r.start(t)
@@ -126,6 +141,10 @@ func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters int) *c
 		ch.clusL = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 		ch.clusN = clusterWriters
 	}
+	if tlsWriters > 0 {
+		ch.tlsr = startTLSRig(t)
+		ch.tlsN = tlsWriters
+	}
 	ch.conf = filepath.Join(ch.dir, "nuthatch.hcl")
 	ch.pidFile = filepath.Join(ch.dir, "nuthatch.pid")
 	ch.writeConf(workers, "2s")
@@ -135,7 +154,7 @@ func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters int) *c
 	}
 	ch.owner = map[string]func(string) int{}
 	for _, p := range cfg.Pools {
-		if p.Name != "r" && p.Name != "m" {
+		if p.Name != "r" && p.Name != "m" && p.Name != "t" {
 			continue // placement by Sentinel's names or cluster slots
 		}
 		var nodes []hashkit.Node
@@ -158,6 +177,10 @@ func newChaosWith(t *testing.T, workers, sentinelWriters, clusterWriters int) *c
 	}
 	if ch.clus != nil {
 		harness.WaitPort(t, "tcp", ch.clusL, 10*time.Second)
+	}
+	if ch.tlsr != nil {
+		harness.WaitPort(t, "tcp", ch.tlsr.plainL, 10*time.Second)
+		harness.WaitPort(t, "tcp", ch.tlsr.tlsL, 10*time.Second)
 	}
 	ch.waitWorkers(workers)
 	return ch
@@ -191,6 +214,9 @@ func (ch *chaos) writeConf(workers int, timeout string) {
 	}
 	if ch.clus != nil {
 		b.WriteString(ch.clus.pool("c", ch.clusL, timeout))
+	}
+	if ch.tlsr != nil {
+		b.WriteString(ch.tlsr.pool("t", timeout))
 	}
 	if err := os.WriteFile(ch.conf, []byte(b.String()), 0o644); err != nil {
 		ch.t.Fatal(err)
@@ -238,7 +264,7 @@ func (ch *chaos) killAll() {
 // writes a new value and reads it back.
 // Half of the Redis writers speak RESP3 (HELLO 3), half RESP2.
 func (ch *chaos) startLoad(n int) {
-	total := 2*n + ch.sentN + ch.clusN
+	total := 2*n + ch.sentN + ch.clusN + ch.tlsN
 	for i := 0; i < total; i++ {
 		ch.acked = append(ch.acked, map[string]string{})
 		ch.uncertain = append(ch.uncertain, map[string]bool{})
@@ -247,6 +273,14 @@ func (ch *chaos) startLoad(n int) {
 	opts := func(addr string, proto int) *redis.Options {
 		return &redis.Options{Addr: addr, PoolSize: n, MaxRetries: -1, Protocol: proto,
 			DialTimeout: time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second}
+	}
+	// TLS: half RESP2, half RESP3, resuming their sessions on reconnect.
+	var tc, tc3 *redis.Client
+	if ch.tlsr != nil {
+		o2, o3 := opts(ch.tlsr.tlsL, 2), opts(ch.tlsr.tlsL, 3)
+		o2.TLSConfig, o3.TLSConfig = ch.tlsr.clientConfig(true), ch.tlsr.clientConfig(true)
+		o2.DialTimeout, o3.DialTimeout = 3*time.Second, 3*time.Second
+		tc, tc3 = redis.NewClient(o2), redis.NewClient(o3)
 	}
 	rc := redis.NewClient(opts(ch.redisL, 2))
 	rc3 := redis.NewClient(opts(ch.redisL, 3))
@@ -275,7 +309,7 @@ func (ch *chaos) startLoad(n int) {
 				val := fmt.Sprintf("%d-%d", g, j)
 				var werr, rerr error
 				var got string
-				if c := ch.redisFor(g, n, rc, rc3, sc, cc); c != nil {
+				if c := ch.redisFor(g, n, rc, rc3, sc, cc, tc, tc3); c != nil {
 					werr = c.Set(context.Background(), key, val, 0).Err()
 					if werr == nil {
 						got, rerr = c.Get(context.Background(), key).Result()
@@ -292,14 +326,21 @@ func (ch *chaos) startLoad(n int) {
 				}
 				pool := ch.poolOf(g, n)
 				now := time.Now()
+				// The TLS writers' requests are counted apart too.
+				var tlsr *tlsRig
+				if pool == "t" {
+					tlsr = ch.tlsr
+				}
 				switch {
 				case werr != nil:
 					ch.fail(werr)
+					tlsr.fail(werr)
 					unc[key] = true
 				case rerr != nil:
 					acked[key], unc[key] = val, false
 					ch.ackedAt[g][key] = now
 					ch.fail(rerr)
+					tlsr.fail(rerr)
 				case got != val:
 					acked[key], unc[key] = val, false
 					ch.ackedAt[g][key] = now
@@ -307,6 +348,7 @@ func (ch *chaos) startLoad(n int) {
 					// may lose the write.
 					if !ch.mayHaveLost(pool, key, now) {
 						ch.wrong.Add(1)
+						tlsr.addWrong()
 						ch.mu.Lock()
 						ch.wrongs = append(ch.wrongs, fmt.Sprintf("%s: wrote %q, read %q", key, val, got))
 						ch.mu.Unlock()
@@ -315,6 +357,7 @@ func (ch *chaos) startLoad(n int) {
 					acked[key], unc[key] = val, false
 					ch.ackedAt[g][key] = now
 					ch.ok.Add(1)
+					tlsr.addOK()
 				}
 			}
 		}(i)
@@ -328,11 +371,15 @@ func (ch *chaos) startLoad(n int) {
 		if cc != nil {
 			cc.Close()
 		}
+		if tc != nil {
+			tc.Close()
+			tc3.Close()
+		}
 	})
 }
 
 // poolOf is writer g's pool: n redis, n memcached, then the sentinel
-// pool's writers.
+// pool's writers, the cluster pool's and the TLS pool's.
 func (ch *chaos) poolOf(g, n int) string {
 	switch {
 	case g < n:
@@ -341,14 +388,21 @@ func (ch *chaos) poolOf(g, n int) string {
 		return "m"
 	case g < 2*n+ch.sentN:
 		return "s"
+	case g < 2*n+ch.sentN+ch.clusN:
+		return "c"
 	}
-	return "c"
+	return "t"
 }
 
-func (ch *chaos) redisFor(g, n int, rc, rc3, sc, cc *redis.Client) *redis.Client {
+func (ch *chaos) redisFor(g, n int, rc, rc3, sc, cc, tc, tc3 *redis.Client) *redis.Client {
 	switch ch.poolOf(g, n) {
 	case "c":
 		return cc
+	case "t":
+		if g%2 == 1 {
+			return tc3
+		}
+		return tc
 	case "r":
 		if g%2 == 1 {
 			return rc3
@@ -371,7 +425,7 @@ func (ch *chaos) mayHaveLost(pool, key string, at time.Time) bool {
 	switch pool {
 	case "c":
 		return false
-	case "r", "m":
+	case "r", "m", "t":
 		return ch.wasRestarted(pool, ch.owner[pool](key))
 	}
 	ch.mu.Lock()
@@ -417,6 +471,15 @@ func (ch *chaos) verify(n int) (checked int) {
 		cc = redis.NewClient(&redis.Options{Addr: ch.clusL})
 		defer cc.Close()
 	}
+	// The TLS writers' keys are read over TLS, and over the pool's
+	// plaintext listener, which serves the same keys.
+	var tc, tp *redis.Client
+	if ch.tlsr != nil {
+		tc = redis.NewClient(&redis.Options{Addr: ch.tlsr.tlsL, TLSConfig: ch.tlsr.clientConfig(false)})
+		defer tc.Close()
+		tp = redis.NewClient(&redis.Options{Addr: ch.tlsr.plainL})
+		defer tp.Close()
+	}
 	mc := memcache.New(ch.mcL)
 	lost := 0
 	for g, acked := range ch.acked {
@@ -433,6 +496,12 @@ func (ch *chaos) verify(n int) (checked int) {
 				got, err = sc.Get(context.Background(), key).Result()
 			} else if pool == "c" {
 				got, err = cc.Get(context.Background(), key).Result()
+			} else if pool == "t" {
+				got, err = tc.Get(context.Background(), key).Result()
+				if plain, perr := tp.Get(context.Background(), key).Result(); err == nil && (perr != nil || plain != got) {
+					got, err = plain, fmt.Errorf("over TLS %q, over plaintext %q (%v)", got, plain, perr)
+				}
+				ch.tlsr.verified++
 			} else {
 				var it *memcache.Item
 				if it, err = mc.Get(key); err == nil {
@@ -458,8 +527,11 @@ func (ch *chaos) verify(n int) (checked int) {
 // same port (empty: no persistence).
 func (ch *chaos) restartBackend(pool string, i int) {
 	be := ch.redis[i]
-	if pool == "m" {
+	switch pool {
+	case "m":
 		be = ch.mc[i]
+	case "t":
+		be = ch.tlsr.backends[i]
 	}
 	ch.mu.Lock()
 	ch.restarted[pool][i] = true
@@ -467,6 +539,7 @@ func (ch *chaos) restartBackend(pool string, i int) {
 	be.proc.Kill()
 	time.Sleep(300 * time.Millisecond)
 	be.start(ch.t)
+	ch.lastFault.Store(time.Now().UnixNano())
 }
 
 func (ch *chaos) killWorker(workers int) {
@@ -476,6 +549,7 @@ func (ch *chaos) killWorker(workers int) {
 	for {
 		now := children(ch.master())
 		if len(now) == workers && !containsPid(now, w[0]) {
+			ch.lastFault.Store(time.Now().UnixNano())
 			return
 		}
 		if time.Now().After(deadline) {
@@ -490,6 +564,7 @@ func (ch *chaos) reload(workers int, timeout string) {
 	ch.writeConf(workers, timeout)
 	syscall.Kill(ch.master(), syscall.SIGHUP)
 	ch.waitReplaced(before, workers)
+	ch.lastFault.Store(time.Now().UnixNano())
 }
 
 func (ch *chaos) upgrade(workers int) {

@@ -8,12 +8,15 @@ import (
 )
 
 // TestSoak runs mixed load through the real binary — Redis clients
-// speaking RESP2 and RESP3, memcached clients, and Redis clients of a
-// Sentinel pool and of a cluster pool (RESP3) — for SOAK_DURATION (30m with NUTHATCH_SOAK=1, make soak;
-// 60 s in make test) with periodic reloads, worker kills, backend restarts
-// Sentinel failovers, cluster failovers and reshards, then checks that every acknowledged write to a
-// backend that kept it (never restarted; not acknowledged near a failover)
-// is readable, and that the master's fds, threads and RSS stayed flat.
+// speaking RESP2 and RESP3, memcached clients, Redis clients of a
+// Sentinel pool and of a cluster pool (RESP3), and TLS clients (RESP2 and
+// RESP3) of a pool whose servers speak TLS too — for SOAK_DURATION (30m
+// with NUTHATCH_SOAK=1, make soak; 60 s in make test) with periodic
+// reloads, worker kills, backend restarts, Sentinel failovers, cluster
+// failovers and reshards, and certificate rotations (checked by rotate),
+// then checks that every acknowledged write to a backend that kept it
+// (never restarted; not acknowledged near a failover) is readable, and
+// that the master's fds, threads and RSS stayed flat.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binary and backends under load")
@@ -29,13 +32,13 @@ func TestSoak(t *testing.T) {
 		}
 		dur = d
 	}
-	const workers, writers, sentinelWriters, clusterWriters = 2, 8, 4, 4
+	const workers, writers, sentinelWriters, clusterWriters, tlsWriters = 2, 8, 4, 4, 4
 	// The master's topology sources hold a connection to each cluster
 	// node they have asked (after failovers, other nodes than at the
 	// warm-up): its fds may differ by that many (measured: 29 -> 31, flat
 	// for the rest of a 30-minute soak).
 	const topologyConns = 6
-	ch := newChaosWith(t, workers, sentinelWriters, clusterWriters)
+	ch := newChaosWith(t, workers, sentinelWriters, clusterWriters, tlsWriters)
 	defer func() {
 		if t.Failed() {
 			out := ch.proc.Output()
@@ -67,9 +70,11 @@ func TestSoak(t *testing.T) {
 
 	start := time.Now()
 	// Every step: a reload every 4 steps, a worker kill every 6, a
-	// backend restart every 12, and every 16 a Sentinel failover, a
-	// cluster failover and a reshard (a step is 5 s, 2.5 s in runs under
-	// 10 minutes).
+	// backend restart every 12, every 16 a Sentinel failover, a cluster
+	// failover and a reshard, and every 8 a certificate rotation (on an
+	// odd step, which nothing else takes; a step is 5 s, 2.5 s in runs
+	// under 10 minutes). After each reload and kill, new TLS connections
+	// must show the last certificate written.
 	step := 5 * time.Second
 	if dur < 10*time.Minute {
 		step = 2500 * time.Millisecond
@@ -92,22 +97,27 @@ func TestSoak(t *testing.T) {
 			ch.clus.reshard(t, 200)
 			reshards++
 		case n%12 == 0: // every minute
-			pool := []string{"r", "m"}[restarts%2]
+			pool := []string{"r", "t", "m"}[restarts%3]
 			ch.restartBackend(pool, 1)
 			restarts++
 		case n%6 == 0: // every 30 s
 			ch.killWorker(workers)
 			kills++
+			ch.checkServing("after a worker kill")
 		case n%4 == 0: // every 20 s
 			ch.reload(workers, timeouts[reloads%2])
 			reloads++
+			ch.checkServing("after a reload")
+		case n%8 == 5: // every 40 s
+			ch.rotate(workers)
 		}
 		if n%12 == 6 {
 			s := take()
 			maxW = max(maxW, s.wrss)
 			maxWfds = max(maxWfds, s.wfds)
-			t.Logf("%v: %d ok, %d failed, %d wrong; master fds %d threads %d RSS %d KB; workers fds %d RSS %d KB",
-				time.Since(start).Round(time.Second), ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), s.fds, s.threads, s.rss, s.wfds, s.wrss)
+			t.Logf("%v: %d ok, %d failed, %d wrong (TLS %d ok, %d failed); master fds %d threads %d RSS %d KB; workers fds %d RSS %d KB",
+				time.Since(start).Round(time.Second), ch.ok.Load(), ch.failed.Load(), ch.wrong.Load(), ch.tlsr.ok.Load(), ch.tlsr.failed.Load(),
+				s.fds, s.threads, s.rss, s.wfds, s.wrss)
 		}
 	}
 	time.Sleep(2 * time.Second)
@@ -124,12 +134,24 @@ func TestSoak(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checked := ch.verify(writers)
-	t.Logf("soak %v: %d requests ok, %d failed during faults (%v), %d wrong; %d reloads, %d worker kills, %d backend restarts, %d Sentinel failovers, %d cluster failovers, %d reshards of 200 slots; %d acknowledged writes verified",
-		dur, ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), reloads, kills, restarts, failovers, cfailovers, reshards, checked)
+	tr := ch.tlsr
+	t.Logf("soak %v: %d requests ok, %d failed during faults (%v), %d wrong; %d reloads, %d worker kills, %d backend restarts, %d Sentinel failovers, %d cluster failovers, %d reshards of 200 slots, %d certificate rotations; %d acknowledged writes verified",
+		dur, ch.ok.Load(), ch.failed.Load(), ch.errSummary(), ch.wrong.Load(), reloads, kills, restarts, failovers, cfailovers, reshards, tr.rotations, checked)
+	t.Logf("TLS: %d requests ok, %d failed during faults (%v), %d wrong; %d certificate rotations, %d handshakes checked; %d acknowledged TLS writes verified",
+		tr.ok.Load(), tr.failed.Load(), tr.errSummary(), tr.wrong.Load(), tr.rotations, tr.handshakes.Load(), tr.verified)
 	t.Logf("master fds %d -> %d, threads %d -> %d, RSS %d -> %d KB; workers RSS %d KB at start, %d max, %d at end; workers fds %d at start, %d max, %d at end",
 		base.fds, end.fds, base.threads, end.threads, base.rss, end.rss, base.wrss, maxW, end.wrss, base.wfds, maxWfds, end.wfds)
 	if ch.wrong.Load() > 0 {
 		t.Errorf("%d wrong replies: %v", ch.wrong.Load(), ch.wrongs[:min(5, len(ch.wrongs))])
+	}
+	if e := tr.certErrors(); len(e) > 0 {
+		t.Errorf("TLS writers saw certificate errors: %q", e)
+	}
+	if tr.ok.Load() == 0 || tr.verified == 0 {
+		t.Errorf("the TLS writers wrote nothing (%d ok, %d verified)", tr.ok.Load(), tr.verified)
+	}
+	if tr.rotations == 0 && dur >= time.Minute {
+		t.Error("no certificate rotation ran")
 	}
 	if end.fds > base.fds+topologyConns {
 		t.Errorf("master fds %d -> %d", base.fds, end.fds)
