@@ -159,7 +159,11 @@ func TestSoak(t *testing.T) {
 	if end.wfds > base.wfds+32 {
 		t.Errorf("workers fds %d -> %d", base.wfds, end.wfds)
 	}
-	if end.threads > base.threads+4 {
+	// Go never retires an idle M: the master's thread count is the high
+	// water mark of its goroutines blocked in system calls at once (a
+	// reload's reads, topology dials, a certificate check), measured 11 ->
+	// 15-16 in 60 s runs and flat after; a leak grows past any bound.
+	if end.threads > base.threads+8 {
 		t.Errorf("master threads %d -> %d", base.threads, end.threads)
 	}
 	if end.rss > base.rss*3/2+10*1024 {
