@@ -248,6 +248,9 @@ func (r *redisProto) watch(c *clientConn, args [][]byte, raw []byte) {
 	}
 	if t.link == nil {
 		l, err := p.pin(c, s, pinTxn)
+		if err == errPinWait {
+			return
+		}
 		if err != nil {
 			m := newMsg(c)
 			c.enqueue(m)
@@ -392,7 +395,9 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 			return
 		}
 		if t.link == nil {
-			if err := r.txnPin(c, t, s); err != nil {
+			if err := r.txnPin(c, t, s); err == errPinWait {
+				return
+			} else if err != nil {
 				t.dirty = true
 				m := newMsg(c)
 				c.enqueue(m)
@@ -460,6 +465,9 @@ func (r *redisProto) exec(c *clientConn, st *statefulSession) {
 		} else {
 			err = r.txnPin(c, t, s)
 		}
+		if err == errPinWait {
+			return
+		}
 		if err != nil {
 			st.releaseTxn(c)
 			m := newMsg(c)
@@ -470,6 +478,7 @@ func (r *redisProto) exec(c *clientConn, st *statefulSession) {
 	}
 	l := t.link
 	m := newMsg(c)
+	m.exec = true
 	c.enqueue(m)
 	p.sendPinned(m, l, appendExec)
 	l.pin.multi, l.pin.watching = false, false
