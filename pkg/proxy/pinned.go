@@ -95,8 +95,13 @@ func pinErrorText(err error) (string, bool) {
 // the slot's next owner, can be reached; the caller leaves the request
 // unconsumed.
 func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
+	// late: c waited failover_timeout for this request (only this one).
+	late := p.cluster != nil && c.ownerLate
+	if late {
+		c.ownerLate = false
+	}
 	if s.managed && !s.hasMaster() {
-		if p.cluster != nil && c.parkForOwner() {
+		if p.cluster != nil && !late && c.parkForOwner() {
 			return nil, errPinWait
 		}
 		return nil, &noMasterError{server: s.name}
@@ -108,11 +113,11 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 		if l.sc.resp3 != resp3 || l.sc.dbSel != dbSel || l.dead {
 			continue
 		}
-		if l.fd < 0 && p.cluster != nil && !c.ownerLate {
+		if l.fd < 0 && p.cluster != nil {
 			dialing = true // a probe (below): wait for its connect
 			continue
 		}
-		if p.cluster != nil && l.fd >= 0 && l.peerClosed() {
+		if p.cluster != nil && l.peerClosed() {
 			l.kill(io.EOF)
 			continue
 		}
@@ -121,6 +126,10 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 		p.stats.PinnedReused.Add(1)
 		c.ownerSince = 0
 		return l, nil
+	}
+	if late {
+		// Its node never answered a probe in failover_timeout.
+		return nil, &noMasterError{server: s.name}
 	}
 	if dialing && c.parkForOwner() {
 		return nil, errPinWait

@@ -394,6 +394,13 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 			c.localError(txnServerError(cmd.Name))
 			return
 		}
+		if t.link == nil && t.dirty && p.cluster != nil {
+			// EXEC will abort it: no link (nor a wait for one, when its
+			// node is down) for a transaction that cannot run.
+			t.count++
+			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "QUEUED") })
+			return
+		}
 		if t.link == nil {
 			if err := r.txnPin(c, t, s); err == errPinWait {
 				return
