@@ -26,7 +26,8 @@ type stateOp struct {
 	worker int
 }
 
-// A master killed with kill -9 under clients doing MULTI/SET/INCR/EXEC,
+// A master killed with kill -9 under clients doing MULTI/SET/INCR/EXEC
+// (one of them after WATCH and a GET),
 // BLPOP with a timeout and SSUBSCRIBE on keys of its slots: the stateful
 // requests sent after the kill wait for the promoted replica and run
 // there (0 errors); a transaction or a pop in flight at the kill fails
@@ -67,11 +68,25 @@ func TestClusterStatefulKillMaster(t *testing.T) {
 				}
 				k := fmt.Sprintf("%s:t%d:%d", tag, w, i)
 				start := time.Now()
-				_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				cnt := fmt.Sprintf("%s:cnt%d", tag, w)
+				txn := func(p redis.Pipeliner) error {
 					p.Set(ctx, k, k, 0)
-					p.Incr(ctx, fmt.Sprintf("%s:cnt%d", tag, w))
+					p.Incr(ctx, cnt)
 					return nil
-				})
+				}
+				var err error
+				if w == 0 {
+					// WATCH, a read, then the transaction.
+					err = c.Watch(ctx, func(tx *redis.Tx) error {
+						if err := tx.Get(ctx, cnt).Err(); err != nil && !errors.Is(err, redis.Nil) {
+							return err
+						}
+						_, err := tx.TxPipelined(ctx, txn)
+						return err
+					}, cnt)
+				} else {
+					_, err = c.TxPipelined(ctx, txn)
+				}
 				note(stateOp{kind: "txn", start: start, end: time.Now(), err: err, key: k, worker: w})
 				time.Sleep(2 * time.Millisecond)
 			}
