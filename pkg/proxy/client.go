@@ -73,6 +73,17 @@ type clientConn struct {
 	// pool's first slot map (awaitMap); mapLate: it waited
 	// failover_timeout, and its next requests count from then.
 	mapSince, mapLate int64
+	// ownerSince: since when the client waits, unread from its stateful
+	// request on, for a reachable owner of that request's slot (cluster
+	// pools: parkForOwner); ownerPark: it is parked now; ownerLate: it
+	// waited failover_timeout, the request fails.
+	ownerSince int64
+	ownerPark  bool
+	ownerLate  bool
+	// dispatching: a request of the client is being routed, so that it
+	// may be parked unconsumed (parkForOwner); false for the proxy's own
+	// resends (a blocking call after a MOVED).
+	dispatching bool
 
 	id        uint64 // unique in the process, for CLIENT ID and CLIENT LIST
 	linkClass uint8  // which of a server's link sets carries its requests
@@ -162,7 +173,7 @@ func (c *clientConn) event(ev uint32) {
 func (c *clientConn) serve() {
 	p := c.pool
 	for !c.closed && !c.noMore && !c.handshaking {
-		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() || c.awaitMap() {
+		if c.inFlight() >= maxBatch || c.blocked || c.overBudget() || c.awaitMap() || c.ownerPark {
 			return
 		}
 		if c.rb.len() > 0 && !c.needMore {
@@ -277,6 +288,9 @@ func (c *clientConn) parse(data []byte) (used int) {
 			break
 		}
 		if n == 0 {
+			if c.ownerPark {
+				break // the request stays in rb until its slot has an owner
+			}
 			c.needMore = true
 			c.need = need
 			break

@@ -53,6 +53,9 @@ type clusterState struct {
 	// read (awaitMap), for up to failover_timeout each: mapWaiters.
 	haveMap    bool
 	mapWaiters []*clientConn
+	// ownerWaiters are the clients parked, unread, on a stateful request
+	// whose slot's owner cannot be reached (parkForOwner).
+	ownerWaiters []*clientConn
 }
 
 func newClusterState() *clusterState {
@@ -129,6 +132,7 @@ func (p *pool) setSlotMap(sm SlotMap) {
 	for _, m := range again {
 		p.sendSlot(m)
 	}
+	p.wakeOwnerWaiters()
 	if !cs.haveMap {
 		cs.haveMap = true
 		waiters := cs.mapWaiters
@@ -202,6 +206,84 @@ func (p *pool) expireMapWaiters(now, limit int64) {
 		c.mapLate = since
 		c.serve()
 		c.mapLate = 0
+	}
+}
+
+// parkForOwner parks c on the stateful request being routed (a MULTI's
+// first key, WATCH, a blocking call, SUBSCRIBE) when its node cannot be
+// reached: a master killed before its replica is promoted, or a link
+// still connecting. Ordinary requests wait in s.waiting for the same
+// reason; a stateful one cannot, since what follows it on the client's
+// connection depends on its link. So c is not read, and the request is
+// routed again from the start when a map arrives or a probe connects
+// (wakeOwnerWaiters), for up to failover_timeout (expireOwnerWaiters).
+// Bounded as s.waiting is: maxWaiting clients per pool, each holding no
+// more than what it sent and the proxy did not read. It reports whether
+// c waits.
+func (c *clientConn) parkForOwner() bool {
+	if c.ownerLate || !c.dispatching {
+		return false
+	}
+	cs := c.pool.cluster
+	if c.ownerSince == 0 {
+		if len(cs.ownerWaiters) >= maxWaiting {
+			return false
+		}
+		c.ownerSince = c.lp.now
+	}
+	if !c.ownerPark {
+		c.ownerPark = true
+		cs.ownerWaiters = append(cs.ownerWaiters, c)
+		c.pool.clusterHint("", HintWaiting)
+	}
+	return true
+}
+
+// wakeOwnerWaiters routes the parked clients' requests again: the map
+// changed or a node answered. Those still without a reachable owner park
+// again, keeping their start.
+func (p *pool) wakeOwnerWaiters() {
+	cs := p.cluster
+	if len(cs.ownerWaiters) == 0 {
+		return
+	}
+	ws := cs.ownerWaiters
+	cs.ownerWaiters = nil
+	for _, c := range ws {
+		c.ownerPark = false
+	}
+	for _, c := range ws {
+		if !c.closed && !c.ownerPark {
+			c.serve()
+		}
+	}
+}
+
+// expireOwnerWaiters fails the parked requests that waited
+// failover_timeout: they are routed with ownerLate, which makes pin
+// answer its error (has no master) instead of waiting.
+func (p *pool) expireOwnerWaiters(now, limit int64) {
+	cs := p.cluster
+	keep := cs.ownerWaiters[:0]
+	var late []*clientConn
+	for _, c := range cs.ownerWaiters {
+		switch {
+		case c.closed:
+		case now-c.ownerSince > limit:
+			late = append(late, c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(cs.ownerWaiters[len(keep):])
+	cs.ownerWaiters = keep
+	if len(keep) > 0 {
+		p.clusterHint("", HintWaiting)
+	}
+	for _, c := range late {
+		c.ownerPark, c.ownerLate, c.ownerSince = false, true, 0
+		c.serve()
+		c.ownerLate = false
 	}
 }
 
@@ -378,6 +460,9 @@ func (p *pool) expireCluster(now int64) {
 	limit := int64(p.cfg.Cluster.FailoverTimeout)
 	if len(cs.mapWaiters) > 0 {
 		p.expireMapWaiters(now, limit)
+	}
+	if len(cs.ownerWaiters) > 0 {
+		p.expireOwnerWaiters(now, limit)
 	}
 	if len(cs.later) > 0 {
 		later := cs.later

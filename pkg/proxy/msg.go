@@ -57,6 +57,9 @@ type msg struct {
 	// replicaOK: a client's read-only command, which read_from may send
 	// to a replica (replica.go).
 	replicaOK bool
+	// exec: a transaction's EXEC, whose outcome is unknown when its link
+	// dies after it was written (pinned.go).
+	exec bool
 
 	server *server // set for forwarded requests
 	// cmd names the request for the slow log (a static string); key is a

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"slices"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Pinned links (issue #21). A transaction, a blocking call or a
@@ -74,31 +77,62 @@ func (e *pinLostError) Error() string {
 func pinErrorText(err error) (string, bool) {
 	var pe *pinError
 	var pl *pinLostError
+	var tl *txnLostError
 	switch {
 	case errors.As(err, &pe):
 		return pe.Error(), true
 	case errors.As(err, &pl):
 		return pl.Error(), true
+	case errors.As(err, &tl):
+		return tl.Error(), true
 	}
 	return "", false
 }
 
 // pin lends c a link to s for a stateful command of the given kind: an
-// idle one of c's protocol version, or a new one.
+// idle one of c's protocol version, or a new one. In a cluster pool it
+// may answer errPinWait instead: c is parked (parkForOwner) until s, or
+// the slot's next owner, can be reached; the caller leaves the request
+// unconsumed.
 func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
+	// late: c waited failover_timeout for this request (only this one).
+	late := p.cluster != nil && c.ownerLate
+	if late {
+		c.ownerLate = false
+	}
 	if s.managed && !s.hasMaster() {
+		if p.cluster != nil && !late && c.parkForOwner() {
+			return nil, errPinWait
+		}
 		return nil, &noMasterError{server: s.name}
 	}
 	resp3, dbSel := c.linkClass&linkRESP3 != 0, c.linkClass>>1
+	dialing := false
 	for i := len(s.pinIdle) - 1; i >= 0; i-- {
 		l := s.pinIdle[i]
 		if l.sc.resp3 != resp3 || l.sc.dbSel != dbSel || l.dead {
 			continue
 		}
+		if l.fd < 0 && p.cluster != nil {
+			dialing = true // a probe (below): wait for its connect
+			continue
+		}
+		if p.cluster != nil && l.peerClosed() {
+			l.kill(io.EOF)
+			continue
+		}
 		s.pinIdle = slices.Delete(s.pinIdle, i, i+1)
 		l.pin.owner, l.pin.kind = c, kind
 		p.stats.PinnedReused.Add(1)
+		c.ownerSince = 0
 		return l, nil
+	}
+	if late {
+		// Its node never answered a probe in failover_timeout.
+		return nil, &noMasterError{server: s.name}
+	}
+	if dialing && c.parkForOwner() {
+		return nil, errPinWait
 	}
 	limit := p.cfg.MaxPinnedLinks
 	if len(s.pins) >= limit {
@@ -114,11 +148,26 @@ func (p *pool) pin(c *clientConn, s *server, kind uint8) (*link, error) {
 	}
 	sc := &serverConn{srv: s, resp3: resp3, dbSel: dbSel}
 	l := sc.link()
-	l.pin = &pinState{owner: c, kind: kind}
 	s.pins = append(s.pins, l)
 	p.stats.PinnedOpened.Add(1)
+	if p.cluster != nil && c.parkForOwner() {
+		// A cluster node may be dead while the map still names it (a
+		// master killed before its replica is promoted): the new link
+		// is a probe, idle until it connects, and c waits for it (or
+		// for the slot's next owner) with its request unread, instead of
+		// failing at once when the connect is refused.
+		l.pin = &pinState{idleSince: p.lp.now}
+		s.pinIdle = append(s.pinIdle, l)
+		return nil, errPinWait
+	}
+	l.pin = &pinState{owner: c, kind: kind}
+	c.ownerSince = 0
 	return l, nil
 }
+
+// errPinWait: the client waits for a reachable owner (parkForOwner); its
+// request is not consumed.
+var errPinWait = errors.New("proxy: waiting for a reachable slot owner")
 
 // unpin gives l back: idle once what is in flight on it is answered.
 func (l *link) unpin() {
@@ -176,8 +225,14 @@ func (l *link) sendInternal(build func(dst []byte) []byte) {
 
 // pinKilled: a pinned link died with pending requests. They fail (never
 // replayed: the state they depended on is gone) and the owner is told.
-func (l *link) pinKilled(pending []*msg, err error) {
+func (l *link) pinKilled(pending []*msg, err error, connected bool) {
 	s := l.sc.srv
+	cluster := s.pool.cluster != nil
+	if cluster && !connected && err != errLinkShutdown {
+		// The node refuses connections: stateful requests wait for the
+		// next map instead of dialing it again.
+		s.markDown(HintUnreachable)
+	}
 	if i := slices.Index(s.pins, l); i >= 0 {
 		s.pins = slices.Delete(s.pins, i, i+1)
 	}
@@ -187,9 +242,28 @@ func (l *link) pinKilled(pending []*msg, err error) {
 	if err == errAddressChanged {
 		err = &pinLostError{server: s.name}
 	}
+	// In a cluster pool a node that died (not one closed by the proxy)
+	// leaves what was written to it in doubt: EXEC and a blocking pop
+	// may have run, and fail with the unknown-outcome error (never
+	// replayed); a transaction whose EXEC was not written did not run.
+	died := cluster && err != errLinkShutdown && !errors.As(err, new(*pinLostError))
+	execSent := false
+	for _, m := range pending {
+		execSent = execSent || (m.exec && m.sentAt != 0)
+	}
+	if died && l.pin.kind == pinTxn && !execSent {
+		err = &txnLostError{server: s.name}
+	}
 	for _, m := range pending {
 		if m.client == nil && m.parent == nil {
 			m.free()
+			continue
+		}
+		if died && m.sentAt != 0 && (execSent || m.blockFor != 0) {
+			if m.exec || m.blockFor != 0 {
+				s.pool.stats.OutcomeUnknown.Add(1)
+			}
+			s.pool.fail(m, &outcomeError{server: s.name})
 			continue
 		}
 		s.pool.fail(m, err)
@@ -197,6 +271,27 @@ func (l *link) pinKilled(pending []*msg, err error) {
 	if o := l.pin.owner; o != nil && !o.closed && o.rs != nil && o.rs.st != nil {
 		o.rs.st.linkLost(o, l, err)
 	}
+}
+
+// txnLostError fails the requests of a transaction whose node died
+// before its EXEC was written (cluster pools): nothing of it ran; EXEC
+// answers EXECABORT with it.
+type txnLostError struct{ server string }
+
+func (e *txnLostError) Error() string {
+	return "nuthatch: server '" + e.server + "' lost the connection before EXEC; the transaction did not run, run it again"
+}
+
+// peerClosed reports whether an idle pinned link's server has closed it
+// (a node killed a moment ago, its EOF not read yet): one peek, before
+// the link is lent, so that a transaction is not begun on a dead node.
+func (l *link) peerClosed() bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(l.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	if err != nil {
+		return !isAgain(err) && err != unix.EINTR
+	}
+	return n == 0
 }
 
 // killPins closes every pinned link of s (its master moved, or the worker

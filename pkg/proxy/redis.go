@@ -246,7 +246,20 @@ func (r *redisProto) parse(c *clientConn, buf []byte) (int, int, error) {
 	skip := rs.skipNext
 	rs.skipNext, rs.replyOn = false, false
 	queued := len(c.queue)
+	c.dispatching = true
 	r.dispatch(c, args, raw)
+	c.dispatching = false
+	if c.ownerPark {
+		// A stateful request waits for its slot's owner (parkForOwner):
+		// not consumed, it runs again from the start when woken.
+		for _, m := range c.queue[queued:] {
+			m.free()
+		}
+		clear(c.queue[queued:])
+		c.queue = c.queue[:queued]
+		rs.skipNext = skip
+		return 0, 0, nil
+	}
 	if (rs.replyOff || (skip && !rs.replyOn)) && len(c.queue) > queued {
 		// CLIENT REPLY OFF or SKIP: the request runs, its reply is dropped.
 		for _, m := range c.queue[queued:] {

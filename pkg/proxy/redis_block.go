@@ -152,6 +152,9 @@ func (p *pool) sendBlocking(c *clientConn, m *msg, s *server, build func(dst []b
 	if l == nil {
 		var err error
 		l, err = p.pin(c, s, pinBlock)
+		if err == errPinWait {
+			return // m is dropped with the unconsumed request (redisProto.parse)
+		}
 		if err != nil {
 			p.fail(m, err)
 			return

@@ -237,6 +237,9 @@ func (r *redisProto) subscribe(c *clientConn, name string, targets [][]byte) {
 			continue
 		}
 		l, err := p.pin(c, p.servers[i], pinSub)
+		if err == errPinWait {
+			return
+		}
 		if err != nil {
 			m := newMsg(c)
 			c.enqueue(m)

@@ -248,6 +248,9 @@ func (r *redisProto) watch(c *clientConn, args [][]byte, raw []byte) {
 	}
 	if t.link == nil {
 		l, err := p.pin(c, s, pinTxn)
+		if err == errPinWait {
+			return
+		}
 		if err != nil {
 			m := newMsg(c)
 			c.enqueue(m)
@@ -391,8 +394,17 @@ func (r *redisProto) txnQueue(c *clientConn, st *statefulSession, cmd *resp.Comm
 			c.localError(txnServerError(cmd.Name))
 			return
 		}
+		if t.link == nil && t.dirty && p.cluster != nil {
+			// EXEC will abort it: no link (nor a wait for one, when its
+			// node is down) for a transaction that cannot run.
+			t.count++
+			c.localReply(func(dst []byte) []byte { return resp.AppendStatus(dst, "QUEUED") })
+			return
+		}
 		if t.link == nil {
-			if err := r.txnPin(c, t, s); err != nil {
+			if err := r.txnPin(c, t, s); err == errPinWait {
+				return
+			} else if err != nil {
 				t.dirty = true
 				m := newMsg(c)
 				c.enqueue(m)
@@ -460,6 +472,9 @@ func (r *redisProto) exec(c *clientConn, st *statefulSession) {
 		} else {
 			err = r.txnPin(c, t, s)
 		}
+		if err == errPinWait {
+			return
+		}
 		if err != nil {
 			st.releaseTxn(c)
 			m := newMsg(c)
@@ -470,6 +485,7 @@ func (r *redisProto) exec(c *clientConn, st *statefulSession) {
 	}
 	l := t.link
 	m := newMsg(c)
+	m.exec = true
 	c.enqueue(m)
 	p.sendPinned(m, l, appendExec)
 	l.pin.multi, l.pin.watching = false, false

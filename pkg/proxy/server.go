@@ -414,6 +414,9 @@ func (l *link) connected(fd int, tc *tlsconn.Conn) {
 	l.sc.srv.stats.Connections.Add(1)
 	l.rb = newReadBuf(l.sc.srv.pool.maxReply)
 	l.lp.dirtyLink(l)
+	if l.pin != nil && l.pin.owner == nil && l.sc.srv.pool.cluster != nil {
+		l.sc.srv.pool.wakeOwnerWaiters() // a probe (pin) connected
+	}
 }
 
 // event handles epoll's news about the server socket.
@@ -584,7 +587,7 @@ func (l *link) kill(err error) {
 		s.failed()
 	}
 	if l.pin != nil {
-		l.pinKilled(pending, err)
+		l.pinKilled(pending, err, connected)
 		return
 	}
 	if s.managed && err != errLinkShutdown {

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -275,6 +278,13 @@ func TestClusterDownAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := r.nodeAt(r.masterOfSlot(t, 0))
+	// A hash tag of the victim's slots, for the stateful commands.
+	tag := ""
+	for i := 0; tag == ""; i++ {
+		if k := fmt.Sprintf("{d%d}", i); r.masterOfSlot(t, hashkit.Slot([]byte(k))) == victim.addr() {
+			tag = k
+		}
+	}
 	victim.proc.Kill()
 	// Wait until the cluster says it is down.
 	deadline := time.Now().Add(15 * time.Second)
@@ -310,6 +320,46 @@ func TestClusterDownAndBack(t *testing.T) {
 		if !strings.HasPrefix(e, "ERR nuthatch: ") {
 			t.Errorf("undocumented error %q", e)
 		}
+	}
+	// Stateful commands for its slots wait as long, then fail with the
+	// documented error (the transaction's first keyed command; EXEC then
+	// answers EXECABORT), the pop and the subscription refused.
+	stateful := map[string]func() error{
+		"MULTI/SET/INCR/EXEC": func() error {
+			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, tag+"a", "v", 0)
+				p.Incr(ctx, tag+"n")
+				return nil
+			})
+			return err
+		},
+		"BLPOP": func() error { return c.BLPop(ctx, time.Second, tag+"q").Err() },
+		"SSUBSCRIBE": func() error {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(conn, "SSUBSCRIBE %sch\r\n", tag)
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				return err
+			}
+			return errors.New(strings.TrimSpace(strings.TrimPrefix(line, "-")))
+		},
+	}
+	for name, run := range stateful {
+		start := time.Now()
+		err := run()
+		d := time.Since(start)
+		if err == nil || !strings.HasPrefix(err.Error(), "ERR nuthatch: ") && !strings.HasPrefix(err.Error(), "EXECABORT") {
+			t.Errorf("%s while the cluster is down: %v", name, err)
+		}
+		if d < 2*time.Second || d > 6*time.Second {
+			t.Errorf("%s failed after %v, failover_timeout is 3s: %v", name, d, err)
+		}
+		t.Logf("%s failed after %v: %v", name, d.Round(time.Millisecond), err)
 	}
 	t.Logf("while down: %v", errs)
 	victim.restart(t)
