@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,10 +181,10 @@ func TestClusterManualFailover(t *testing.T) {
 	rep := r.replicaOf(t, old.addr())
 	r.waitInSync(t, old)
 	c := rep.client()
+	failAt := time.Now()
 	if err := c.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for r.masterOfSlot(t, 0) != rep.addr() {
 		if time.Now().After(deadline) {
@@ -193,8 +194,40 @@ func TestClusterManualFailover(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
-	ok, failed, errs, acked, lost := r.check(t, wait())
-	t.Logf("%d ok, %d failed %v; %d acknowledged writes, %d lost", ok, failed, errs, acked, lost)
+	results := wait()
+	// The switch as the shard's clients saw it: the longest time without a
+	// completed request for a key of the shard, from just before the
+	// command to the end.
+	owned := map[int]bool{}
+	slots, err := c.ClusterSlots(ctx).Result()
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sr := range slots {
+		if len(sr.Nodes) > 0 && sr.Nodes[0].Addr == rep.addr() {
+			for sl := int(sr.Start); sl <= int(sr.End); sl++ {
+				owned[sl] = true
+			}
+		}
+	}
+	var times []time.Time
+	for _, res := range results {
+		if res.err == nil && owned[hashkit.Slot([]byte(res.key))] && res.at.After(failAt.Add(-200*time.Millisecond)) {
+			times = append(times, res.at)
+		}
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	var stall time.Duration
+	for i := 1; i < len(times); i++ {
+		stall = max(stall, times[i].Sub(times[i-1]))
+	}
+	ok, failed, errs, acked, lost := r.check(t, results)
+	t.Logf("%d ok, %d failed %v; %d acknowledged writes, %d lost; the shard's requests paused at most %v around the switch (%d completed after the command)",
+		ok, failed, errs, acked, lost, stall.Round(time.Millisecond), len(times))
+	if len(times) == 0 {
+		t.Error("no request of the failed-over shard completed after the command")
+	}
 	if failed > 0 {
 		t.Errorf("errors during CLUSTER FAILOVER: %v", errs)
 	}
