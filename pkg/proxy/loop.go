@@ -306,6 +306,7 @@ func (lp *loop) run() {
 	events := make([]unix.EpollEvent, 512)
 	lp.now = time.Now().UnixNano()
 	lp.nextTick = lp.now + int64(lp.tick)
+	lastYield, rounds := lp.now, 0
 	for !lp.quit {
 		wait := int((lp.nextTick - lp.now + 999_999) / 1e6)
 		if wait < 0 || lp.busy() {
@@ -340,6 +341,17 @@ func (lp *loop) run() {
 			lp.nextTick = lp.now + int64(lp.tick)
 		}
 		lp.settle()
+		// A goroutine that never reschedules is, after 10 ms, taken
+		// its P by sysmon in the middle of a blocking epoll_wait (Go
+		// 1.26 retake: "if pp is in a syscall, preemptone doesn't
+		// work"); the hand-off wakes other threads and sends sysmon
+		// back to 20 µs polling. A busy loop yields every yieldEvery
+		// instead; an idle one (few rounds) loses its P to the long
+		// waits anyway and is left alone.
+		if rounds++; rounds >= yieldRounds && lp.now-lastYield >= yieldEvery {
+			rounds, lastYield = 0, lp.now
+			runtime.Gosched()
+		}
 	}
 	lp.mu.Lock()
 	lp.stopped = true
@@ -422,6 +434,13 @@ func (lp *loop) revisitDeferred() {
 	clear(lp.deferred[len(keep):])
 	lp.deferred = keep
 }
+
+// The loop's voluntary yield (run): at most every yieldEvery, and only
+// after yieldRounds rounds, so that an idle loop does not wake for it.
+const (
+	yieldEvery  = int64(5 * time.Millisecond)
+	yieldRounds = 64
+)
 
 // settlePasses bounds the write/route passes of one round.
 const settlePasses = 8
