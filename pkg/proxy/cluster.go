@@ -181,18 +181,7 @@ func (c *clientConn) parkForMap(cs *clusterState) bool {
 // slot owner do, counted from when the client began to wait.
 func (p *pool) expireMapWaiters(now, limit int64) {
 	cs := p.cluster
-	keep := cs.mapWaiters[:0]
-	var late []*clientConn
-	for _, c := range cs.mapWaiters {
-		switch {
-		case c.closed:
-		case now-c.mapSince > limit:
-			late = append(late, c)
-		default:
-			keep = append(keep, c)
-		}
-	}
-	clear(cs.mapWaiters[len(keep):])
+	keep, late := splitLate(cs.mapWaiters, now, limit, func(c *clientConn) int64 { return c.mapSince })
 	cs.mapWaiters = keep
 	if len(keep) > 0 {
 		p.clusterHint("", HintWaiting)
@@ -259,23 +248,30 @@ func (p *pool) wakeOwnerWaiters() {
 	}
 }
 
-// expireOwnerWaiters fails the parked requests that waited
-// failover_timeout: they are routed with ownerLate, which makes pin
-// answer its error (has no master) instead of waiting.
-func (p *pool) expireOwnerWaiters(now, limit int64) {
-	cs := p.cluster
-	keep := cs.ownerWaiters[:0]
-	var late []*clientConn
-	for _, c := range cs.ownerWaiters {
+// splitLate drops the closed clients of waiters (in place) and splits the
+// rest into those that waited more than limit since since(c) and those
+// that keep waiting.
+func splitLate(waiters []*clientConn, now, limit int64, since func(*clientConn) int64) (keep, late []*clientConn) {
+	keep = waiters[:0]
+	for _, c := range waiters {
 		switch {
 		case c.closed:
-		case now-c.ownerSince > limit:
+		case now-since(c) > limit:
 			late = append(late, c)
 		default:
 			keep = append(keep, c)
 		}
 	}
-	clear(cs.ownerWaiters[len(keep):])
+	clear(waiters[len(keep):])
+	return keep, late
+}
+
+// expireOwnerWaiters fails the parked requests that waited
+// failover_timeout: they are routed with ownerLate, which makes pin
+// answer its error (has no master) instead of waiting.
+func (p *pool) expireOwnerWaiters(now, limit int64) {
+	cs := p.cluster
+	keep, late := splitLate(cs.ownerWaiters, now, limit, func(c *clientConn) int64 { return c.ownerSince })
 	cs.ownerWaiters = keep
 	if len(keep) > 0 {
 		p.clusterHint("", HintWaiting)
