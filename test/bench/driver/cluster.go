@@ -431,30 +431,14 @@ func (e *env) clusterPredixy(ctx context.Context, nodes []string) (*target, stri
 	if _, err := os.Stat(e.predixyBin); err != nil {
 		return nil, fmt.Sprintf("cluster: predixy skipped: no binary at %s", e.predixyBin)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, "cluster: predixy skipped: " + err.Error()
-	}
 	var c strings.Builder
-	fmt.Fprintf(&c, "Name bench-cluster\nBind 127.0.0.1:%d\nWorkerThreads 1\nClientTimeout 0\n", port)
-	c.WriteString("LogVerbSample 0\nLogDebugSample 0\nLogInfoSample 0\nLogNoticeSample 1\nLogWarnSample 1\nLogErrorSample 1\n")
-	c.WriteString("Authority {\n    Auth {\n        Mode write\n    }\n}\n")
 	c.WriteString("ClusterServerPool {\n    RefreshInterval 1\n    Servers {\n")
 	for _, a := range nodes {
 		fmt.Fprintf(&c, "        + %s\n", a)
 	}
 	c.WriteString("    }\n}\n")
-	conf := filepath.Join(e.dir, "predixy-cluster.conf")
-	if err := os.WriteFile(conf, []byte(c.String()), 0o644); err != nil {
-		return nil, "cluster: predixy skipped: " + err.Error()
-	}
-	p, err := e.procs.start("predixy-cluster", e.predixyBin, conf)
+	p, addr, conf, err := e.startPredixy(ctx, "predixy-cluster", c.String())
 	if err != nil {
-		return nil, "cluster: predixy skipped: " + err.Error()
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitPort(ctx, p, addr); err != nil {
-		e.procs.stop(p)
 		return nil, "cluster: predixy skipped: " + err.Error()
 	}
 	return &target{name: "predixy", proc: p, redis: []string{addr}, args: []string{e.predixyBin, conf},

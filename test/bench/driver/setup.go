@@ -170,33 +170,46 @@ func (e *env) predixy(ctx context.Context, b *backends) (*target, string) {
 	if _, err := os.Stat(e.predixyBin); err != nil {
 		return nil, fmt.Sprintf("predixy skipped: no binary at %s (set PREDIXY_BIN; docs/performance.md says how it was built)", e.predixyBin)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, "predixy skipped: " + err.Error()
-	}
 	var c strings.Builder
-	fmt.Fprintf(&c, "Name bench\nBind 127.0.0.1:%d\nWorkerThreads 1\nClientTimeout 0\n", port)
-	c.WriteString("LogVerbSample 0\nLogDebugSample 0\nLogInfoSample 0\nLogNoticeSample 1\nLogWarnSample 1\nLogErrorSample 1\n")
-	c.WriteString("Authority {\n    Auth {\n        Mode write\n    }\n}\n")
 	c.WriteString("StandaloneServerPool {\n    Hash crc16\n    Distribution modula\n    RefreshMethod fixed\n")
 	for i, a := range b.redis {
 		fmt.Fprintf(&c, "    Group g%d {\n        + %s\n    }\n", i, a)
 	}
 	c.WriteString("}\n")
-	conf := filepath.Join(e.dir, "predixy.conf")
-	if err := os.WriteFile(conf, []byte(c.String()), 0o644); err != nil {
-		return nil, "predixy skipped: " + err.Error()
-	}
-	p, err := e.procs.start("predixy", e.predixyBin, conf)
+	p, addr, conf, err := e.startPredixy(ctx, "predixy", c.String())
 	if err != nil {
-		return nil, "predixy skipped: " + err.Error()
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitPort(ctx, p, addr); err != nil {
 		return nil, "predixy skipped: " + err.Error()
 	}
 	return &target{name: "predixy", proc: p, redis: []string{addr}, args: []string{e.predixyBin, conf},
 		note: "1 worker thread; Redis only", pinnable: true}, ""
+}
+
+// startPredixy writes NAME.conf, predixy's common settings (one worker
+// thread, no client timeout, quiet logs, writes allowed) and then pool, its
+// server pool section, and starts predixy on a free port.
+func (e *env) startPredixy(ctx context.Context, name, pool string) (p *proc, addr, conf string, err error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", "", err
+	}
+	var c strings.Builder
+	fmt.Fprintf(&c, "Name %s\nBind 127.0.0.1:%d\nWorkerThreads 1\nClientTimeout 0\n", name, port)
+	c.WriteString("LogVerbSample 0\nLogDebugSample 0\nLogInfoSample 0\nLogNoticeSample 1\nLogWarnSample 1\nLogErrorSample 1\n")
+	c.WriteString("Authority {\n    Auth {\n        Mode write\n    }\n}\n")
+	c.WriteString(pool)
+	conf = filepath.Join(e.dir, name+".conf")
+	if err := os.WriteFile(conf, []byte(c.String()), 0o644); err != nil {
+		return nil, "", "", err
+	}
+	if p, err = e.procs.start(name, e.predixyBin, conf); err != nil {
+		return nil, "", "", err
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitPort(ctx, p, addr); err != nil {
+		e.procs.stop(p)
+		return nil, "", "", err
+	}
+	return p, addr, conf, nil
 }
 
 // nuthatchConfig is an HCL file with a Redis and a memcached pool;
