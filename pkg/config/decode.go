@@ -21,6 +21,7 @@ import (
 type rawConfig struct {
 	WorkerProcesses       hcl.Expression `hcl:"worker_processes,optional"`
 	WorkerCPUAffinity     *string        `hcl:"worker_cpu_affinity,optional"`
+	ReuseportSteering     *string        `hcl:"reuseport_steering,optional"`
 	WorkerShutdownTimeout *string        `hcl:"worker_shutdown_timeout,optional"`
 	WorkerOutputBudget    *string        `hcl:"worker_output_budget,optional"`
 	PidFile               *string        `hcl:"pid_file,optional"`
@@ -33,6 +34,7 @@ type rawConfig struct {
 	Pools   []*rawPool  `hcl:"pool,block"`
 
 	WorkerCPUAffinityRange     hcl.Range `hcl:"worker_cpu_affinity,attr_value_range"`
+	ReuseportSteeringRange     hcl.Range `hcl:"reuseport_steering,attr_value_range"`
 	WorkerShutdownTimeoutRange hcl.Range `hcl:"worker_shutdown_timeout,attr_value_range"`
 	WorkerOutputBudgetRange    hcl.Range `hcl:"worker_output_budget,attr_value_range"`
 	PidFileRange               hcl.Range `hcl:"pid_file,attr_value_range"`
@@ -313,6 +315,11 @@ func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, h
 	case aff != "off":
 		c.errorf(raw.WorkerCPUAffinityRange, "Invalid worker_cpu_affinity",
 			"%q is not a valid worker_cpu_affinity; use one of: %s.", aff, quoteList(affinities))
+	}
+	cfg.ReuseportSteering = Steering(deref(raw.ReuseportSteering, string(SteerAuto)))
+	if !oneOf(string(cfg.ReuseportSteering), steerings) {
+		c.errorf(raw.ReuseportSteeringRange, "Invalid reuseport_steering",
+			"%q is not a valid reuseport_steering; use one of: %s.", cfg.ReuseportSteering, quoteList(steerings))
 	}
 	cfg.WorkerShutdownTimeout = c.duration("worker_shutdown_timeout",
 		deref(raw.WorkerShutdownTimeout, DefaultShutdownTimeout), raw.WorkerShutdownTimeoutRange, 0)

@@ -62,6 +62,7 @@ var (
 	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats = []string{"auto", "journald", "text", "json"}
 	affinities = []string{"auto", "off"}
+	steerings  = []string{string(SteerAuto), string(SteerCPU), string(SteerHash)}
 	protocols  = []string{string(ProtocolRedis), string(ProtocolMemcache)}
 	// statsReserved are the top-level keys of twemproxy's stats JSON; a
 	// pool with one of these names would produce a duplicate key.

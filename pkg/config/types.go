@@ -35,6 +35,9 @@ type Config struct {
 	WorkerProcessesAuto bool
 	// WorkerCPUAffinity pins worker i to CPU i when true ("auto").
 	WorkerCPUAffinity bool
+	// ReuseportSteering picks the worker a new TCP connection goes to when
+	// each worker has a SO_REUSEPORT socket of its own.
+	ReuseportSteering Steering
 	// WorkerShutdownTimeout bounds how long old workers drain.
 	WorkerShutdownTimeout time.Duration
 	// WorkerOutputBudget bounds the reply bytes a worker holds for its
@@ -320,3 +323,19 @@ func (a Address) String() string {
 	}
 	return a.Addr
 }
+
+// Steering is how the kernel spreads new connections over the workers'
+// SO_REUSEPORT sockets of one address.
+type Steering string
+
+const (
+	// SteerAuto steers connections that arrive over the loopback device
+	// (clients on this host, twemproxy's usual place beside the
+	// application) by CPU, and the others by hash.
+	SteerAuto Steering = "auto"
+	// SteerCPU sends every connection to the worker of the CPU its
+	// handshake was processed on (CPU mod workers).
+	SteerCPU Steering = "cpu"
+	// SteerHash is the kernel's default: a hash of the addresses.
+	SteerHash Steering = "hash"
+)

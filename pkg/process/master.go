@@ -620,7 +620,7 @@ func (m *Master) addressesFor(cfg *config.Config) []proxy.ServerAddress {
 func (m *Master) promote(g *generation) {
 	old := m.cur
 	m.cur, m.next = g, nil
-	m.sockets.commit(g.sockets)
+	m.sockets.commit(g.sockets, g.cfg.ReuseportSteering, m.Log.WithField("component", "master"))
 	m.stats.configure(g.cfg)
 	m.setStatsPeriod(g.cfg)
 	if old != nil {

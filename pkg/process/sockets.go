@@ -164,9 +164,11 @@ func (s *socketSet) wantOne(cfg *config.Config, p *config.Pool, pl config.Listen
 	return nil
 }
 
-// commit makes next the live set and closes the sockets no longer used
-// (never systemd's).
-func (s *socketSet) commit(next map[string][]*os.File) {
+// commit makes next the live set, closes the sockets no longer used
+// (never systemd's) and sets how each address's group of sockets spreads
+// connections over the workers. It steers only after the old sockets are
+// gone, so that no connection is steered to one about to close.
+func (s *socketSet) commit(next map[string][]*os.File, steering config.Steering, log *logrus.Entry) {
 	inNext := make(map[*os.File]bool)
 	for _, files := range next {
 		for _, f := range files {
@@ -181,6 +183,15 @@ func (s *socketSet) commit(next map[string][]*os.File) {
 		}
 	}
 	s.byAddr = next
+	for key, files := range next {
+		if len(files) < 2 {
+			continue
+		}
+		if err := listener.Steer(files[0], len(files), steering); err != nil {
+			// Connections still arrive, spread by the kernel's hash.
+			log.WithError(err).WithField("address", key).Warn("reuseport steering not set; connections spread by hash")
+		}
+	}
 }
 
 // discard closes the sockets of an abandoned configuration that the live

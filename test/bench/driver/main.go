@@ -259,6 +259,10 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			// NAME-auto=BINARY runs the build with the shipped worker count.
 			workers = `"auto"`
 		}
+		if strings.HasSuffix(name, "-ncpu") {
+			// NAME-ncpu=BINARY runs the build with one worker per CPU.
+			workers = strconv.Itoa(runtime.NumCPU())
+		}
 		variants = append(variants, variant{name: name, bin: bin, workers: workers, pinnable: workers == "1"})
 	}
 	for _, v := range variants {

@@ -1,5 +1,6 @@
 worker_processes        = "auto"
 worker_cpu_affinity     = "auto"
+reuseport_steering      = "cpu"
 worker_shutdown_timeout = "30s"
 pid_file                = "/run/nuthatch/nuthatch.pid"
 user  = "nuthatch"
