@@ -54,7 +54,8 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
+			// No UnlockOSThread: the pinned thread exits with the goroutine
+			// instead of going back to the pool (and into a later fork).
 			var set unix.CPUSet
 			set.Set(cpu)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {

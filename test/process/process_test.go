@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sys/unix"
 
 	"github.com/nuthatch-proxy/nuthatch/test/harness"
 )
@@ -168,45 +170,113 @@ func (l *load) finish(t *testing.T) {
 	t.Logf("load: %d requests ok, %d failed", l.ok.Load(), l.failed.Load())
 }
 
-func TestWorkersAffinityAndSpread(t *testing.T) {
-	s := start(t, 2, `worker_cpu_affinity = "auto"`)
+// pinnedWorkers starts 2 workers pinned to distinct CPUs and returns them
+// by CPU.
+func pinnedWorkers(t *testing.T, extra string) (*setup, map[int]int) {
+	t.Helper()
+	s := start(t, 2, `worker_cpu_affinity = "auto"`+"\n"+extra)
 	master := s.proxy.Cmd.Process.Pid
-	workers := waitWorkers(t, master, 2, time.Second)
-	cpus := map[string]bool{}
-	for _, w := range workers {
+	byCPU := map[int]int{}
+	for _, w := range waitWorkers(t, master, 2, time.Second) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w))
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "Cpus_allowed_list:") {
-				cpus[strings.TrimSpace(strings.TrimPrefix(line, "Cpus_allowed_list:"))] = true
+				cpu, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "Cpus_allowed_list:")))
+				if err != nil {
+					t.Fatalf("worker %d not pinned to one CPU: %s", w, line)
+				}
+				byCPU[cpu] = w
 			}
 		}
 	}
-	if len(cpus) != 2 {
-		t.Fatalf("workers not pinned to distinct CPUs: %v", cpus)
+	if len(byCPU) != 2 {
+		t.Fatalf("workers not pinned to distinct CPUs: %v", byCPU)
 	}
-	base := map[int]int{}
-	for _, w := range workers {
-		base[w] = socketCount(w)
-	}
+	return s, byCPU
+}
+
+// dialPinged opens n connections to addr from a thread pinned to cpu (-1:
+// anywhere), each answered once, and closes them at the end of the test.
+func dialPinged(t *testing.T, cpu, n int, addr string) {
+	t.Helper()
+	done := make(chan error, 1)
 	var conns []net.Conn
-	for i := 0; i < 64; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		c.Write([]byte("PING\r\n"))
-		buf := make([]byte, 7)
-		c.Read(buf)
-	}
-	defer func() {
+	t.Cleanup(func() {
 		for _, c := range conns {
 			c.Close()
 		}
+	})
+	go func() {
+		if cpu >= 0 {
+			runtime.LockOSThread()
+			// No UnlockOSThread: the pinned thread exits with the goroutine
+			// instead of going back to the pool (and into a later fork).
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				done <- err
+				return
+			}
+		}
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				done <- err
+				return
+			}
+			conns = append(conns, c)
+			c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			c.Read(buf)
+		}
+		done <- nil
 	}()
-	for _, w := range workers {
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// By default (reuseport_steering "auto") a loopback connection goes to the
+// worker of the CPU its client thread runs on: with worker i pinned to
+// CPU i, the connections from CPU k all reach the worker on CPU k.
+func TestWorkersAffinityAndSteering(t *testing.T) {
+	s, byCPU := pinnedWorkers(t, "")
+	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+	// Warm up each worker's server links, so that the counts below are
+	// of client connections only.
+	for cpu := range byCPU {
+		dialPinged(t, cpu, 1, addr)
+	}
+	for cpu, w := range byCPU {
+		base := map[int]int{}
+		for _, w := range byCPU {
+			base[w] = socketCount(w)
+		}
+		dialPinged(t, cpu, 32, addr)
+		for _, o := range byCPU {
+			got, want := socketCount(o)-base[o], 0
+			if o == w {
+				want = 32
+			}
+			if got != want {
+				t.Errorf("32 connections from CPU %d: worker %d (the worker on CPU %d is %d) took %d, want %d", cpu, o, cpu, w, got, want)
+			}
+		}
+	}
+}
+
+// With reuseport_steering = "hash" the kernel spreads one thread's
+// connections over the workers.
+func TestWorkersSpreadByHash(t *testing.T) {
+	s, byCPU := pinnedWorkers(t, `reuseport_steering = "hash"`)
+	base := map[int]int{}
+	for _, w := range byCPU {
+		base[w] = socketCount(w)
+	}
+	dialPinged(t, 0, 64, fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
+	for _, w := range byCPU {
 		if got := socketCount(w) - base[w]; got < 8 {
-			t.Errorf("worker %d took only %d of 64 connections", w, got)
+			t.Errorf("worker %d took only %d of 64 connections from CPU 0", w, got)
 		}
 	}
 }
