@@ -93,13 +93,17 @@ func main() {
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count each proxy's system calls per request with perf stat (when available)")
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
-	flag.Func("compare", "NAME=BINARY: also run another nuthatch build with 1 worker, as target NAME (repeatable; for A/B of an optimisation)", func(v string) error {
+	flag.Func("compare", "NAME=BINARY[;ATTR=VALUE...]: also run another nuthatch build (or the same one with other top-level settings) with 1 worker, as target NAME; NAME-auto runs \"auto\" workers, NAME-ncpu one per CPU (repeatable; for A/B of an optimisation)", func(v string) error {
 		name, bin, ok := strings.Cut(v, "=")
+		bin, settings, _ := strings.Cut(bin, ";")
 		if !ok || name == "" || bin == "" {
 			return errors.New("want NAME=BINARY")
 		}
 		if abs, err := filepath.Abs(bin); err == nil {
 			bin = abs
+		}
+		if settings != "" {
+			bin += ";" + settings
 		}
 		o.compare = append(o.compare, name+"="+bin)
 		return nil
@@ -235,8 +239,8 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		logf("%s", note)
 	}
 	type variant struct {
-		name, bin, workers string
-		quickack, pinnable bool
+		name, bin, workers, settings string
+		quickack, pinnable           bool
 	}
 	// nuthatch-quickack comes right after nuthatch-1, so that the two are
 	// side by side in the tables.
@@ -254,6 +258,7 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
+		bin, settings, _ := strings.Cut(bin, ";")
 		workers := "1"
 		if strings.HasSuffix(name, "-auto") {
 			// NAME-auto=BINARY runs the build with the shipped worker count.
@@ -263,17 +268,26 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 			// NAME-ncpu=BINARY runs the build with one worker per CPU.
 			workers = strconv.Itoa(runtime.NumCPU())
 		}
-		variants = append(variants, variant{name: name, bin: bin, workers: workers, pinnable: workers == "1"})
+		lines := ""
+		for _, a := range strings.Split(settings, ";") {
+			if a != "" {
+				lines += a + "\n"
+			}
+		}
+		variants = append(variants, variant{name: name, bin: bin, workers: workers, settings: lines, pinnable: workers == "1" && lines == ""})
 	}
 	for _, v := range variants {
-		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.quickack)
+		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.settings, v.quickack)
 		if err != nil {
 			return err
 		}
 		t.pinnable = v.pinnable
 		t.resp3 = !v.quickack
-		if v.bin != e.nuthatchBin {
+		if v.bin != e.nuthatchBin || v.settings != "" {
 			t.note = "workers " + v.workers + ", " + v.bin
+			if v.settings != "" {
+				t.note += ", " + strings.ReplaceAll(strings.TrimSpace(v.settings), "\n", ", ")
+			}
 		}
 		switch v.name {
 		case "nuthatch-auto":

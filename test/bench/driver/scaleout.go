@@ -141,7 +141,7 @@ func (e *env) scaleOut(ctx context.Context, o options, rep *report, b *backends)
 	sc := scenario{name: "scale-out redis GET 100B P16", proto: load.Redis, op: load.Get, size: 100, prefix: "k100:", pipeline: 16, pinned: true}
 	for _, n := range scaleWorkers {
 		name := fmt.Sprintf("nuthatch-x%d", n)
-		t, err := e.nuthatch(ctx, b, name, e.nuthatchBin, strconv.Itoa(n), false)
+		t, err := e.nuthatch(ctx, b, name, e.nuthatchBin, strconv.Itoa(n), "", false)
 		if err != nil {
 			return err
 		}

@@ -233,13 +233,15 @@ func nuthatchConfig(workers string, quickack bool, rp, mp int, b *backends) stri
 	return c.String()
 }
 
-func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers string, quickack bool) (*target, error) {
+// nuthatch starts a nuthatch target; settings are extra top-level
+// attributes, one per line (a -compare variant's).
+func (e *env) nuthatch(ctx context.Context, b *backends, name, bin, workers, settings string, quickack bool) (*target, error) {
 	rp, mp, _, err := freePorts3()
 	if err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(e.dir, name+".hcl")
-	if err := os.WriteFile(conf, []byte(nuthatchConfig(workers, quickack, rp, mp, b)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(settings+nuthatchConfig(workers, quickack, rp, mp, b)), 0o644); err != nil {
 		return nil, err
 	}
 	args := []string{bin, "-c", conf}
