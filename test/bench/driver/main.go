@@ -52,17 +52,17 @@ type env struct {
 }
 
 type options struct {
-	duration, warmup, rateDuration time.Duration
-	rounds, clients, keys, idle    int
-	threads                        int // the generator's event loops
-	only                           *regexp.Regexp
-	rb, syscalls, quickack, pinned bool
-	scaleOut                       bool
-	pubsub                         bool
-	cluster                        bool
-	profile                        time.Duration
-	out                            string
-	compare                        []string // NAME=BINARY
+	duration, warmup, rateDuration        time.Duration
+	rounds, rbRounds, clients, keys, idle int
+	threads                               int // the generator's event loops
+	only                                  *regexp.Regexp
+	rb, syscalls, quickack, pinned        bool
+	scaleOut                              bool
+	pubsub                                bool
+	cluster                               bool
+	profile                               time.Duration
+	out                                   string
+	compare                               []string // NAME=BINARY
 }
 
 func main() {
@@ -80,6 +80,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 200*time.Millisecond, "warm-up before each window")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 2*time.Second, "window of each fixed-rate run")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per scenario")
+	flag.IntVar(&o.rbRounds, "rb-rounds", 5, "alternating rounds of redis-benchmark (at least -rounds): a run is 1-2 s, and 3 of them spread by ±0.15 of the ratio")
 	flag.IntVar(&o.clients, "clients", 50, "clients per run")
 	flag.IntVar(&o.keys, "keys", 10000, "key space")
 	flag.IntVar(&o.threads, "gen-threads", 2, "event loops (OS threads) of the load generator in closed-loop runs (2: direct access saturates a 2-CPU machine; 1 was the limit there)")

@@ -378,8 +378,9 @@ func (e *env) redisBenchmark(ctx context.Context, o options, rep *report) error 
 	resp3 := o.only == nil || o.only.MatchString("redis-benchmark RESP3")
 	var resp3Time time.Duration
 	// Alternating rounds, as the other scenarios: one redis-benchmark
-	// run is at the mercy of whatever else the machine did during it.
-	for round := range o.rounds {
+	// run is at the mercy of whatever else the machine did during it, and
+	// its runs are short: at least 5 rounds by default.
+	for round := range max(o.rounds, o.rbRounds) {
 		for _, depth := range []int{1, 16} {
 			n := 100000
 			if depth > 1 {
