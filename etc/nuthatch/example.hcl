@@ -4,13 +4,21 @@
 # "pool" block below is one top-level entry of a nutcracker.yml, with the
 # same keys and defaults. docs/configuration.md describes every attribute.
 
-# One worker process per online CPU; every worker serves every pool.
-# A number (1-1024) fixes the count instead.
+# One worker process per two usable CPUs (the affinity mask, capped by the
+# cgroup CPU quota), rounded up; every worker serves every pool. A number
+# (1-1024) fixes the count instead.
 worker_processes = "auto"
 
 # "auto" pins worker i to CPU i; "off" (the default) leaves scheduling to
 # the kernel.
 worker_cpu_affinity = "off"
+
+# Which worker a new connection goes to, where each worker has a listening
+# socket of its own: "auto" (the default) sends a connection from this host
+# to the worker of the CPU its client runs on, so that one client process
+# is served by one worker, and spreads the others by the kernel's hash;
+# "cpu" steers remote connections by CPU too; "hash" never steers.
+reuseport_steering = "auto"
 
 # On reload or upgrade, old workers finish in-flight requests for at most
 # this long before they close their remaining client connections.
