@@ -16,7 +16,7 @@ import (
 )
 
 // A committed set steers each loopback connection to the socket of the
-// CPU it came from (reuseport_steering "auto", the default): one client
+// CPU it came from (reuseport_steering "auto"): one client
 // thread's connections all reach one worker.
 func TestSocketSetSteersByCPU(t *testing.T) {
 	if runtime.NumCPU() < 2 {
@@ -33,7 +33,7 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ReuseportSteering != config.SteerAuto {
+	if cfg.ReuseportSteering != config.SteerHash {
 		t.Fatalf("default steering %q", cfg.ReuseportSteering)
 	}
 	s := newSocketSet()
@@ -44,7 +44,7 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	s.commit(next, cfg.ReuseportSteering, logrus.NewEntry(log))
+	s.commit(next, config.SteerAuto, logrus.NewEntry(log))
 	socks := next["tcp:"+addr]
 	if len(socks) != 2 {
 		t.Fatalf("%d sockets for 2 workers", len(socks))
