@@ -62,7 +62,13 @@ type options struct {
 	cluster                               bool
 	profile                               time.Duration
 	out                                   string
-	compare                               []string // NAME=BINARY
+	compare                               []compareTarget
+}
+
+// compareTarget is one -compare NAME=BINARY;ATTR = VALUE;… flag.
+type compareTarget struct {
+	name, bin string
+	settings  []string // extra top-level attributes
 }
 
 func main() {
@@ -80,7 +86,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 200*time.Millisecond, "warm-up before each window")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 2*time.Second, "window of each fixed-rate run")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds per scenario")
-	flag.IntVar(&o.rbRounds, "rb-rounds", 5, "alternating rounds of redis-benchmark (at least -rounds): a run is 1-2 s, and 3 of them spread by ±0.15 of the ratio")
+	flag.IntVar(&o.rbRounds, "rb-rounds", 5, "alternating rounds of redis-benchmark (at least -rounds): a run is 1-2 s, and with 3 of them one configuration measured 0.15-0.3x apart")
 	flag.IntVar(&o.clients, "clients", 50, "clients per run")
 	flag.IntVar(&o.keys, "keys", 10000, "key space")
 	flag.IntVar(&o.threads, "gen-threads", 2, "event loops (OS threads) of the load generator in closed-loop runs (2: direct access saturates a 2-CPU machine; 1 was the limit there)")
@@ -95,18 +101,21 @@ func main() {
 	flag.DurationVar(&o.profile, "profile", 5*time.Second, "CPU-profile nuthatch for this long per profiled scenario (0 skips)")
 	flag.StringVar(&e.profileDir, "profile-dir", "", "copy the CPU profiles (bench-cpu-*.pprof) into this directory")
 	flag.Func("compare", "NAME=BINARY[;ATTR=VALUE...]: also run another nuthatch build (or the same one with other top-level settings) with 1 worker, as target NAME; NAME-auto runs \"auto\" workers, NAME-ncpu one per CPU (repeatable; for A/B of an optimisation)", func(v string) error {
-		name, bin, ok := strings.Cut(v, "=")
-		bin, settings, _ := strings.Cut(bin, ";")
-		if !ok || name == "" || bin == "" {
+		name, rest, ok := strings.Cut(v, "=")
+		parts := strings.Split(rest, ";")
+		c := compareTarget{name: name, bin: parts[0]}
+		if !ok || c.name == "" || c.bin == "" {
 			return errors.New("want NAME=BINARY")
 		}
-		if abs, err := filepath.Abs(bin); err == nil {
-			bin = abs
+		if abs, err := filepath.Abs(c.bin); err == nil {
+			c.bin = abs
 		}
-		if settings != "" {
-			bin += ";" + settings
+		for _, a := range parts[1:] {
+			if a = strings.TrimSpace(a); a != "" {
+				c.settings = append(c.settings, a)
+			}
 		}
-		o.compare = append(o.compare, name+"="+bin)
+		o.compare = append(o.compare, c)
 		return nil
 	})
 	only := flag.String("only", "", "run only scenarios whose name matches this regexp")
@@ -258,24 +267,20 @@ func run(ctx context.Context, e *env, o options, out io.Writer) error {
 		variants = append(variants, variant{name: "nuthatch-ncpu", bin: e.nuthatchBin, workers: strconv.Itoa(n)})
 	}
 	for _, c := range o.compare {
-		name, bin, _ := strings.Cut(c, "=")
-		bin, settings, _ := strings.Cut(bin, ";")
 		workers := "1"
-		if strings.HasSuffix(name, "-auto") {
+		if strings.HasSuffix(c.name, "-auto") {
 			// NAME-auto=BINARY runs the build with the shipped worker count.
 			workers = `"auto"`
 		}
-		if strings.HasSuffix(name, "-ncpu") {
+		if strings.HasSuffix(c.name, "-ncpu") {
 			// NAME-ncpu=BINARY runs the build with one worker per CPU.
 			workers = strconv.Itoa(runtime.NumCPU())
 		}
 		lines := ""
-		for _, a := range strings.Split(settings, ";") {
-			if a != "" {
-				lines += a + "\n"
-			}
+		for _, a := range c.settings {
+			lines += a + "\n"
 		}
-		variants = append(variants, variant{name: name, bin: bin, workers: workers, settings: lines, pinnable: workers == "1" && lines == ""})
+		variants = append(variants, variant{name: c.name, bin: c.bin, workers: workers, settings: lines, pinnable: workers == "1" && lines == ""})
 	}
 	for _, v := range variants {
 		t, err := e.nuthatch(ctx, b, v.name, v.bin, v.workers, v.settings, v.quickack)
