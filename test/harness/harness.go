@@ -102,13 +102,40 @@ func StartEnv(t testing.TB, env []string, name string, args ...string) *Proc {
 	w := lockedBuffer{&p.mu, p.Log}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	var err error
+	onSpawnThread(func() { err = cmd.Start() })
+	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	p.Cmd = cmd
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.Kill() })
 	return p
+}
+
+// spawnThread is the OS thread every program is started from, locked to
+// its goroutine for the life of the test binary. Pdeathsig fires when the
+// thread that forked the child exits, not the process (Go issue 27505): a
+// test that pins a goroutine to a thread and lets the goroutine end, which
+// ends the thread, killed a proxy it had started from that thread, and the
+// proxy's clients saw their connections refused.
+var (
+	spawnOnce sync.Once
+	spawnReq  = make(chan func())
+)
+
+func onSpawnThread(f func()) {
+	spawnOnce.Do(func() {
+		go func() {
+			runtime.LockOSThread()
+			for f := range spawnReq {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawnReq <- func() { defer close(done); f() }
+	<-done
 }
 
 // Kill kills the program's whole process group and waits for it.

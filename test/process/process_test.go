@@ -6,6 +6,7 @@ package process
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,33 +172,55 @@ func (l *load) finish(t *testing.T) {
 }
 
 // pinnedWorkers starts 2 workers pinned to distinct CPUs and returns them
-// by CPU.
+// by CPU. A worker pins itself once started, so the affinity is polled.
 func pinnedWorkers(t *testing.T, extra string) (*setup, map[int]int) {
 	t.Helper()
 	s := start(t, 2, `worker_cpu_affinity = "auto"`+"\n"+extra)
 	master := s.proxy.Cmd.Process.Pid
 	byCPU := map[int]int{}
 	for _, w := range waitWorkers(t, master, 2, time.Second) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w))
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "Cpus_allowed_list:") {
-				cpu, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "Cpus_allowed_list:")))
-				if err != nil {
-					t.Fatalf("worker %d not pinned to one CPU: %s", w, line)
-				}
+		var line string
+		for deadline := time.Now().Add(2 * time.Second); ; {
+			line = cpusAllowed(w)
+			if cpu, err := strconv.Atoi(line); err == nil {
 				byCPU[cpu] = w
+				break
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d not pinned to one CPU: Cpus_allowed_list: %s", w, line)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if len(byCPU) != 2 {
 		t.Fatalf("workers not pinned to distinct CPUs: %v", byCPU)
 	}
+	// The master steers the group once every worker is ready; before
+	// that connections are spread by hash (and queue until accepted).
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.proxy.Output(), "workers ready"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers not ready:\n%s", s.proxy.Output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return s, byCPU
 }
 
+// cpusAllowed is pid's Cpus_allowed_list ("0", "0-1").
+func cpusAllowed(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // dialPinged opens n connections to addr from a thread pinned to cpu (-1:
-// anywhere), each answered once, and closes them at the end of the test.
-func dialPinged(t *testing.T, cpu, n int, addr string) {
+// anywhere), each answered once, closes them at the end of the test and
+// returns them.
+func dialPinged(t *testing.T, cpu, n int, addr string) []net.Conn {
 	t.Helper()
 	done := make(chan error, 1)
 	var conns []net.Conn
@@ -210,7 +233,9 @@ func dialPinged(t *testing.T, cpu, n int, addr string) {
 		if cpu >= 0 {
 			runtime.LockOSThread()
 			// No UnlockOSThread: the pinned thread exits with the goroutine
-			// instead of going back to the pool (and into a later fork).
+			// instead of going back to the pool (and into a later fork;
+			// programs are started from a thread of their own, see
+			// harness.Start).
 			var set unix.CPUSet
 			set.Set(cpu)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
@@ -225,46 +250,81 @@ func dialPinged(t *testing.T, cpu, n int, addr string) {
 				return
 			}
 			conns = append(conns, c)
-			c.Write([]byte("PING\r\n"))
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write([]byte("PING\r\n")); err != nil {
+				done <- fmt.Errorf("connection %d of %d from CPU %d: %w", i+1, n, cpu, err)
+				return
+			}
 			buf := make([]byte, 7)
-			c.Read(buf)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "+PONG\r\n" {
+				done <- fmt.Errorf("connection %d of %d from CPU %d: PING answered %q, %v", i+1, n, cpu, buf, err)
+				return
+			}
 		}
 		done <- nil
 	}()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	return conns
+}
+
+// servedBy returns, for each of conns, the pid among workers that holds
+// its server side: the socket whose inode /proc/net/tcp gives for the
+// connection's address pair.
+func servedBy(t *testing.T, workers []int, conns []net.Conn) []int {
+	t.Helper()
+	owner := map[string]int{} // socket inode -> pid
+	for _, w := range workers {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", w))
+		for _, e := range ents {
+			l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", w, e.Name()))
+			if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+				owner[strings.TrimSuffix(ino, "]")] = w
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "sl local rem st ... inode": the server side's local address is the
+	// client's remote one and the other way round.
+	byPair := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 {
+			byPair[f[1]+" "+f[2]] = f[9]
+		}
+	}
+	hex := func(a net.Addr) string {
+		ap := a.(*net.TCPAddr).AddrPort()
+		ip := ap.Addr().As4()
+		// /proc/net/tcp prints the address as a host-order uint32.
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	}
+	out := make([]int, len(conns))
+	for i, c := range conns {
+		out[i] = owner[byPair[hex(c.RemoteAddr())+" "+hex(c.LocalAddr())]]
+	}
+	return out
 }
 
 // With reuseport_steering = "auto" a loopback connection goes to the
 // worker of the CPU its client thread runs on: with worker i pinned to
 // CPU i, the connections from CPU k all reach the worker on CPU k.
 func TestWorkersAffinityAndSteering(t *testing.T) {
-	// Known bug (2026-12-02): with steering on, a dial from a pinned
-	// thread is sometimes refused or reset by a proxy that accepted the
-	// previous one; reuseport_steering defaults to "hash" until it is
-	// understood (issue #22 note).
-	t.Skip("reuseport_steering \"auto\": intermittent refused connections, under investigation")
 	s, byCPU := pinnedWorkers(t, `reuseport_steering = "auto"`)
 	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
-	// Warm up each worker's server links, so that the counts below are
-	// of client connections only.
-	for cpu := range byCPU {
-		dialPinged(t, cpu, 1, addr)
-	}
+	workers := []int{byCPU[0], byCPU[1]}
 	for cpu, w := range byCPU {
-		base := map[int]int{}
-		for _, w := range byCPU {
-			base[w] = socketCount(w)
-		}
-		dialPinged(t, cpu, 32, addr)
-		for _, o := range byCPU {
-			got, want := socketCount(o)-base[o], 0
-			if o == w {
-				want = 32
-			}
-			if got != want {
-				t.Errorf("32 connections from CPU %d: worker %d (the worker on CPU %d is %d) took %d, want %d", cpu, o, cpu, w, got, want)
+		conns := dialPinged(t, cpu, 32, addr)
+		got := servedBy(t, workers, conns)
+		for i, o := range got {
+			if o != w {
+				t.Errorf("connection %d of 32 from CPU %d (port %d) served by %d, want %d, the worker on CPU %d (all: %v)",
+					i+1, cpu, conns[i].LocalAddr().(*net.TCPAddr).Port, o, w, cpu, got)
+				break
 			}
 		}
 	}
@@ -274,14 +334,15 @@ func TestWorkersAffinityAndSteering(t *testing.T) {
 // connections over the workers.
 func TestWorkersSpreadByHash(t *testing.T) {
 	s, byCPU := pinnedWorkers(t, "") // the default, "hash"
-	base := map[int]int{}
-	for _, w := range byCPU {
-		base[w] = socketCount(w)
+	workers := []int{byCPU[0], byCPU[1]}
+	conns := dialPinged(t, 0, 64, fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
+	took := map[int]int{}
+	for _, w := range servedBy(t, workers, conns) {
+		took[w]++
 	}
-	dialPinged(t, 0, 64, fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
-	for _, w := range byCPU {
-		if got := socketCount(w) - base[w]; got < 8 {
-			t.Errorf("worker %d took only %d of 64 connections from CPU 0", w, got)
+	for _, w := range workers {
+		if took[w] < 8 {
+			t.Errorf("worker %d took only %d of 64 connections from CPU 0 (%v)", w, took[w], took)
 		}
 	}
 }
