@@ -14,12 +14,11 @@ worker_processes = "auto"
 worker_cpu_affinity = "off"
 
 # Which worker a new connection goes to, where each worker has a listening
-# socket of its own: "auto" sends a connection from this host
+# socket of its own: "auto" (the default) sends a connection from this host
 # to the worker of the CPU its client runs on, so that one client process
 # is served by one worker, and spreads the others by the kernel's hash;
-# "cpu" steers remote connections by CPU too; "hash" (the default) never
-# steers. "auto" and "cpu" have a known bug (connections refused at times).
-reuseport_steering = "hash"
+# "cpu" steers remote connections by CPU too; "hash" never steers.
+reuseport_steering = "auto"
 
 # On reload or upgrade, old workers finish in-flight requests for at most
 # this long before they close their remaining client connections.

@@ -316,7 +316,7 @@ func decode(body hcl.Body, filename string, files map[string][]byte) (*Config, h
 		c.errorf(raw.WorkerCPUAffinityRange, "Invalid worker_cpu_affinity",
 			"%q is not a valid worker_cpu_affinity; use one of: %s.", aff, quoteList(affinities))
 	}
-	cfg.ReuseportSteering = Steering(deref(raw.ReuseportSteering, string(SteerHash)))
+	cfg.ReuseportSteering = Steering(deref(raw.ReuseportSteering, string(SteerAuto)))
 	if !oneOf(string(cfg.ReuseportSteering), steerings) {
 		c.errorf(raw.ReuseportSteeringRange, "Invalid reuseport_steering",
 			"%q is not a valid reuseport_steering; use one of: %s.", cfg.ReuseportSteering, quoteList(steerings))

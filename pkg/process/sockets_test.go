@@ -33,7 +33,7 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ReuseportSteering != config.SteerHash {
+	if cfg.ReuseportSteering != config.SteerAuto {
 		t.Fatalf("default steering %q", cfg.ReuseportSteering)
 	}
 	s := newSocketSet()
@@ -44,7 +44,7 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	s.commit(next, config.SteerAuto, logrus.NewEntry(log))
+	s.commit(next, cfg.ReuseportSteering, logrus.NewEntry(log))
 	socks := next["tcp:"+addr]
 	if len(socks) != 2 {
 		t.Fatalf("%d sockets for 2 workers", len(socks))

@@ -310,11 +310,11 @@ func servedBy(t *testing.T, workers []int, conns []net.Conn) []int {
 	return out
 }
 
-// With reuseport_steering = "auto" a loopback connection goes to the
-// worker of the CPU its client thread runs on: with worker i pinned to
+// By default (reuseport_steering = "auto") a loopback connection goes to
+// the worker of the CPU its client thread runs on: with worker i pinned to
 // CPU i, the connections from CPU k all reach the worker on CPU k.
 func TestWorkersAffinityAndSteering(t *testing.T) {
-	s, byCPU := pinnedWorkers(t, `reuseport_steering = "auto"`)
+	s, byCPU := pinnedWorkers(t, "")
 	addr := fmt.Sprintf("127.0.0.1:%d", s.ports[0])
 	workers := []int{byCPU[0], byCPU[1]}
 	for cpu, w := range byCPU {
@@ -330,10 +330,10 @@ func TestWorkersAffinityAndSteering(t *testing.T) {
 	}
 }
 
-// By default (reuseport_steering = "hash") the kernel spreads one thread's
+// With reuseport_steering = "hash" the kernel spreads one thread's
 // connections over the workers.
 func TestWorkersSpreadByHash(t *testing.T) {
-	s, byCPU := pinnedWorkers(t, "") // the default, "hash"
+	s, byCPU := pinnedWorkers(t, `reuseport_steering = "hash"`)
 	workers := []int{byCPU[0], byCPU[1]}
 	conns := dialPinged(t, 0, 64, fmt.Sprintf("127.0.0.1:%d", s.ports[0]))
 	took := map[int]int{}
