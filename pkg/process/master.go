@@ -217,6 +217,13 @@ func (m *Master) Run(cfg *config.Config, src []byte) error {
 		return err
 	}
 	m.sockets.closeUnused(m.entry)
+	if m.Parent == nil {
+		// Nothing else accepts from these sockets yet (an upgrade's old
+		// workers do, so it waits for promote): steer at once, so that
+		// clients connecting while the workers start are not left spread
+		// by hash for the life of their connections.
+		steer(g.sockets, cfg.ReuseportSteering, m.entry)
+	}
 	m.next = g
 	m.startGeneration(g)
 

@@ -183,7 +183,13 @@ func (s *socketSet) commit(next map[string][]*os.File, steering config.Steering,
 		}
 	}
 	s.byAddr = next
-	for key, files := range next {
+	steer(next, steering, log)
+}
+
+// steer sets how each address's group of sockets in set spreads new
+// connections over the workers.
+func steer(set map[string][]*os.File, steering config.Steering, log *logrus.Entry) {
+	for key, files := range set {
 		if len(files) < 2 {
 			continue
 		}
