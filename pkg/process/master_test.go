@@ -206,6 +206,13 @@ func startMaster(t *testing.T, workers int, pools ...string) *masterRun {
 // runMaster runs a master on the configuration in path, logging to out.
 func runMaster(t *testing.T, path string, out io.Writer) *masterRun {
 	t.Helper()
+	return runMasterWith(t, path, out, nil)
+}
+
+// runMasterWith is runMaster with setup applied to the run before the
+// master starts.
+func runMasterWith(t *testing.T, path string, out io.Writer, setup func(*masterRun)) *masterRun {
+	t.Helper()
 	src, _ := os.ReadFile(path)
 	cfg, err := config.Parse(src, path)
 	if err != nil {
@@ -217,6 +224,9 @@ func runMaster(t *testing.T, path string, out io.Writer) *masterRun {
 	r := &masterRun{sp: newFakeSpawner(), sigs: make(chan os.Signal, 4), done: make(chan error, 1), notes: make(chan string, 100), path: path}
 	r.m = &Master{Log: log, Spawner: r.sp, ConfigPath: path, Signals: r.sigs, openSocket: fakeSockets,
 		Notify: func(s string) { r.notes <- s }}
+	if setup != nil {
+		setup(r)
+	}
 	go func() { r.done <- r.m.Run(cfg, src) }()
 	t.Cleanup(func() {
 		r.sigs <- syscall.SIGINT

@@ -1,14 +1,12 @@
 package process
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,42 +52,8 @@ func TestSocketSetSteersByCPU(t *testing.T) {
 	}
 	for round := 0; round < 6; round++ {
 		cpu := round % 2
-		done := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			// No UnlockOSThread: the pinned thread exits with the goroutine
-			// instead of going back to the pool (and into a later fork).
-			var set unix.CPUSet
-			set.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				done <- err
-				return
-			}
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				defer c.Close()
-			}
-			done <- err
-		}()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		got := -1
-		for deadline := time.Now().Add(2 * time.Second); got < 0 && time.Now().Before(deadline); {
-			for i, f := range socks {
-				nfd, _, err := unix.Accept4(int(f.Fd()), unix.SOCK_CLOEXEC)
-				if err == nil {
-					unix.Close(nfd)
-					got = i
-					break
-				}
-				if !errors.Is(err, unix.EAGAIN) {
-					t.Fatal(err)
-				}
-			}
-			time.Sleep(time.Millisecond)
-		}
-		if got != cpu {
+		dialFromCPU(t, cpu, addr)
+		if got := queuedOn(t, socks); got != cpu {
 			t.Fatalf("round %d: connection from CPU %d queued on socket %d", round, cpu, got)
 		}
 	}
@@ -113,84 +77,78 @@ func TestMasterSteersBeforeWorkersAreReady(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(src), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	sp := newFakeSpawner()
-	sp.notReady[1] = true // the first generation never promotes
-	sigs := make(chan os.Signal, 4)
-	done := make(chan error, 1)
-	m := &Master{Log: log, Spawner: sp, ConfigPath: path, Signals: sigs, Notify: func(string) {}}
-	go func() { done <- m.Run(cfg, []byte(src)) }()
-	t.Cleanup(func() {
-		sigs <- syscall.SIGINT
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("master did not stop")
-		}
+	r := runMasterWith(t, path, io.Discard, func(r *masterRun) {
+		r.m.openSocket = nil    // real SO_REUSEPORT sockets
+		r.sp.notReady[1] = true // the first generation never promotes
 	})
-	bySlot := map[int]*fakeWorker{}
+	socks := make([]*os.File, 2)
 	for range 2 {
-		w := sp.wait(t)
+		w := r.sp.wait(t)
 		expectMsg(t, w, MsgInit)
-		bySlot[w.spec.Slot] = w
+		socks[w.spec.Slot] = w.files[0]
 	}
 	for round := 0; round < 4; round++ {
 		cpu := round % 2
-		dialed := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			// No UnlockOSThread: the pinned thread ends with the goroutine.
-			var set unix.CPUSet
-			set.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				dialed <- err
-				return
-			}
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				t.Cleanup(func() { c.Close() })
-			}
-			dialed <- err
-		}()
-		if err := <-dialed; err != nil {
-			t.Fatal(err)
-		}
-		got := -1
-		for deadline := time.Now().Add(2 * time.Second); got < 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			for slot, w := range bySlot {
-				if queued(t, w.files[0]) {
-					got = slot
-				}
-			}
-		}
-		if got != cpu {
-			t.Fatalf("connection %d from CPU %d queued on worker slot %d's socket, want %d (not ready yet, so not steered?)", round+1, cpu, got, cpu)
+		dialFromCPU(t, cpu, addr)
+		if got := queuedOn(t, socks); got != cpu {
+			t.Fatalf("connection %d from CPU %d queued on worker slot %d's socket, want %d (not steered before ready?)", round+1, cpu, got, cpu)
 		}
 	}
 }
 
-// queued accepts and closes one connection queued on listening socket f,
-// and reports whether there was one; it never blocks.
-func queued(t *testing.T, f *os.File) bool {
+// dialFromCPU connects to addr from a thread pinned to cpu, so that the
+// loopback handshake is processed there, and closes the connection at the
+// end of the test.
+func dialFromCPU(t *testing.T, cpu int, addr string) {
 	t.Helper()
-	rc, err := f.SyscallConn()
-	if err != nil {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the pinned thread exits with the goroutine
+		// instead of going back to the pool (and into a later fork).
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			done <- err
+			return
+		}
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	ok := false
-	rc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(pfd, 0); n == 1 {
-			if c, _, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC); err == nil {
-				unix.Close(c)
-				ok = true
+}
+
+// queuedOn waits up to 2 s for a connection queued on one of the listening
+// sockets socks, accepts and closes it, and returns that socket's index
+// (-1: none).
+func queuedOn(t *testing.T, socks []*os.File) int {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for i, f := range socks {
+			rc, err := f.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := false
+			rc.Control(func(fd uintptr) {
+				// Poll first: f may be in blocking mode.
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				if n, _ := unix.Poll(pfd, 0); n == 1 {
+					if c, _, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC); err == nil {
+						unix.Close(c)
+						got = true
+					}
+				}
+			})
+			if got {
+				return i
 			}
 		}
-	})
-	return ok
+	}
+	return -1
 }

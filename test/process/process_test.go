@@ -195,13 +195,6 @@ func pinnedWorkers(t *testing.T, extra string) (*setup, map[int]int) {
 	if len(byCPU) != 2 {
 		t.Fatalf("workers not pinned to distinct CPUs: %v", byCPU)
 	}
-	// Connections queue until each worker accepts; wait until all do.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.proxy.Output(), "workers ready"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("workers not ready:\n%s", s.proxy.Output())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	return s, byCPU
 }
 
