@@ -230,6 +230,7 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	self := []int{os.Getpid()}
 	var (
 		c0, c1 int64
+		k0, k1 int64 // the proxy's stime
 		b0, b1 int64 // backends
 		g0, g1 int64 // this process: the load generator
 		s0, s1 map[string]cpuTimes
@@ -243,16 +244,17 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 		b, _ := os.ReadFile("/proc/stat")
 		return parseCPUStat(string(b))
 	}
-	ticks := func() (int64, int64, int64, map[string]cpuTimes) {
-		return cpuTicks(pids), cpuTicks(backends), cpuTicks(self), stat()
+	ticks := func() (int64, int64, int64, int64, map[string]cpuTimes) {
+		u, s := cpuSplit(pids)
+		return u + s, s, cpuTicks(backends), cpuTicks(self), stat()
 	}
 	spec := load.Spec{
 		Protocol: sc.proto, Op: sc.op, Addrs: addrs, Clients: o.clients, Pipeline: sc.pipeline,
 		Rate: sc.rateRPS, ValueSize: sc.size, Keys: o.keys, KeyPrefix: sc.prefix, MultiKeys: sc.multi,
 		Threads: o.threads, RESP3: sc.resp3,
 		Warmup: o.warmup, Duration: o.duration,
-		OnStart: func() { c0, b0, g0, s0 = ticks(); rss = sampleRSS(t.pid()) },
-		OnStop:  func() { c1, b1, g1, s1 = ticks(); peak = rss.finish() },
+		OnStart: func() { c0, k0, b0, g0, s0 = ticks(); rss = sampleRSS(t.pid()) },
+		OnStop:  func() { c1, k1, b1, g1, s1 = ticks(); peak = rss.finish() },
 	}
 	if sc.rate {
 		spec.Duration = o.rateDuration
@@ -263,7 +265,7 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	}
 	m := sample{
 		rps: res.Throughput(), p50: res.Latency.Quantile(0.5), p99: res.Latency.Quantile(0.99),
-		p999: res.Latency.Quantile(0.999), errors: res.Errors, misses: res.Misses, cpuUS: -1, rssKB: peak,
+		p999: res.Latency.Quantile(0.999), errors: res.Errors, misses: res.Misses, cpuUS: -1, sysUS: -1, rssKB: peak,
 	}
 	perReq := func(ticks int64) float64 {
 		return float64(ticks) / float64(e.clkTck) * 1e6 / float64(res.Requests)
@@ -271,7 +273,7 @@ func (e *env) measure(ctx context.Context, o options, t *target, sc scenario, ad
 	m.backendUS, m.genUS = -1, -1
 	if res.Requests > 0 {
 		if t.proc != nil {
-			m.cpuUS = perReq(c1 - c0)
+			m.cpuUS, m.sysUS = perReq(c1-c0), perReq(k1-k0)
 		}
 		m.backendUS, m.genUS = perReq(b1-b0), perReq(g1-g0)
 	}
