@@ -75,7 +75,7 @@ run: deps build
 # with 1 and "auto" workers in alternating rounds (and RESP3 against RESP2:
 # BENCH_FLAGS="-only RESP3"; and a 3-master Redis Cluster through nuthatch and
 # predixy beside go-redis's ClusterClient: BENCH_FLAGS="-only Cluster"), medians
-# printed as a table; results and CPU profiles in bin/bench/. About 14 minutes; it
+# printed as a table; results and CPU profiles in bin/bench/. About 19 minutes; it
 # measures and never fails on a number. BENCH_FLAGS="-rounds 5 -duration 3s"
 # for a longer run, BENCH_FLAGS="-only 'GET 100B'" for a subset. Then the
 # TLS group (test/bench/tls, about 3 minutes): redis-benchmark --tls through
