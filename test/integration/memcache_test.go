@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,12 @@ func startMemcachePool(t *testing.T, n int, attrs string) *mcPool {
 		fmt.Fprintf(&servers, "  server %q {}\n", b.Addr)
 	}
 	mp.addr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	// 400ms unless attrs sets its own timeout (HCL refuses an attribute
+	// twice).
+	timeout := `timeout  = "400ms"`
+	if regexp.MustCompile(`(?m)^\s*timeout\s*=`).MatchString(attrs) {
+		timeout = ""
+	}
 	hcl := fmt.Sprintf(`
 worker_processes = 1
 stats {
@@ -35,12 +42,12 @@ stats {
 pool "mc" {
   listen   = %q
   protocol = "memcache"
-  timeout  = "400ms"
+  %s
   hash     = "fnv1a_64"
   distribution = "ketama"
 %s
 %s}
-`, mp.addr, attrs, servers.String())
+`, mp.addr, timeout, attrs, servers.String())
 	mp.proxy = harness.Nuthatch(t, hcl, mp.addr)
 	t.Cleanup(func() {
 		if mp.proxy.Exited() {
