@@ -187,12 +187,12 @@ func memcTool(t *testing.T, name string, args ...string) (string, error) {
 //
 // The pool's timeout is 10s, not the other tests' 400ms: each mget thread
 // sends one get of 5000 keys, about 1,700 per server, and the four
-// threads' fragments queue on one link per server. On a loaded machine
-// (make test) the last of them passed 400ms after it was sent, the link
-// was timed out as twemproxy would, and memcslap, which turns any error
-// reply of an mget into NOT_FOUND and prints nothing, counted that
-// thread's 5000 keys as 0. Beside three busy loops, 400ms failed 4 of 15
-// runs and 1 of 12 (15000, 10000 and 0 keys); 10s failed none of 52.
+// threads' fragments queue on one link per server, so on a loaded
+// machine (make test) the last of them can wait past 400ms and be timed
+// out, as twemproxy would. memcslap turns any error reply of an mget into
+// NOT_FOUND and prints nothing, so it then counts that thread's 5000 keys
+// as 0. Beside three busy loops, 400ms gave 15000, 10000 or 0 keys in 5
+// of 27 runs; with 10s every one of 52 runs counted them all.
 func TestMemcacheClientMemcslap(t *testing.T) {
 	harness.Need(t, "memcslap")
 	mp := startMemcachePool(t, 3, `timeout = "10s"`)

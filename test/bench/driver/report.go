@@ -345,7 +345,7 @@ func (r *report) writeBudget(w io.Writer) {
 		if rs.sc.pinned || rs.sc.rate {
 			continue
 		}
-		nc, _, hasNC := rs.median("nutcracker")
+		nc, _, _ := rs.median("nutcracker") // zero without one: no ceiling
 		for _, t := range r.targets {
 			m, _, ok := rs.median(t.name)
 			if !ok || m.backendUS < 0 || m.genUS < 0 || m.machineBusy < 0 {
@@ -358,9 +358,9 @@ func (r *report) writeBudget(w io.Writer) {
 			}
 			if m.sysUS > 0 && m.sysUS <= m.cpuUS {
 				kernel = fmt.Sprintf("%.2f", m.sysUS)
-				if c, ok := kernelCeiling(m, nc); ok && hasNC && t.name != "nutcracker" {
-					ceiling = fmt.Sprintf("%.2f×", c)
-				}
+			}
+			if c, ok := kernelCeiling(m, nc); ok && t.name != "nutcracker" {
+				ceiling = fmt.Sprintf("%.2f×", c)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.0f%% | %s |\n",
 				rs.sc.name, t.name, m.rps, proxy, kernel, m.backendUS, m.genUS, total, m.machineBusy*100, ceiling)
@@ -381,7 +381,7 @@ func (r *report) writeBudget(w io.Writer) {
 // rps/rps_nc × total / (total - user), total being the proxy, backends
 // and generator together.
 func kernelCeiling(m, nc sample) (float64, bool) {
-	if nc.rps <= 0 || m.rps <= 0 || m.cpuUS < 0 || m.sysUS < 0 || m.backendUS < 0 || m.genUS < 0 {
+	if nc.rps <= 0 || m.rps <= 0 || m.sysUS <= 0 || m.sysUS > m.cpuUS || m.backendUS < 0 || m.genUS < 0 {
 		return 0, false
 	}
 	total := m.cpuUS + m.backendUS + m.genUS
